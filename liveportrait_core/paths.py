@@ -1,0 +1,25 @@
+"""Where the project's folders are: the checkout, the default models and characters folders, caches."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The checkout (or unpacked release) that holds ``liveportrait_core/`` and ``obs_liveportrait.py``.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
+DEFAULT_CHARACTERS_DIR = PROJECT_ROOT / "characters"
+
+
+def user_cache_dir() -> Path:
+    """Per-user cache for prepared characters (never inside the user's characters folder)."""
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "liveportrait_obs"
+
+
+def resolve(path: str | os.PathLike[str], base: Path = PROJECT_ROOT) -> Path:
+    """Expand ``~`` and make a relative settings path relative to the project, not the CWD."""
+    p = Path(os.path.expanduser(os.fspath(path)))
+    return p if p.is_absolute() else (base / p)
