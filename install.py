@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Set up LivePortrait for OBS on this machine, then start the demo.
+
+Run it with the Python that OBS uses (Windows/macOS: the one set in OBS > Tools > Scripts >
+Python Settings, 64-bit 3.10-3.12; Linux: the system Python 3), so that OBS can load the packages:
+
+    python3 install.py            # .venv, dependencies, official weights, checks, then the demo
+
+Steps: create ``.venv`` beside this file; install torch first (the CUDA build when an NVIDIA driver
+is present, otherwise the default build), then ``requirements.txt``; download and verify the
+official weights into ``models/``; run ``doctor``; start ``demo``. Every step can be skipped, and a
+step that cannot work here (no network for the weights, no GPU) says why and what to do, without
+undoing the others. Only the standard library is used, because nothing else is installed yet.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+#: The torch release the project is tested with; a CUDA machine gets the same release built for CUDA.
+TORCH_VERSION = "2.13.0"
+#: PyTorch's own index for the CUDA build on Windows (PyPI's Windows wheels are CPU-only; PyPI's Linux
+#: wheels are already CUDA builds). Override with --torch-index when your driver needs another CUDA variant.
+TORCH_CUDA_INDEX = "https://download.pytorch.org/whl/cu128"
+SUPPORTED = ((3, 10), (3, 12))
+
+
+def say(msg: str) -> None:
+    print(f"[install] {msg}", flush=True)
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def run(cmd: list[str], check: bool = True) -> int:
+    say("$ " + " ".join(str(c) for c in cmd))
+    rc = subprocess.call([str(c) for c in cmd], cwd=ROOT)
+    if check and rc != 0:
+        say(f"step failed (exit {rc}); fix the message above and run install.py again (finished steps are kept)")
+        sys.exit(rc)
+    return rc
+
+
+def check_python() -> None:
+    v = sys.version_info[:2]
+    bits = struct.calcsize("P") * 8
+    if bits != 64:
+        sys.exit(f"[install] this Python is {bits}-bit; OBS needs a 64-bit Python 3.10-3.12. "
+                 "Install 64-bit Python 3.12 from python.org and run install.py with it.")
+    if not (SUPPORTED[0] <= v <= SUPPORTED[1]):
+        sys.exit(f"[install] Python {v[0]}.{v[1]} is not supported: mediapipe 0.10.21 and OBS need 3.10-3.12. "
+                 "Run install.py with Python 3.12 (Windows: the same Python you select in OBS > Tools > Scripts > "
+                 "Python Settings).")
+
+
+def has_nvidia_gpu() -> bool:
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return False
+    try:
+        return subprocess.run([exe, "-L"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dev", action="store_true", help="also install the test tools (requirements-dev.txt)")
+    ap.add_argument("--torch", choices=("auto", "cuda", "default"), default="auto",
+                    help="torch build: auto = CUDA when an NVIDIA driver is found; default = pip's default build")
+    ap.add_argument("--torch-index", default=TORCH_CUDA_INDEX,
+                    help="package index for the CUDA build of torch on Windows (see pytorch.org for your CUDA)")
+    ap.add_argument("--no-models", action="store_true", help="skip downloading the official weights")
+    ap.add_argument("--no-run", action="store_true", help="do not start the demo at the end")
+    args = ap.parse_args()
+
+    check_python()
+    if not venv_python().exists():
+        say(f"creating {VENV}")
+        run([sys.executable, "-m", "venv", VENV])
+    py = venv_python()
+    run([py, "-m", "pip", "install", "--upgrade", "pip"])
+
+    cuda = args.torch == "cuda" or (args.torch == "auto" and has_nvidia_gpu())
+    torch_cmd = [py, "-m", "pip", "install", f"torch=={TORCH_VERSION}"]
+    if cuda:
+        if os.name == "nt":
+            torch_cmd += ["--index-url", args.torch_index]
+        say("installing the CUDA build of torch")
+    else:
+        say("no NVIDIA driver found: installing the default torch build (on this machine it runs on the CPU;"
+            " use --torch cuda to force the CUDA build)")
+    run(torch_cmd)
+    run([py, "-m", "pip", "install", "-r", ROOT / ("requirements-dev.txt" if args.dev else "requirements.txt")])
+
+    ready = True
+    if not args.no_models:
+        if run([py, "-m", "liveportrait_core", "download-models"], check=False) != 0:
+            ready = False
+            say("the official weights could not be downloaded (see above); everything else is installed. "
+                "Run `python -m liveportrait_core download-models` when you are online, or copy the files "
+                "into models/ as models/README.md shows.")
+    if run([py, "-m", "liveportrait_core", "doctor"], check=False) != 0:
+        ready = False
+    if args.no_run:
+        return 0
+    if not ready:
+        say("not starting the demo: `doctor` above lists what is missing and how to fix it.")
+        return 3
+    say("starting the demo (close its window or press q to stop)")
+    return run([py, "-m", "liveportrait_core", "demo"], check=False)
+
+
+if __name__ == "__main__":
+    if platform.system() == "Windows":
+        os.environ.setdefault("PYTHONUTF8", "1")
+    sys.exit(main())

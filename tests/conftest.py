@@ -1,0 +1,35 @@
+"""Shared test fixtures. Reference data lives in ../shared beside the checkout; tests that need it skip
+cleanly when it is absent (users and some CI machines have none)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+VECTORS = SHARED / "reference" / "vectors"
+TESTDATA = SHARED / "testdata"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test when it is not there."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"reference data not available: {p}")
+    return p
+
+
+def load_vectors(name: str) -> dict[str, np.ndarray]:
+    """One of the official reference vector archives (skips when absent)."""
+    with np.load(shared_path("reference", "vectors", f"{name}.npz"), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def rel_err(ours, ref) -> float:
+    """The vectors' metric: max|ours - ref| / max|ref|, NaNs in the reference ignored."""
+    ours = np.asarray(ours, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    mask = ~np.isnan(ref)
+    return float(np.abs(ours[mask] - ref[mask]).max() / np.abs(ref[mask]).max())
