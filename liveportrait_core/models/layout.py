@@ -19,10 +19,12 @@ MODULE_NAMES = ("appearance_feature_extractor", "motion_extractor", "warping_mod
 BASE_MODULES = MODULE_NAMES[:4]
 RETARGETING_MODULES = MODULE_NAMES[4:]
 
-#: Folder of each weight variant inside the models folder (as on the official Hugging Face repository).
+#: Folder of each weight variant inside the models folder (as on the official Hugging Face repository
+#: KwaiVGI/LivePortrait, whose root holds ``liveportrait/`` and ``liveportrait_animals/``).
 VARIANT_DIRS = {"human": "liveportrait", "animal": "liveportrait_animals"}
 
-#: Checkpoint file (official name) -> path relative to the variant folder.
+#: Checkpoint file (official name) -> path relative to the human variant folder.
+#: Prefer ``checkpoint_files(variant)``, which is right for both variants.
 FILES = {
     "appearance_feature_extractor": "base_models/appearance_feature_extractor.pth",
     "motion_extractor": "base_models/motion_extractor.pth",
@@ -30,6 +32,28 @@ FILES = {
     "spade_generator": "base_models/spade_generator.pth",
     "stitching_retargeting_module": "retargeting_models/stitching_retargeting_module.pth",
 }
+FILE_KEYS = tuple(FILES)
+VARIANTS = tuple(VARIANT_DIRS)
+
+#: Checkpoint file -> path inside the models folder (= path in the Hugging Face repository), per variant.
+#: The animal model uses the v1.1 base models (official default since 2025-01-01) and, like the official
+#: ``inference_config.py`` ("NOTE: use human temporarily!"), the *human* stitching/retargeting file.
+CHECKPOINT_FILES: dict[str, dict[str, str]] = {
+    "human": {k: f"liveportrait/{v}" for k, v in FILES.items()},
+    "animal": {
+        **{k: f"liveportrait_animals/base_models_v1.1/{Path(v).name}" for k, v in FILES.items()
+           if v.startswith("base_models/")},
+        "stitching_retargeting_module": "liveportrait/retargeting_models/stitching_retargeting_module.pth",
+    },
+}
+
+
+def checkpoint_files(variant: str = "human") -> dict[str, str]:
+    """Checkpoint file key -> path relative to the models folder, for ``variant`` ("human" or "animal")."""
+    try:
+        return dict(CHECKPOINT_FILES[variant])
+    except KeyError:
+        raise KeyError(f"unknown weights variant {variant!r}; known: {', '.join(VARIANTS)}") from None
 
 
 @dataclass(frozen=True)
