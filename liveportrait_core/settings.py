@@ -113,9 +113,12 @@ class AnimationSettings:
     normalize_lip: bool = _f(False, "close the character's open mouth at neutral (official option)")
     lip_normalize_threshold: float = _f(0.03, "lip ratio above which lip normalisation applies", min=0.0, max=1.0)
     driving_multiplier: float = _f(1.0, "scales the motion (1: as tracked)", min=0.0, max=3.0)
+    driving_option: str = _f("pose-friendly", "official driving option (expression-friendly rescales the motion "
+                             "by the ratio of face volumes)", choices=("pose-friendly", "expression-friendly"))
     smoothing: bool = _f(True, "One Euro smoothing of rotation and expression")
     min_cutoff: float = _f(2.0, "One Euro minimum cutoff for motion, Hz", min=0.01, max=30.0)
     beta: float = _f(0.3, "One Euro speed coefficient for motion", min=0.0, max=10.0)
+    d_cutoff: float = _f(1.0, "One Euro derivative cutoff for motion, Hz", min=0.01, max=30.0)
     max_pitch_deg: float = _f(30.0, "clamp on head pitch beyond which LivePortrait distorts", min=0.0, max=90.0)
     max_yaw_deg: float = _f(40.0, "clamp on head yaw", min=0.0, max=90.0)
     max_roll_deg: float = _f(30.0, "clamp on head roll", min=0.0, max=90.0)

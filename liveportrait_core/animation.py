@@ -1,0 +1,393 @@
+"""Driving maths per frame: from the motion of the webcam face to the character's driving keypoints.
+
+``drive_keypoints`` is the official per-frame maths (LIVEPORTRAIT_FACTS.md section 7, checked against
+the official ``driving.npz`` vectors): relative or absolute motion per animation region, the
+expression-friendly multiplier, lip normalisation, stitching, eye/lip retargeting and the driving
+multiplier. ``MotionDriver`` wraps it with what a live stream needs: a neutral reference taken on
+demand (the official code anchors on the first video frame), plus our own additions, each off with its
+setting: One Euro smoothing of rotation and expression, and a clamp on head rotation beyond which
+LivePortrait distorts. Everything runs in float32 torch on the tensors' device; the only host syncs are
+once per reference (expression-friendly convex hull) and once per source (lip-normalisation test).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Optional, Protocol
+
+import numpy as np
+import torch
+
+from .filters import OneEuroFilter, OneEuroParams
+from .models import layout
+from .models.keypoints import NUM_KP, MotionInfo, rotation_matrix, transform_keypoints
+
+_log = logging.getLogger(__name__)
+
+#: Expression rows of each animation region (official indices).
+LIP_ROWS = (6, 12, 14, 17, 19, 20)
+EYE_ROWS = (11, 13, 15, 16, 18)
+#: Absolute motion, regions all/exp: (row, components) taken from the driving expression; the rest stays
+#: the source's (official selection: rows 0, 7, 10 and some components of 3, 4, 5, 8, 9 keep the source).
+_ABSOLUTE_EXP = tuple((r, (0, 1, 2)) for r in (1, 2, 6, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)) + (
+    (3, (1,)), (4, (1,)), (5, (2,)), (8, (2,)), (9, (1, 2)))
+DRIVING_OPTIONS = ("pose-friendly", "expression-friendly")
+
+
+class Net(Protocol):
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class RetargetingNets:
+    """The three MLPs (official ``stitching_retargeting_module``); a missing one disables its step."""
+
+    stitching: Optional[Net] = None
+    lip: Optional[Net] = None
+    eye: Optional[Net] = None
+
+
+def stitch(net: Net, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
+    """Official stitching: 63 keypoint deltas plus a shared (dx, dy) added to every keypoint."""
+    b = x_s.shape[0]
+    out = net(torch.cat([x_s.reshape(b, -1), x_d.reshape(b, -1)], dim=1))
+    delta = out[:, : 3 * NUM_KP].reshape(b, NUM_KP, 3)
+    shift = torch.nn.functional.pad(out[:, 3 * NUM_KP: 3 * NUM_KP + 2], (0, 1)).reshape(b, 1, 3)
+    return x_d + delta + shift
+
+
+def retarget(net: Net, x_s: torch.Tensor, ratios: torch.Tensor) -> torch.Tensor:
+    """Official eye/lip retargeting: MLP(x_s, open ratios) -> (B, 21, 3) keypoint delta."""
+    b = x_s.shape[0]
+    return net(torch.cat([x_s.reshape(b, -1), ratios.reshape(b, -1).to(x_s)], dim=1)).reshape(b, NUM_KP, 3)
+
+
+@dataclass
+class DrivingOptions:
+    """The official driving options (names as in LivePortrait's InferenceConfig)."""
+
+    region: str = "all"  #: all / exp / pose / lip / eyes
+    relative_motion: bool = True
+    stitching: bool = True
+    eye_retargeting: bool = False
+    lip_retargeting: bool = False
+    normalize_lip: bool = False
+    lip_normalize_threshold: float = 0.03
+    driving_option: str = "pose-friendly"  #: or expression-friendly
+    driving_multiplier: float = 1.0
+    #: Official behaviour for a single driving *image* (lip_array as the reference expression, the
+    #: eyes-region quirk, no expression-friendly multiplier); never used for a live stream.
+    single_image: bool = False
+
+    @classmethod
+    def from_settings(cls, a) -> "DrivingOptions":
+        """From ``settings.AnimationSettings``."""
+        return cls(region=a.region, relative_motion=a.relative_motion, stitching=a.stitching,
+                   eye_retargeting=a.eye_retargeting, lip_retargeting=a.lip_retargeting,
+                   normalize_lip=a.normalize_lip, lip_normalize_threshold=a.lip_normalize_threshold,
+                   driving_option=a.driving_option, driving_multiplier=a.driving_multiplier)
+
+
+@dataclass
+class SourceMotion:
+    """What the driving maths needs about the character: its motion info, x_s and open ratios."""
+
+    info: MotionInfo  #: motion extractor on the source crop
+    eye_ratio: torch.Tensor  #: (1, 2) [left, right] eye open ratios of the source
+    lip_ratio: torch.Tensor  #: (1, 1) lip open ratio of the source
+    x_s: torch.Tensor = field(init=False)  #: (1, 21, 3) source keypoints
+
+    def __post_init__(self) -> None:
+        self.x_s = self.info.keypoints()
+
+    def to(self, device: torch.device | str) -> "SourceMotion":
+        return SourceMotion(self.info.to(device), self.eye_ratio.to(device), self.lip_ratio.to(device))
+
+
+@dataclass
+class Offsets:
+    """Additions on top of tracking (expressions, idle): expression (1,21,3) and pose (1,3) in degrees.
+
+    The expression offset is added to the expression before the keypoint transform, as the official
+    image-editing sliders do; the pose offset (pitch, yaw, roll) rotates the head after the motion.
+    """
+
+    exp: torch.Tensor
+    pose_deg: torch.Tensor
+
+    @classmethod
+    def zeros(cls, device: torch.device | str = "cpu") -> "Offsets":
+        return cls(torch.zeros(1, NUM_KP, 3, device=device), torch.zeros(1, 3, device=device))
+
+
+def lip_normalisation_delta(nets: RetargetingNets, source: SourceMotion, opts: DrivingOptions) -> torch.Tensor | None:
+    """Official lip normalisation (once per source): close an open source mouth at neutral.
+
+    Applies only with relative motion and when the source lip ratio reaches the threshold; one host
+    sync, here, never per frame.
+    """
+    if not (opts.normalize_lip and opts.relative_motion) or nets.lip is None:
+        return None
+    if float(source.lip_ratio.reshape(-1)[0]) < opts.lip_normalize_threshold:
+        return None
+    ratios = torch.cat([source.lip_ratio.reshape(1, 1), torch.zeros_like(source.lip_ratio.reshape(1, 1))], dim=1)
+    return retarget(nets.lip, source.x_s, ratios)
+
+
+def motion_multiplier(x_s: torch.Tensor, x_d0: torch.Tensor) -> float:
+    """Official expression-friendly multiplier sqrt(vol(x_s)) / sqrt(vol(x_d0)) (convex hulls; host side)."""
+    from scipy.spatial import ConvexHull
+
+    a = x_s.detach().reshape(NUM_KP, 3).cpu().numpy()
+    b = x_d0.detach().reshape(NUM_KP, 3).cpu().numpy()
+    return float(np.sqrt(ConvexHull(a).volume) / np.sqrt(ConvexHull(b).volume))
+
+
+def _region_mask(rows: tuple, device: torch.device) -> torch.Tensor:
+    m = torch.zeros(1, NUM_KP, 3, dtype=torch.bool, device=device)
+    m[:, list(rows)] = True
+    return m
+
+
+def _absolute_mask(device: torch.device) -> torch.Tensor:
+    m = torch.zeros(1, NUM_KP, 3, dtype=torch.bool, device=device)
+    for r, comps in _ABSOLUTE_EXP:
+        m[0, r, list(comps)] = True
+    return m
+
+
+def _rotate(R: torch.Tensor, offsets: Offsets | None) -> torch.Tensor:
+    if offsets is None:
+        return R
+    p, y, r = offsets.pose_deg.unbind(-1)
+    return R @ rotation_matrix(p, y, r)
+
+
+def motion_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: DrivingOptions,
+                     ref_exp: torch.Tensor | None = None, offsets: Offsets | None = None) -> torch.Tensor:
+    """Official steps 2-3: the driving keypoints before stitching, from the motion relative to ``ref``.
+
+    ``ref_exp`` replaces ``ref.exp`` for the lip/eyes/all expression reference (single-image quirks).
+    """
+    s, region = source.info, opts.region
+    dev = s.exp.device
+    if opts.relative_motion:
+        R = (d.R @ ref.R.transpose(1, 2)) @ s.R if region in ("all", "pose") else s.R
+        e_ref = ref.exp if ref_exp is None else ref_exp
+        if region in ("all", "exp"):
+            exp = s.exp + (d.exp - e_ref)
+        elif region in ("lip", "eyes"):
+            moved = s.exp + (d.exp - e_ref) if not (region == "eyes" and opts.single_image) else s.exp + d.exp
+            exp = torch.where(_region_mask(LIP_ROWS if region == "lip" else EYE_ROWS, dev), moved, s.exp)
+        else:
+            exp = s.exp
+        scale = s.scale * (d.scale / ref.scale) if region == "all" else s.scale
+        t = s.t + (d.t - ref.t) if region in ("all", "pose") else s.t
+    else:
+        R = d.R if region in ("all", "pose") else s.R
+        if region in ("all", "exp"):
+            exp = torch.where(_absolute_mask(dev), d.exp, s.exp)
+        elif region in ("lip", "eyes"):
+            exp = torch.where(_region_mask(LIP_ROWS if region == "lip" else EYE_ROWS, dev), d.exp, s.exp)
+        else:
+            exp = s.exp
+        scale = s.scale
+        t = d.t if region in ("all", "pose") else s.t
+    if offsets is not None:
+        exp = exp + offsets.exp
+    return transform_keypoints(s.kp, exp, _rotate(R, offsets), scale, t)
+
+
+@dataclass
+class ExpressionFriendly:
+    """State of the official expression-friendly option: x_d at the reference and the multiplier."""
+
+    x_d0: torch.Tensor
+    multiplier: float
+
+
+def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: DrivingOptions,
+                    nets: RetargetingNets, *, lip0: torch.Tensor | None = None,
+                    expression_friendly: ExpressionFriendly | None = None,
+                    eye_ratio: torch.Tensor | None = None, lip_ratio: torch.Tensor | None = None,
+                    ref_exp: torch.Tensor | None = None, offsets: Offsets | None = None) -> torch.Tensor:
+    """The official per-frame driving maths (facts section 7, steps 2-6) -> x_d (1, 21, 3).
+
+    ``lip0``: lip-normalisation delta (``lip_normalisation_delta``); ``expression_friendly``: its state
+    when that option is on; ``eye_ratio`` (1, 2) / ``lip_ratio`` (1, 1): the driving frame's open
+    ratios for retargeting (only the first eye ratio is used, as officially).
+    """
+    x_s = source.x_s
+    x_d = motion_keypoints(source, d, ref, opts, ref_exp, offsets)
+    if expression_friendly is not None:
+        x_d = (x_d - expression_friendly.x_d0) * expression_friendly.multiplier + x_s
+    use_stitch = opts.stitching and nets.stitching is not None
+    retargeting = opts.eye_retargeting or opts.lip_retargeting
+    if not retargeting:
+        if use_stitch:
+            x_d = stitch(nets.stitching, x_s, x_d)
+        if lip0 is not None:
+            x_d = x_d + lip0
+    else:
+        delta = torch.zeros_like(x_s)
+        if opts.eye_retargeting and nets.eye is not None and eye_ratio is not None:
+            ratios = torch.cat([source.eye_ratio.reshape(1, 2), eye_ratio.reshape(1, -1)[:, :1].to(x_s)], dim=1)
+            delta = delta + retarget(nets.eye, x_s, ratios)
+        if opts.lip_retargeting and nets.lip is not None and lip_ratio is not None:
+            ratios = torch.cat([source.lip_ratio.reshape(1, 1), lip_ratio.reshape(1, 1).to(x_s)], dim=1)
+            delta = delta + retarget(nets.lip, x_s, ratios)
+        if opts.relative_motion:
+            # official: the driving motion is replaced by the source plus the retargeting deltas
+            base = x_s if offsets is None else motion_keypoints(source, source.info, source.info, opts,
+                                                                offsets=offsets)
+            x_d = base + delta
+        else:
+            x_d = x_d + delta
+        if use_stitch:
+            x_d = stitch(nets.stitching, x_s, x_d)
+    return x_s + (x_d - x_s) * opts.driving_multiplier
+
+
+# ------------------------------------------------------------------------------------------------
+# live driver
+
+
+@dataclass
+class MotionFilterSettings:
+    """Our additions on top of the official maths (``settings.animation``)."""
+
+    smoothing: bool = True
+    min_cutoff: float = 2.0
+    beta: float = 0.3
+    d_cutoff: float = 1.0
+    #: clamp of the head rotation (degrees) relative to the reference (absolute motion: to zero); None = off
+    max_pitch_deg: float | None = 30.0
+    max_yaw_deg: float | None = 40.0
+    max_roll_deg: float | None = 30.0
+
+    @classmethod
+    def from_settings(cls, a) -> "MotionFilterSettings":
+        return cls(smoothing=a.smoothing, min_cutoff=a.min_cutoff, beta=a.beta, d_cutoff=a.d_cutoff,
+                   max_pitch_deg=a.max_pitch_deg, max_yaw_deg=a.max_yaw_deg, max_roll_deg=a.max_roll_deg)
+
+
+def angles_from_rotation(R: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) official (transposed) rotation -> (B, 3) pitch, yaw, roll in degrees (|yaw| < 90)."""
+    Q = R.transpose(1, 2)  # Rz(roll) Ry(yaw) Rx(pitch)
+    yaw = torch.asin((-Q[:, 2, 0]).clamp(-1.0, 1.0))
+    pitch = torch.atan2(Q[:, 2, 1], Q[:, 2, 2])
+    roll = torch.atan2(Q[:, 1, 0], Q[:, 0, 0])
+    return torch.rad2deg(torch.stack([pitch, yaw, roll], dim=1))
+
+
+def with_pose(info: MotionInfo, pyr_deg: torch.Tensor) -> MotionInfo:
+    """``info`` with its pose replaced by (B, 3) pitch/yaw/roll degrees (R rebuilt)."""
+    p, y, r = (pyr_deg[:, i: i + 1] for i in range(3))
+    return replace(info, pitch=p, yaw=y, roll=r, R=rotation_matrix(p, y, r))
+
+
+def pose_of(info: MotionInfo) -> torch.Tensor:
+    return torch.cat([info.pitch.reshape(-1, 1), info.yaw.reshape(-1, 1), info.roll.reshape(-1, 1)], dim=1)
+
+
+class MotionDriver:
+    """Per-frame driving for one character: reference, smoothing, clamps, then the official maths."""
+
+    def __init__(self, nets: RetargetingNets, options: DrivingOptions | None = None,
+                 filters: MotionFilterSettings | None = None) -> None:
+        self.nets = nets
+        self.options = options or DrivingOptions()
+        self.filters = filters or MotionFilterSettings(smoothing=False, max_pitch_deg=None, max_yaw_deg=None,
+                                                       max_roll_deg=None)
+        self.source: SourceMotion | None = None
+        self.reference: MotionInfo | None = None
+        self._lip0: torch.Tensor | None = None
+        self._ef: ExpressionFriendly | None = None
+        self._pose_filter = OneEuroFilter()
+        self._exp_filter = OneEuroFilter()
+        self._configure_filters()
+
+    # -- configuration ------------------------------------------------------------------------------
+    def _configure_filters(self) -> None:
+        p = OneEuroParams(self.filters.min_cutoff, self.filters.beta, self.filters.d_cutoff)
+        self._pose_filter.params = p
+        self._exp_filter.params = p
+
+    def configure(self, options: DrivingOptions, filters: MotionFilterSettings) -> None:
+        """New options (settings changed): recompute what depends on them, keep the reference."""
+        self.options, self.filters = options, filters
+        self._configure_filters()
+        if self.source is not None:
+            self._lip0 = lip_normalisation_delta(self.nets, self.source, options)
+        self._ef = self._expression_friendly()
+
+    def set_source(self, source: SourceMotion) -> None:
+        self.source = source
+        self._lip0 = lip_normalisation_delta(self.nets, source, self.options)
+        self._ef = self._expression_friendly()
+        self.reset_filters()
+
+    def set_reference(self, reference: MotionInfo | None) -> None:
+        """The neutral driving face (None: the next driven frame becomes the reference)."""
+        self.reference = reference
+        self._ef = self._expression_friendly()
+        self.reset_filters()
+
+    def reset_filters(self) -> None:
+        self._pose_filter.reset()
+        self._exp_filter.reset()
+
+    def _expression_friendly(self) -> ExpressionFriendly | None:
+        o = self.options
+        if (o.driving_option != "expression-friendly" or not o.relative_motion or o.single_image
+                or self.source is None or self.reference is None):
+            return None
+        x_d0 = motion_keypoints(self.source, self.reference, self.reference, o)
+        return ExpressionFriendly(x_d0, motion_multiplier(self.source.x_s, x_d0))
+
+    # -- per frame ----------------------------------------------------------------------------------
+    def condition(self, d: MotionInfo, timestamp: float | None) -> MotionInfo:
+        """Our additions: One Euro smoothing of pose and expression, then the rotation clamp."""
+        f = self.filters
+        clamp = (f.max_pitch_deg, f.max_yaw_deg, f.max_roll_deg)
+        smooth = f.smoothing and timestamp is not None
+        if not smooth and all(c is None for c in clamp):
+            return d
+        pose = pose_of(d)
+        exp = d.exp
+        if smooth:
+            pose = self._pose_filter(pose, timestamp)
+            exp = self._exp_filter(exp, timestamp)
+        if any(c is not None for c in clamp):
+            limit = torch.tensor([c if c is not None else 180.0 for c in clamp], device=pose.device)
+            centre = pose_of(self.reference) if (self.options.relative_motion and self.reference is not None) \
+                else torch.zeros_like(pose)
+            pose = torch.clamp(pose, centre - limit, centre + limit)
+        return replace(with_pose(d, pose), exp=exp)
+
+    def drive(self, d: MotionInfo, *, timestamp: float | None = None, eye_ratio: torch.Tensor | None = None,
+              lip_ratio: torch.Tensor | None = None, offsets: Offsets | None = None) -> torch.Tensor:
+        """Driving keypoints x_d (1, 21, 3) for one driving frame; the first one becomes the reference
+        when none is set (official: the first video frame)."""
+        if self.source is None:
+            raise RuntimeError("MotionDriver.drive: no character source set")
+        if self.reference is None:
+            self.set_reference(d)
+        if self.options.single_image:
+            return self._drive_single_image(d, eye_ratio, lip_ratio, offsets)
+        d = self.condition(d, timestamp)
+        return drive_keypoints(self.source, d, self.reference, self.options, self.nets, lip0=self._lip0,
+                               expression_friendly=self._ef, eye_ratio=eye_ratio, lip_ratio=lip_ratio,
+                               offsets=offsets)
+
+    def _drive_single_image(self, d: MotionInfo, eye_ratio, lip_ratio, offsets) -> torch.Tensor:
+        """Official single driving image: the frame is its own reference, with lip_array as its expression."""
+        lip_array = torch.tensor(layout.lip_array(), dtype=torch.float32, device=d.exp.device).reshape(1, NUM_KP, 3)
+        return drive_keypoints(self.source, d, d, self.options, self.nets, lip0=self._lip0, eye_ratio=eye_ratio,
+                               lip_ratio=lip_ratio, ref_exp=lip_array, offsets=offsets)
+
+    def neutral_keypoints(self, offsets: Offsets | None = None) -> torch.Tensor:
+        """x_d of the neutral face (the reference as driving frame), e.g. before any face was seen."""
+        ref = self.reference if self.reference is not None else self.source.info
+        return drive_keypoints(self.source, ref, ref, self.options, self.nets, lip0=self._lip0,
+                               expression_friendly=self._ef, offsets=offsets)
