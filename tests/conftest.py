@@ -33,3 +33,32 @@ def rel_err(ours, ref) -> float:
     ref = np.asarray(ref, dtype=np.float64)
     mask = ~np.isnan(ref)
     return float(np.abs(ours[mask] - ref[mask]).max() / np.abs(ref[mask]).max())
+
+
+# --- recipe weights (deterministic synthetic weights: for tests only, never a model) -------------------------
+
+
+@pytest.fixture(scope="session")
+def recipe_state_dicts():
+    """``{official module name: {key: torch.Tensor}}`` of the recipe weights (all seven modules)."""
+    from liveportrait_core.models.recipe import recipe_state_dicts as make
+
+    return make()
+
+
+@pytest.fixture(scope="session")
+def recipe_models_dir(tmp_path_factory, recipe_state_dicts):
+    """A models folder holding the recipe weights in the official file layout (human variant)."""
+    from liveportrait_core.models import weights
+
+    root = tmp_path_factory.mktemp("recipe_models")
+    weights.write_checkpoints(root, recipe_state_dicts)
+    return root
+
+
+@pytest.fixture(scope="session")
+def recipe_models(recipe_models_dir):
+    """``loader.LivePortraitModels`` with the recipe weights, on CPU in float32 (eval mode)."""
+    from liveportrait_core.models.loader import load_models
+
+    return load_models(recipe_models_dir, device="cpu", precision="fp32")
