@@ -85,6 +85,8 @@ class ModelSettings:
     device: str = _f("auto", "where the networks run (auto: CUDA, then MPS, then CPU)", choices=DEVICES)
     precision: str = _f("auto", "network precision (auto: fp16 on CUDA, fp32 elsewhere)", choices=PRECISIONS)
     verify_on_load: bool = _f(True, "check every weight file's keys and shapes before loading")
+    verify_checksums: bool = _f(True, "doctor also compares each weight file's SHA-256 with the official one"
+                                      " (reads ~520 MB; off: keys and shapes only)")
 
 
 @dataclass

@@ -1,0 +1,31 @@
+"""``doctor``: what is ready to run and what is not, each problem with its fix."""
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "doctor"
+HELP = "check Python, torch/GPU, MediaPipe, the weights and the outputs; say how to fix what is missing"
+DESCRIPTION = HELP + ". Exit status 0 only when everything needed to run is in place."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the findings as JSON (for scripts and the OBS panel)")
+    p.add_argument("--models-dir", help="folder holding liveportrait/ (default: settings model.models_dir)")
+    p.add_argument("--variant", choices=("human", "animal"), help="which weights to check")
+    p.add_argument("--quick", action="store_true", help="skip the SHA-256 of the weight files (keys and shapes only)")
+    p.set_defaults(_settings_shortcuts={"models_dir": "model.models_dir", "variant": "model.variant"})
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    from liveportrait_core import doctor
+
+    if args.quick:
+        settings.model.verify_checksums = False
+    checks = doctor.run_checks(settings)
+    ready = doctor.is_ready(checks)
+    if args.json:
+        print(json.dumps({"ready": ready, "checks": [c.to_dict() for c in checks]}, indent=2))
+    else:
+        print(doctor.format_report(checks))
+    return 0 if ready else 1

@@ -1,0 +1,47 @@
+"""``download-models``: fetch the official LivePortrait weights from Hugging Face and verify them."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+NAME = "download-models"
+HELP = "download the official LivePortrait weights (KwaiVGI/LivePortrait on Hugging Face) and verify them"
+DESCRIPTION = (HELP + ". Files already present and valid are kept; each new file is checked (size, SHA-256, "
+               "keys and shapes) before it is moved into place, so an interrupted or corrupt download never "
+               "replaces a good file.")
+
+_log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variant", choices=("human", "animal"),
+                   help="which weights (default: settings model.variant, normally human)")
+    p.add_argument("--models-dir", help="folder to put liveportrait/ in (default: settings model.models_dir)")
+    p.add_argument("--force", action="store_true", help="download again even when the files are valid")
+    p.add_argument("--revision", help="Hugging Face revision (branch, tag or commit) to download from")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server (default 10)")
+    p.add_argument("--keep-partial", action="store_true",
+                   help="on failure keep the partial download in <models>/.cache/download so the next run resumes")
+    p.set_defaults(_settings_shortcuts={"models_dir": "model.models_dir", "variant": "model.variant"})
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    from liveportrait_core.models import download, weights
+
+    variant = settings.model.variant
+    root = weights.models_root(settings.model.models_dir)
+    print(f"LivePortrait weights ({variant}) -> {root}")
+
+    def said(res: download.FileResult) -> None:
+        verb = "ok, already present" if res.action == "present" else "downloaded and verified"
+        print(f"  {verb}: {res.rel}")
+
+    try:
+        download.download_models(root, variant, revision=args.revision, force=args.force,
+                                 keep_partial=args.keep_partial, timeout=args.timeout, on_file=said)
+    except weights.WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print("all files present and verified")
+    return 0
