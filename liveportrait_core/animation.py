@@ -375,19 +375,25 @@ class MotionDriver:
             self.set_reference(d)
         if self.options.single_image:
             return self._drive_single_image(d, eye_ratio, lip_ratio, offsets)
-        d = self.condition(d, timestamp)
-        return drive_keypoints(self.source, d, self.reference, self.options, self.nets, lip0=self._lip0,
+        return self.drive_conditioned(self.condition(d, timestamp), eye_ratio=eye_ratio, lip_ratio=lip_ratio,
+                                      offsets=offsets)
+
+    def drive_conditioned(self, d: MotionInfo, *, eye_ratio: torch.Tensor | None = None,
+                          lip_ratio: torch.Tensor | None = None, offsets: Offsets | None = None) -> torch.Tensor:
+        """The official maths on motion already smoothed and clamped (``condition``), e.g. blended by idle."""
+        ref = self.neutral()
+        return drive_keypoints(self.source, d, ref, self.options, self.nets, lip0=self._lip0,
                                expression_friendly=self._ef, eye_ratio=eye_ratio, lip_ratio=lip_ratio,
                                offsets=offsets)
+
+    def neutral(self) -> MotionInfo:
+        """The neutral driving motion: the reference, or the source's own before any face was seen."""
+        if self.source is None:
+            raise RuntimeError("MotionDriver: no character source set")
+        return self.reference if self.reference is not None else self.source.info
 
     def _drive_single_image(self, d: MotionInfo, eye_ratio, lip_ratio, offsets) -> torch.Tensor:
         """Official single driving image: the frame is its own reference, with lip_array as its expression."""
         lip_array = torch.tensor(layout.lip_array(), dtype=torch.float32, device=d.exp.device).reshape(1, NUM_KP, 3)
         return drive_keypoints(self.source, d, d, self.options, self.nets, lip0=self._lip0, eye_ratio=eye_ratio,
                                lip_ratio=lip_ratio, ref_exp=lip_array, offsets=offsets)
-
-    def neutral_keypoints(self, offsets: Offsets | None = None) -> torch.Tensor:
-        """x_d of the neutral face (the reference as driving frame), e.g. before any face was seen."""
-        ref = self.reference if self.reference is not None else self.source.info
-        return drive_keypoints(self.source, ref, ref, self.options, self.nets, lip0=self._lip0,
-                               expression_friendly=self._ef, offsets=offsets)
