@@ -1,0 +1,649 @@
+"""The real-time engine: capture -> tracking -> inference -> publish, each on its own thread.
+
+Stages are joined by ``LatestValue`` hand-offs, so a slow stage drops stale frames instead of
+adding latency (a video file processed as fast as possible runs them lossless instead, so that a
+recording gets every frame). Everything the OBS script and the CLI do goes through the command
+methods below, which are thread-safe and return at once: commands for the tracker or the animator
+are queued and applied by the thread that owns that object, between frames.
+
+Rules the engine keeps (docs/ENGINE.md):
+* ``start()`` returns at once; torch, MediaPipe and the weights load on the stage threads.
+* ``stop()`` returns within its timeout; a stage busy in a long inference finishes on its own
+  (daemon thread) and its result is thrown away.
+* An exception in any stage is caught, logged, listed in ``status().errors`` and the stage goes on.
+* A lost camera is reopened with backoff while the character idles.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from liveportrait_core import outputs as outputs_mod
+from liveportrait_core.backend import AnimatorStage, Backend, LivePortraitBackend, Tracker
+from liveportrait_core.capture import CapturedFrame, CaptureError, FrameSource, is_finite, open_source
+from liveportrait_core.handoff import END_OF_STREAM, EndOfStream, LatestValue
+from liveportrait_core.outputs.base import Output, PublishedFrame
+from liveportrait_core.outputs.callback import CallbackOutput, FrameCallback
+from liveportrait_core.outputs.runner import OutputRunner
+from liveportrait_core.settings import Settings
+from liveportrait_core.stats import EngineStatus, StageTimer, SystemMonitor
+
+__all__ = ["Engine", "EngineStatus", "PublishedFrame"]
+
+_log = logging.getLogger(__name__)
+
+POLL_S = 0.05  #: how long a stage waits for input before checking for stop/commands
+IDLE_FPS = 30.0  #: rate of idle frames while the capture is lost
+BACKOFF_S = (0.5, 10.0)  #: first and longest wait before reopening a lost capture / rebuilding a stage
+STAGES = ("capture", "tracking", "inference", "publish")
+MAX_ERRORS = 20
+
+
+@dataclass
+class TrackedFrame:
+    captured: CapturedFrame | None  #: None for idle frames made while the capture is lost
+    observation: Any
+    driving_rgb: np.ndarray | None
+    timestamp: float
+
+
+@dataclass
+class AnimatedFrame:
+    tracked: TrackedFrame
+    bgra: np.ndarray
+
+
+class _Commands:
+    """Callables queued by any thread, run in order by the thread that owns the target object."""
+
+    def __init__(self) -> None:
+        self._q: deque[tuple[str, Callable[[Any], Any]]] = deque()
+        self._lock = threading.Lock()
+
+    def put(self, what: str, fn: Callable[[Any], Any]) -> None:
+        with self._lock:
+            self._q.append((what, fn))
+
+    def drain(self) -> list[tuple[str, Callable[[Any], Any]]]:
+        with self._lock:
+            items = list(self._q)
+            self._q.clear()
+        return items
+
+
+class _Session:
+    """The threads and hand-offs of one start()..stop(); a stuck thread only ever sees its own session."""
+
+    def __init__(self, lossless: bool) -> None:
+        self.lossless = lossless
+        self.stop = threading.Event()
+        self.finished = threading.Event()
+        self.restart_capture = threading.Event()
+        self.captured: LatestValue[CapturedFrame | EndOfStream] = LatestValue("captured", lossless=lossless)
+        self.tracked: LatestValue[TrackedFrame | EndOfStream] = LatestValue("tracked", lossless=lossless)
+        self.animated: LatestValue[AnimatedFrame | EndOfStream] = LatestValue("animated", lossless=lossless)
+        self.threads: list[threading.Thread] = []
+        self.input_lost_since: float | None = None
+
+    def handoffs(self) -> tuple[LatestValue, ...]:
+        return self.captured, self.tracked, self.animated
+
+
+class Engine:
+    """Owns the pipeline threads; every public method is thread-safe and returns at once."""
+
+    def __init__(self, settings: Settings, outputs: list[Output] | None = None, *,
+                 backend: Backend | None = None, max_frames: int | None = None) -> None:
+        self._settings = settings.copy()
+        self._backend: Backend = backend or LivePortraitBackend()
+        self._extra_outputs = list(outputs or [])
+        self._callbacks = CallbackOutput("obs_source")
+        self._output_enabled: dict[str, bool] = {}
+        self.max_frames = max_frames
+        self._lock = threading.RLock()
+        self._session: _Session | None = None
+        self._runners: dict[str, OutputRunner] = {}
+        self._tracker_cmds = _Commands()
+        self._animator_cmds = _Commands()
+        self._rebuild_animator = False
+        self._animator: AnimatorStage | None = None  # kept across stop/start: the weights stay loaded
+        self._inference_thread: threading.Thread | None = None
+        self._prev_inference: threading.Thread | None = None
+        self._paused = False
+        self._state = "stopped"
+        self._message = ""
+        self._errors: deque[str] = deque(maxlen=MAX_ERRORS)
+        self._error_counts: dict[str, int] = {}
+        self._character = ""
+        self._tracking_state = ""
+        self._timers = {name: StageTimer() for name in STAGES}
+        self._e2e = StageTimer()
+        self._monitor = SystemMonitor()
+        self._last_slow_warning = 0.0
+
+    # ============================================================================ lifecycle
+    def start(self) -> None:
+        """Start the stage threads and return at once (models load on the inference thread)."""
+        with self._lock:
+            if self._session is not None:
+                return
+            cs = self._settings.capture
+            sess = _Session(lossless=is_finite(cs) and not cs.realtime)
+            self._session = sess
+            self._state, self._message = "starting", "loading"
+            self._errors.clear()
+            self._error_counts.clear()
+            for t in (*self._timers.values(), self._e2e):
+                t.reset()
+            self._build_runners(sess.lossless)
+            for r in self._runners.values():
+                r.start()
+            for name, target in (("capture", self._capture_loop), ("tracking", self._tracking_loop),
+                                 ("inference", self._inference_loop), ("publish", self._publish_loop)):
+                th = threading.Thread(target=self._guard, args=(name, target, sess), name=f"lp-{name}", daemon=True)
+                sess.threads.append(th)
+            self._prev_inference, self._inference_thread = self._inference_thread, sess.threads[2]
+            for th in sess.threads:
+                th.start()
+        _log.info("engine started (%s)", "lossless file processing" if sess.lossless else "live")
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Stop every thread; True if all finished within ``timeout`` s (a stage busy in a long
+        inference is left to finish on its own and its frame is discarded)."""
+        deadline = time.perf_counter() + timeout
+        with self._lock:
+            sess, self._session = self._session, None
+            runners, self._runners = self._runners, {}
+        if sess is None:
+            return True
+        sess.stop.set()
+        for box in sess.handoffs():
+            box.close()
+        for r in runners.values():
+            r.stop()
+        joined = True
+        for th in [*sess.threads]:
+            th.join(max(0.0, deadline - time.perf_counter()))
+            joined &= not th.is_alive()
+        for r in runners.values():
+            joined &= r.join(max(0.0, deadline - time.perf_counter()))
+        with self._lock:
+            if self._session is None:
+                self._state, self._message = "stopped", ("" if joined else "a stage is finishing its last frame")
+        if not joined:
+            _log.warning("engine stop: %s still finishing after %.1fs",
+                         ", ".join(t.name for t in sess.threads if t.is_alive()) or "an output", timeout)
+        else:
+            _log.info("engine stopped")
+        return joined
+
+    def wait_finished(self, timeout: float | None = None) -> bool:
+        """For a finite source with ``capture.loop`` off: wait until its last frame reached every output."""
+        sess = self._session
+        return True if sess is None else sess.finished.wait(timeout)
+
+    def pause(self, paused: bool) -> None:
+        """Paused: the camera is still read (so it does not lag on resume) but nothing is animated."""
+        with self._lock:
+            self._paused = bool(paused)
+            if self._state in ("running", "paused"):
+                self._state = "paused" if paused else "running"
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def running(self) -> bool:
+        return self._session is not None
+
+    # ============================================================================ commands
+    def update_settings(self, settings: Settings) -> None:
+        """Apply new settings live; only what changed is restarted (e.g. capture on a new camera)."""
+        new = settings.copy()
+        with self._lock:
+            old, self._settings = self._settings, new
+            sess = self._session
+        if new.capture != old.capture and sess is not None:
+            sess.restart_capture.set()
+        if new.tracking != old.tracking:
+            self._tracker_cmds.put("update settings", lambda t: t.update_settings(new))
+        if new.model != old.model:
+            with self._lock:
+                self._rebuild_animator = True
+        elif (new.animation, new.characters, new.performance) != (old.animation, old.characters, old.performance):
+            self._animator_cmds.put("update settings", lambda a: a.update_settings(new))
+        if new.outputs != old.outputs:
+            self._reconcile_outputs(old)
+
+    def select_character(self, key: int | str) -> None:
+        """Switch to the character in slot ``key`` (0-based) or with that file name."""
+        self._animator_cmds.put(f"select character {key!r}", lambda a: self._set_character(a.select_character(key)))
+
+    def next_character(self, step: int = 1) -> None:
+        self._animator_cmds.put("next character", lambda a: self._set_character(a.next_character(step)))
+
+    def characters(self) -> list[str]:
+        a = self._animator
+        try:
+            return list(a.characters()) if a is not None else list(self._backend.list_characters(self._settings))
+        except Exception as e:  # noqa: BLE001 - a listing problem must not reach the caller's UI
+            self._report("characters", e)
+            return []
+
+    def calibrate(self) -> None:
+        """Take the current face as the neutral reference."""
+        self._tracker_cmds.put("calibrate", lambda t: t.calibrate())
+        self._animator_cmds.put("calibrate", lambda a: a.calibrate())
+
+    def set_expression(self, name: str, active: bool, strength: float = 1.0) -> None:
+        self._animator_cmds.put(f"expression {name}",
+                                lambda a: a.set_expression(name, bool(active), float(strength)))
+
+    def expression_names(self) -> list[str]:
+        a = self._animator
+        try:
+            return list(a.expression_names()) if a is not None else list(self._backend.expression_names())
+        except Exception as e:  # noqa: BLE001
+            self._report("expressions", e)
+            return []
+
+    def set_output_enabled(self, name: str, enabled: bool) -> None:
+        """Switch one output on or off by name (``obs_source``, ``spout``, ``ndi``, ``preview``, ``record``, or an
+        extra output's own name); one that is not running yet is built from the settings."""
+        name = "obs_source" if name == "callback" else name
+        with self._lock:
+            self._output_enabled[name] = bool(enabled)
+            runner = self._runners.get(name)
+            sess = self._session
+        if runner is not None:
+            runner.set_enabled(enabled)
+        elif enabled and sess is not None:
+            self._add_runner(name, sess.lossless)
+
+    def add_frame_callback(self, fn: FrameCallback) -> int:
+        """Call ``fn(frame)`` for every published frame (on the callback output's thread); returns a handle."""
+        return self._callbacks.add(fn)
+
+    def remove_frame_callback(self, handle: int) -> None:
+        self._callbacks.remove(handle)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings.copy()
+
+    # ============================================================================ status
+    def status(self) -> EngineStatus:
+        with self._lock:
+            sess = self._session
+            runners = dict(self._runners)
+            st = EngineStatus(state=self._state, message=self._message, character=self._character,
+                              tracking=self._tracking_state, errors=list(self._errors),
+                              target_fps=self._settings.performance.target_fps)
+        now = time.perf_counter()
+        st.stages = {name: t.snapshot(now) for name, t in self._timers.items()}
+        e2e = self._e2e.snapshot(now)
+        st.fps, st.latency_p50_ms, st.latency_p95_ms, st.frames = e2e.fps, e2e.latency_p50_ms, e2e.latency_p95_ms, e2e.count
+        st.outputs = {name: r.status() for name, r in runners.items()}
+        if sess is not None:
+            st.dropped_by_stage = {box.name: box.dropped for box in sess.handoffs()}
+            st.dropped = sum(st.dropped_by_stage.values())
+        st.cpu, st.gpu = self._monitor.sample()
+        if st.below_target:
+            st.warnings.append(f"below target: {st.fps:.1f} fps < {st.target_fps} fps; "
+                               f"slowest stage: {self._slowest_stage(st)}")
+            if now - self._last_slow_warning > 30.0:
+                self._last_slow_warning = now
+                _log.warning("%s", st.warnings[-1])
+        return st
+
+    def status_line(self) -> str:
+        return self.status().line()
+
+    @staticmethod
+    def _slowest_stage(st: EngineStatus) -> str:
+        busy = {n: s.latency_p50_ms for n, s in st.stages.items() if n != "capture"}
+        return max(busy, key=busy.__getitem__) if busy else "?"
+
+    # ============================================================================ internals
+    def _set_state(self, sess: _Session, state: str, message: str = "") -> None:
+        with self._lock:
+            if self._session is not sess:  # a finishing thread of an older session
+                return
+            if state == "running" and self._paused:
+                state = "paused"
+            self._state, self._message = state, message
+
+    def _set_character(self, name: str | None) -> None:
+        if name:
+            with self._lock:
+                self._character = str(name)
+
+    def _report(self, stage: str, exc: BaseException, level: int = logging.ERROR) -> None:
+        """Log (with traceback the first times, then rate-limited) and list the error in the status."""
+        n = self._error_counts.get(stage, 0) + 1
+        self._error_counts[stage] = n
+        text = f"{time.strftime('%H:%M:%S')} {stage}: {exc}"
+        with self._lock:
+            self._errors.append(text)
+        if n <= 3:
+            _log.log(level, "%s: %s", stage, exc, exc_info=level >= logging.ERROR and not isinstance(exc, CaptureError))
+        elif n % 100 == 0:
+            _log.log(level, "%s: %s (%d errors so far)", stage, exc, n)
+
+    def _guard(self, name: str, loop: Callable[[_Session], None], sess: _Session) -> None:
+        """Last line of defence: a stage loop that dies is reported; the engine stays up."""
+        try:
+            loop(sess)
+        except Exception as e:  # noqa: BLE001
+            self._report(name, e)
+            self._set_state(sess, "error", f"{name} stage stopped: {e}")
+
+    def _put(self, sess: _Session, box: LatestValue, item: Any) -> bool:
+        """Hand on ``item``: at once when lossy, waiting (but never past stop) when lossless."""
+        if not sess.lossless:
+            return box.put(item)
+        while not sess.stop.is_set():
+            if box.put(item, timeout=POLL_S):
+                return True
+        return False
+
+    # ---------------------------------------------------------------------------- capture stage
+    def _capture_loop(self, sess: _Session) -> None:
+        src: FrameSource | None = None
+        delay = BACKOFF_S[0]
+        index = 0
+        timer = self._timers["capture"]
+        try:
+            while not sess.stop.is_set():
+                if src is None or sess.restart_capture.is_set():
+                    if src is not None:
+                        src.close()
+                        src = None
+                    sess.restart_capture.clear()
+                    cs = self._settings.capture
+                    try:
+                        src = open_source(cs)
+                    except Exception as e:  # noqa: BLE001 - CaptureError, or OpenCV trouble
+                        self._input_lost(sess, e)
+                        sess.stop.wait(delay)
+                        delay = min(delay * 2, BACKOFF_S[1])
+                        continue
+                    mirror = cs.mirror
+                    delay = BACKOFF_S[0]
+                    if sess.input_lost_since is not None:
+                        _log.info("capture back: %s", src.description)
+                    sess.input_lost_since = None
+                if self._paused and src.finite:  # a paused video waits; a camera keeps being read
+                    sess.stop.wait(POLL_S)
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    image = src.read()
+                except Exception as e:  # noqa: BLE001
+                    self._input_lost(sess, e)
+                    src.close()
+                    src = None
+                    continue
+                if image is None:  # the end of a file or folder that does not loop
+                    self._put(sess, sess.captured, END_OF_STREAM)
+                    return
+                ts = time.perf_counter()
+                if mirror:
+                    import cv2
+
+                    image = cv2.flip(image, 1)
+                timer.record(ts - t0, ts)
+                if self._paused:
+                    continue
+                self._put(sess, sess.captured, CapturedFrame(index, ts, image))
+                index += 1
+                if self.max_frames is not None and index >= self.max_frames:
+                    self._put(sess, sess.captured, END_OF_STREAM)
+                    return
+        finally:
+            if src is not None:
+                src.close()
+
+    def _input_lost(self, sess: _Session, e: BaseException) -> None:
+        if sess.input_lost_since is None:
+            sess.input_lost_since = time.perf_counter()
+            self._tracking_state = "idle (no input)"
+        self._report("capture", e, logging.WARNING)
+
+    # ---------------------------------------------------------------------------- tracking stage
+    def _tracking_loop(self, sess: _Session) -> None:
+        tracker: Tracker | None = None
+        delay = BACKOFF_S[0]
+        timer = self._timers["tracking"]
+        next_idle = 0.0
+        try:
+            while not sess.stop.is_set():
+                if tracker is None:
+                    try:
+                        tracker = self._backend.create_tracker(self._settings)
+                        delay = BACKOFF_S[0]
+                    except Exception as e:  # noqa: BLE001
+                        self._report("tracking", e)
+                        self._set_state(sess, "error", f"face tracker: {e}")
+                        sess.stop.wait(delay)
+                        delay = min(delay * 2, BACKOFF_S[1])
+                        continue
+                self._run_commands(self._tracker_cmds, tracker, "tracking")
+                item = sess.captured.get(timeout=POLL_S)
+                if item is None:
+                    now = time.perf_counter()
+                    if sess.input_lost_since is not None and not self._paused and now >= next_idle:
+                        next_idle = now + 1.0 / IDLE_FPS
+                        try:  # keep the character alive (idle) while the camera is away
+                            self._put(sess, sess.tracked, TrackedFrame(None, tracker.no_input(now), None, now))
+                        except Exception as e:  # noqa: BLE001
+                            self._report("tracking", e)
+                    continue
+                if isinstance(item, EndOfStream):
+                    self._put(sess, sess.tracked, item)
+                    return
+                t0 = time.perf_counter()
+                try:
+                    observation, driving = tracker.track(item)
+                except Exception as e:  # noqa: BLE001
+                    self._report("tracking", e)
+                    continue
+                t1 = time.perf_counter()
+                timer.record(t1 - t0, t1)
+                self._tracking_state = "face" if getattr(observation, "found", False) else "lost"
+                self._put(sess, sess.tracked, TrackedFrame(item, observation, driving, item.timestamp))
+        finally:
+            if tracker is not None:
+                try:
+                    tracker.close()
+                except Exception as e:  # noqa: BLE001
+                    self._report("tracking", e, logging.WARNING)
+
+    def _run_commands(self, cmds: _Commands, target: Any, stage: str) -> None:
+        for what, fn in cmds.drain():
+            try:
+                fn(target)
+            except Exception as e:  # noqa: BLE001 - a bad command (unknown character...) is reported, not fatal
+                self._report(f"{stage} ({what})", e, logging.WARNING)
+                with self._lock:
+                    self._message = f"{what}: {e}"
+
+    # ---------------------------------------------------------------------------- inference stage
+    def _inference_loop(self, sess: _Session) -> None:
+        prev = self._prev_inference
+        while prev is not None and prev.is_alive() and not sess.stop.is_set():
+            prev.join(POLL_S)  # the previous session's animator is still finishing a frame
+        delay = BACKOFF_S[0]
+        timer = self._timers["inference"]
+        while not sess.stop.is_set():
+            if self._rebuild_animator and self._animator is not None:
+                with self._lock:
+                    old, self._animator, self._rebuild_animator = self._animator, None, False
+                self._close_animator(old)
+            animator = self._animator
+            if animator is None:
+                self._set_state(sess, "starting", "loading models and character")
+                try:
+                    animator = self._backend.create_animator(self._settings)
+                except Exception as e:  # noqa: BLE001 - missing weights, bad character... said in the status
+                    self._report("inference", e)
+                    self._set_state(sess, "error", str(e))
+                    sess.stop.wait(delay)
+                    delay = min(delay * 2, BACKOFF_S[1])
+                    continue
+                with self._lock:
+                    self._animator, self._rebuild_animator = animator, False
+                delay = BACKOFF_S[0]
+                self._set_character(_safe(animator.current_character))
+                self._set_state(sess, "running")
+            self._run_commands(self._animator_cmds, animator, "inference")
+            item = sess.tracked.get(timeout=POLL_S)
+            if item is None:
+                continue
+            if isinstance(item, EndOfStream):
+                self._put(sess, sess.animated, item)
+                return
+            if self._paused:
+                continue
+            t0 = time.perf_counter()
+            try:
+                bgra = animator.animate(item.driving_rgb, item.observation)
+            except Exception as e:  # noqa: BLE001
+                self._report("inference", e)
+                continue
+            t1 = time.perf_counter()
+            timer.record(t1 - t0, t1)
+            if sess.stop.is_set():
+                return  # stopped during a long inference: the frame is not wanted any more
+            if self._state == "error":
+                self._set_state(sess, "running")
+            self._put(sess, sess.animated, AnimatedFrame(item, bgra))
+
+    @staticmethod
+    def _close_animator(animator: AnimatorStage | None) -> None:
+        if animator is not None:
+            try:
+                animator.close()
+            except Exception as e:  # noqa: BLE001
+                _log.warning("closing the animator failed: %s", e)
+
+    # ---------------------------------------------------------------------------- publish stage
+    def _publish_loop(self, sess: _Session) -> None:
+        timer = self._timers["publish"]
+        while not sess.stop.is_set():
+            item = sess.animated.get(timeout=POLL_S)
+            if item is None:
+                continue
+            runners = list(self._runners.values())
+            if isinstance(item, EndOfStream):
+                runners = [r for r in runners if r.enabled]
+                for r in runners:
+                    self._offer(sess, r, item)
+                for r in runners:
+                    while not sess.stop.is_set() and not r.wait_finished(POLL_S):
+                        pass
+                sess.finished.set()
+                self._set_state(sess, "running", "input finished")
+                return
+            t0 = time.perf_counter()
+            tr = item.tracked
+            cap = tr.captured
+            bgra = item.bgra if item.bgra.flags.c_contiguous else np.ascontiguousarray(item.bgra)
+            frame = PublishedFrame(index=cap.index if cap is not None else -1, capture_ts=tr.timestamp,
+                                   publish_ts=t0, bgra=bgra, observation=tr.observation,
+                                   source_bgr=cap.image_bgr if cap is not None else None)
+            for r in runners:
+                if r.enabled:
+                    self._offer(sess, r, frame)
+            t1 = time.perf_counter()
+            timer.record(t1 - t0, t1)
+            self._e2e.record(t0 - tr.timestamp, t1)
+
+    def _offer(self, sess: _Session, runner: OutputRunner, item: PublishedFrame | EndOfStream) -> None:
+        if not sess.lossless:
+            runner.offer(item)
+            return
+        while not sess.stop.is_set() and not runner.frames.closed and runner.enabled:
+            if runner.offer(item, timeout=POLL_S):
+                return
+
+    # ---------------------------------------------------------------------------- outputs
+    def _target_fps(self) -> float:
+        return float(self._settings.performance.target_fps)
+
+    def _build_runners(self, lossless: bool) -> None:
+        self._runners = {}
+        enabled = outputs_mod.enabled_in_settings(self._settings.outputs)
+        enabled.update(self._output_enabled)
+        self._runners["obs_source"] = OutputRunner(self._callbacks, lossless=lossless,
+                                                   enabled=enabled.get("obs_source", True))
+        for name in outputs_mod.OUTPUT_NAMES:
+            if name != "obs_source" and enabled.get(name):
+                self._add_runner(name, lossless, start=False)
+        for out in self._extra_outputs:
+            self._runners[out.name] = OutputRunner(out, lossless=lossless,
+                                                   enabled=self._output_enabled.get(out.name, True))
+
+    def _add_runner(self, name: str, lossless: bool, start: bool = True) -> None:
+        s = self._settings.outputs
+        if name == "record" and not s.record:
+            self._report("outputs", ValueError("recording needs outputs.record set to a .mp4 file or a folder"))
+            return
+        try:
+            out = outputs_mod.make_output(name, s, self._record_fps() if name == "record" else self._target_fps())
+        except ValueError as e:
+            self._report("outputs", e)
+            return
+        runner = OutputRunner(out, lossless=lossless)
+        with self._lock:
+            self._runners[name] = runner
+        if start:
+            runner.start()
+
+    def _record_fps(self) -> float:
+        """A file source records at its own rate (so it plays back at real speed); live at the target rate."""
+        if is_finite(self._settings.capture):
+            try:
+                src = open_source(self._settings.capture)
+                fps = src.fps
+                src.close()
+                return fps
+            except CaptureError:
+                pass
+        return self._target_fps()
+
+    def _reconcile_outputs(self, old: Settings) -> None:
+        """Rebuild outputs whose configuration changed; switch others on or off as the settings say."""
+        with self._lock:
+            sess = self._session
+            if sess is None:
+                return
+            new_s, old_s = self._settings.outputs, old.outputs
+            enabled = outputs_mod.enabled_in_settings(new_s)
+            changed = {"spout": new_s.spout_name != old_s.spout_name, "ndi": new_s.ndi_name != old_s.ndi_name,
+                       "record": new_s.record != old_s.record,
+                       "preview": False, "obs_source": False}
+            changed["ndi"] |= new_s.width != old_s.width or new_s.height != old_s.height
+            stale = [self._runners.pop(n) for n in list(self._runners) if changed.get(n)]
+        for r in stale:
+            r.stop()
+        for name in outputs_mod.OUTPUT_NAMES:
+            self._output_enabled.pop(name, None)
+            if name in self._runners:
+                self._runners[name].set_enabled(enabled[name])
+            elif enabled[name]:
+                self._add_runner(name, sess.lossless)
+
+
+def _safe(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - purely informational
+        return None

@@ -1,0 +1,111 @@
+"""Recording: an MP4 (alpha composited over a background colour) or a PNG sequence that keeps alpha."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from liveportrait_core.outputs.base import OutputUnavailable, PublishedFrame
+
+_log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+
+class VideoRecorder:
+    """Writes frames to a video file with OpenCV. Video codecs have no alpha, so transparent parts are
+    composited over ``background`` (BGR); the first frame fixes the size and later frames of another
+    size (a character switch) are resized to it, so that the file stays playable."""
+
+    def __init__(self, path: str | Path, fps: float, background: tuple[int, int, int] = (0, 0, 0),
+                 name: str = "record") -> None:
+        self.name = name
+        self.path = Path(path)
+        self.fps = fps if fps > 0 else 30.0
+        self.background = background
+        self.frames_written = 0
+        self._writer = None
+        self._size: tuple[int, int] | None = None
+        self._bg: np.ndarray | None = None
+
+    def open(self) -> None:
+        if self.path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise OutputUnavailable(f"cannot record to {self.path}: use one of "
+                                    f"{', '.join(VIDEO_SUFFIXES)} or a folder for a PNG sequence")
+        if not self.path.parent.is_dir():
+            raise OutputUnavailable(f"cannot record to {self.path}: folder {self.path.parent} does not exist")
+
+    def _start(self, w: int, h: int) -> None:
+        import cv2
+
+        fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.path.suffix.lower()])
+        self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
+        if not self._writer.isOpened():
+            self._writer = None
+            raise RuntimeError(f"OpenCV could not open {self.path} for writing")
+        self._size = (w, h)
+        self._bg = np.empty((h, w, 3), np.uint8)
+        self._bg[:] = self.background
+        _log.info("recording %dx%d at %.2f fps to %s", w, h, self.fps, self.path)
+
+    def send(self, frame: PublishedFrame) -> None:
+        import cv2
+
+        bgra = frame.bgra
+        if self._writer is None:
+            self._start(frame.width, frame.height)
+        assert self._size is not None and self._bg is not None
+        if (frame.width, frame.height) != self._size:
+            bgra = cv2.resize(bgra, self._size, interpolation=cv2.INTER_AREA)
+        alpha = bgra[:, :, 3]
+        if alpha.min() == 255:
+            bgr = cv2.cvtColor(bgra, cv2.COLOR_BGRA2BGR)
+        else:
+            w = cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR).astype(np.float32) * (1.0 / 255.0)
+            bgr = cv2.blendLinear(bgra[:, :, :3], self._bg, w[:, :, 0], 1.0 - w[:, :, 0])
+        self._writer.write(bgr)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            _log.info("recorded %d frames to %s", self.frames_written, self.path)
+
+
+class PngSequenceRecorder:
+    """Writes ``frame_000000.png``, ... into a folder, alpha kept (for editing with transparency)."""
+
+    def __init__(self, folder: str | Path, name: str = "record", compression: int = 1) -> None:
+        self.name = name
+        self.folder = Path(folder)
+        self.compression = compression  # 0-9; 1 is fast enough for live use
+        self.frames_written = 0
+
+    def open(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputUnavailable(f"cannot create the recording folder {self.folder}: {e.strerror or e}") from None
+        if any(self.folder.glob("frame_*.png")) and self.frames_written == 0:
+            _log.warning("%s already holds frame_*.png files; they will be overwritten", self.folder)
+
+    def send(self, frame: PublishedFrame) -> None:
+        import cv2
+
+        path = self.folder / f"frame_{self.frames_written:06d}.png"
+        if not cv2.imwrite(str(path), frame.bgra, [cv2.IMWRITE_PNG_COMPRESSION, self.compression]):
+            raise RuntimeError(f"could not write {path} (disk full or no permission?)")
+        self.frames_written += 1
+
+    def close(self) -> None:
+        pass
+
+
+def make_recorder(target: str | Path, fps: float, name: str = "record") -> VideoRecorder | PngSequenceRecorder:
+    """A video recorder for a file name with a video suffix, else a PNG sequence in that folder."""
+    p = Path(target).expanduser()
+    if p.suffix.lower() in VIDEO_SUFFIXES:
+        return VideoRecorder(p, fps, name=name)
+    return PngSequenceRecorder(p, name=name)

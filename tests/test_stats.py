@@ -1,0 +1,58 @@
+"""Stats: windowed rate and percentiles, NVML absence handled once, the one-line status."""
+from __future__ import annotations
+
+import logging
+
+from liveportrait_core.stats import (EngineStatus, GpuStats, OutputStatus, StageTimer, SystemMonitor,
+                                     percentile)
+
+
+def test_percentile_interpolates():
+    assert percentile([], 50) == 0.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert percentile([0.0, 10.0], 95) == 9.5
+
+
+def test_stage_timer_rate_and_latency_over_window():
+    t = StageTimer(window_s=2.0)
+    for i in range(21):  # 20 intervals of 50 ms -> 20 fps, durations 10..30 ms
+        t.record(0.010 + 0.001 * i, end=100.0 + 0.05 * i)
+    s = t.snapshot(now=101.0)
+    assert abs(s.fps - 20.0) < 1e-6
+    assert abs(s.latency_p50_ms - 20.0) < 1e-6
+    assert 28.0 < s.latency_p95_ms <= 30.0
+    assert s.count == 21
+    stale = t.snapshot(now=200.0)  # nothing in the window any more: rate is zero, count stays
+    assert stale.fps == 0.0 and stale.count == 21
+
+
+def test_system_monitor_without_nvidia_driver_disables_gpu_once(caplog):
+    caplog.set_level(logging.INFO, logger="liveportrait_core.stats")
+    mon = SystemMonitor(interval_s=0.0)
+    cpu, gpu = mon.sample()
+    mon.sample()
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        has_driver = True
+        pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001
+        has_driver = False
+    if not has_driver:
+        assert gpu is None and "GPU stats off" in mon.gpu_disabled_reason
+        assert sum("GPU stats off" in r.message for r in caplog.records) == 1
+    assert cpu.ram_total_mb > 0 and cpu.process_rss_mb > 0
+    mon.close()
+
+
+def test_status_line_shows_rate_latency_warning_and_failing_outputs():
+    st = EngineStatus(state="running", fps=41.0, latency_p50_ms=33.0, latency_p95_ms=48.0, frames=100,
+                      target_fps=60, character="astronaut.png", dropped=3, tracking="lost",
+                      outputs={"ndi": OutputStatus("ndi", state="retrying", failures=2)},
+                      gpu=GpuStats("RTX", 71, 2048, 10240, 64))
+    line = st.line()
+    for part in ("41.0 fps", "below target 60", "33/48 ms", "astronaut.png", "face lost", "dropped 3",
+                 "GPU 71%", "64C", "output problem: ndi"):
+        assert part in line, (part, line)
+    assert EngineStatus(state="error", message="models missing").line() == "error: models missing"
