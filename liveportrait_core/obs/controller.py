@@ -1,0 +1,545 @@
+"""What the OBS script does, behind the ``script_*`` functions: one ``ScriptController`` per script load.
+
+It maps OBS settings onto ``Settings`` and the engine's command API, registers hotkeys, owns the
+in-process OBS source and the scene placement, and shows status. It receives the ``obspython`` module as
+``obs`` and never imports it, so tests drive it with a fake. Rules it keeps:
+
+* ``script_load`` returns at once: the engine module (and with it torch/mediapipe) is imported and started
+  on a starter thread; commands that arrive before it is up are applied when it starts.
+* Every callback OBS or libobs calls is wrapped: an exception is logged, never raised into OBS.
+* ``script_unload`` stops every thread and releases every OBS reference within about a second.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from liveportrait_core import paths
+from liveportrait_core import settings as schema
+from liveportrait_core.obs import properties, scene
+from liveportrait_core.obs.environment import EnvironmentReport
+from liveportrait_core.obs.hotkeys import Hotkeys
+from liveportrait_core.obs.libobs_source import SOURCE_ID, LibobsSource, LibobsUnavailable
+
+log = logging.getLogger(__name__)
+
+SOURCE_NAME = "LivePortrait"
+KEY_AUTOSTART = "lp.autostart"
+KEY_PLACEMENTS = "lp.placements"
+KEY_FIRST_RUN_DONE = "lp.first_run_done"
+STATUS_INTERVAL_MS = 1000
+LOG_STATUS_EVERY_S = 10.0
+UNLOAD_BUDGET_S = 0.8
+#: Engine output names for the per-output hotkeys, and the setting each mirrors.
+OUTPUT_TOGGLES = (("obs_source", "OBS source"), ("spout", "Spout2"), ("ndi", "NDI"), ("preview", "preview window"))
+#: Expressions offered before the engine reports its own list (hotkeys must exist at load to be bound).
+DEFAULT_EXPRESSIONS = ("smile", "wink", "surprised", "angry", "sad", "blink", "aaa")
+
+EngineFactory = Callable[[schema.Settings], Any]
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Log and swallow any exception: OBS must never see one from a callback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception:  # noqa: BLE001
+            log.exception("%s failed", fn.__name__)
+            return None
+
+    return wrapper
+
+
+def default_engine_factory(settings: schema.Settings) -> Any:
+    """Imports the engine (torch, mediapipe) — called on the starter thread only."""
+    from liveportrait_core.engine import Engine  # noqa: PLC0415 - heavy, off the UI thread
+
+    return Engine(settings)
+
+
+def default_libobs_factory(obs_version: str) -> LibobsSource:
+    return LibobsSource(obs_version)
+
+
+def expression_catalogue() -> list[str]:
+    """Expression names without importing torch: the engine's module when it is light, else the defaults."""
+    try:
+        from liveportrait_core import expressions  # noqa: PLC0415
+
+        names = getattr(expressions, "EXPRESSION_NAMES", None) or getattr(expressions, "NAMES", None)
+        if names:
+            return [str(n) for n in names]
+    except Exception:  # noqa: BLE001 - a missing/heavy module falls back
+        log.debug("expression names from defaults", exc_info=True)
+    return list(DEFAULT_EXPRESSIONS)
+
+
+class ScriptController:
+    """State of one load of ``obs_liveportrait.py``."""
+
+    def __init__(self, obs: Any, env: EnvironmentReport | None = None,
+                 engine_factory: EngineFactory | None = None,
+                 libobs_factory: Callable[[str], LibobsSource] | None = None) -> None:
+        self.obs = obs
+        self.env = env
+        # looked up at use, so tests can swap the module-level defaults
+        self._engine_factory = engine_factory or (lambda s: default_engine_factory(s))
+        self._libobs_factory = libobs_factory or (lambda v: default_libobs_factory(v))
+        self.settings = schema.Settings()
+        self.setting_errors: list[str] = []
+        self.data: Any = None  # the script's obs_data (owned by OBS for the script's lifetime)
+        self.hotkeys = Hotkeys(obs)
+        self.libobs: LibobsSource | None = None
+        self.libobs_problem = ""
+        self.expressions = expression_catalogue()
+        self.expression_state: dict[str, bool] = {}
+        self.output_state: dict[str, bool] = {}
+        self.paused = False
+        self.message = ""  # last user-facing result of a button (shown in Status)
+        self.engine: Any = None
+        self._frame_handle: Any = None
+        self._lock = threading.RLock()
+        self._starter: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+        self._stop_requested = threading.Event()
+        self._timers: list[Callable[[], None]] = []
+        self._last_status_log = 0.0
+        self._frames_pushed = 0
+        self._push_error_logged = False
+        self.load_ms: float | None = None
+        self.unloaded = False
+
+    # ------------------------------------------------------------------ script API
+    def defaults(self, data: Any) -> None:
+        properties.set_defaults(self.obs, data)
+        self.obs.obs_data_set_default_bool(data, KEY_AUTOSTART, True)
+        self.obs.obs_data_set_default_bool(data, KEY_FIRST_RUN_DONE, False)
+        self.obs.obs_data_set_default_string(data, KEY_PLACEMENTS, "[]")
+
+    def description(self) -> str:
+        text = ("<b>LivePortrait for OBS</b> — your webcam animates a character image, live, with "
+                "transparency. Pick a character, then press <i>Start</i>. Hotkeys: Settings &gt; Hotkeys "
+                "(LivePortrait …).")
+        if self.env is not None and not self.env.ok:
+            text += f"<p style='color:#e55'><b>Set-up needed:</b> {self.env.problem}</p>"
+        if self.libobs_problem:
+            text += f"<p style='color:#e90'>{self.libobs_problem}</p>"
+        return text + f"<p>Status: {self.status_text()}</p>"
+
+    def load(self, data: Any) -> None:
+        t0 = time.perf_counter()
+        self.data = data
+        self.settings, self.setting_errors = properties.settings_from_data(self.obs, data)
+        for e in self.setting_errors:
+            log.warning("ignored setting: %s", e)
+        self.output_state = {k: bool(getattr(self.settings.outputs, k)) for k, _t in OUTPUT_TOGGLES}
+        self.expression_state = {e: self.obs.obs_data_get_bool(data, properties.EXPRESSION_PREFIX + e)
+                                 for e in self.expressions}
+        self._register_source_type()
+        self._register_hotkeys(data)
+        self._add_timer(self._status_timer, STATUS_INTERVAL_MS)
+        self._add_timer(self._after_load, 100)
+        if self.env is None or self.env.ok:
+            if self.obs.obs_data_get_bool(data, KEY_AUTOSTART):
+                self.start()
+        else:
+            log.warning("not starting: %s", self.env.problem)
+        self.load_ms = (time.perf_counter() - t0) * 1000.0
+        log.info("script_load took %.1f ms (engine starts on its own thread)", self.load_ms)
+
+    def update(self, data: Any) -> None:
+        new, errors = properties.settings_from_data(self.obs, data)
+        for e in errors:
+            if e not in self.setting_errors:
+                log.warning("ignored setting: %s", e)
+        self.setting_errors = errors
+        old, self.settings = self.settings, new
+        for name, _t in OUTPUT_TOGGLES:
+            if getattr(old.outputs, name) != getattr(new.outputs, name):
+                self.output_state[name] = bool(getattr(new.outputs, name))
+        for e in self.expressions:
+            active = self.obs.obs_data_get_bool(data, properties.EXPRESSION_PREFIX + e)
+            if active != self.expression_state.get(e, False):
+                self._set_expression(e, active)
+        engine = self.engine
+        if engine is not None and new != old:
+            engine.update_settings(new)
+            if new.characters.active != old.characters.active and new.characters.active:
+                engine.select_character(new.characters.active)
+
+    def save(self, data: Any) -> None:
+        self.hotkeys.save(data)
+        placements = scene.capture_placements(self.obs, SOURCE_NAME)
+        if placements:
+            self.obs.obs_data_set_string(data, KEY_PLACEMENTS, json.dumps(placements))
+
+    def unload(self) -> None:
+        """Stop everything; OBS may destroy our sources after this, which the keep-alive module handles."""
+        t0 = time.perf_counter()
+        self.unloaded = True
+        for cb in self._timers:
+            self.obs.timer_remove(cb)
+        self._timers.clear()
+        self.hotkeys.unregister_all()
+        stopped = self.stop(UNLOAD_BUDGET_S)
+        deadline = time.perf_counter() + 0.1
+        for t in self._workers:
+            t.join(max(0.0, deadline - time.perf_counter()))
+        self.data = None
+        log.info("script_unload: engine stopped=%s in %.0f ms", stopped, (time.perf_counter() - t0) * 1000.0)
+
+    # ------------------------------------------------------------------ properties
+    def build_properties(self) -> Any:
+        obs = self.obs
+
+        def b(fn: Callable[[], str | None]) -> Callable[[Any, Any], bool]:
+            def cb(_props: Any, _prop: Any) -> bool:
+                try:
+                    msg = fn()
+                    if msg:
+                        self.message = msg
+                        log.info("%s", msg)
+                except Exception as e:  # noqa: BLE001
+                    self.message = f"failed: {e}"
+                    log.exception("button failed")
+                return True  # refresh the dialog so Status shows the result
+
+            return cb
+
+        buttons = {
+            "lp.group.character": [("lp.open_characters", "Open characters folder", b(self.open_characters_folder)),
+                                   ("lp.check_character", "Check character", b(self.check_character))],
+            "lp.group.output": [("lp.add_source", "Add source to current scene", b(self.add_sources_to_scene))],
+            "lp.group.models": [("lp.verify_models", "Verify models", b(self.verify_models)),
+                                ("lp.download_models", "Download models", b(self.download_models))],
+            "lp.group.status": [("lp.start_stop", "Stop" if self.running else "Start", b(self.toggle_running)),
+                                ("lp.calibrate", "Calibrate neutral face", b(self.calibrate)),
+                                ("lp.refresh", "Refresh status", b(lambda: None))],
+        }
+
+        def top(props: Any) -> None:
+            if self.env is not None and not self.env.ok:
+                obs.obs_properties_add_text(props, "lp.setup", "Set-up needed: " + self.env.problem,
+                                            obs.OBS_TEXT_INFO)
+            obs.obs_properties_add_bool(props, KEY_AUTOSTART, "Start when OBS starts")
+
+        return properties.build(obs, character_folder=self.settings.characters.folder,
+                                expressions=self.expressions, buttons=buttons, status_text=self.status_text(),
+                                extra_top=top)
+
+    # ------------------------------------------------------------------ engine
+    @property
+    def running(self) -> bool:
+        return self.engine is not None or (self._starter is not None and self._starter.is_alive())
+
+    def start(self) -> str:
+        with self._lock:
+            if self.running:
+                return "already running"
+            if self.env is not None and not self.env.ok:
+                return "cannot start: " + self.env.problem
+            self._stop_requested.clear()
+            self._starter = threading.Thread(target=self._start_engine, args=(self.settings.copy(),),
+                                             name="liveportrait-obs-start", daemon=True)
+            self._starter.start()
+        return "starting"
+
+    def _start_engine(self, settings: schema.Settings) -> None:
+        try:
+            t0 = time.perf_counter()
+            engine = self._engine_factory(settings)
+            handle = engine.add_frame_callback(self._on_frame)
+            with self._lock:
+                if self._stop_requested.is_set():
+                    engine.remove_frame_callback(handle)
+                    return
+                self.engine, self._frame_handle = engine, handle
+            engine.start()
+            # commands that arrived while the engine was being built
+            for name, on in self.output_state.items():
+                engine.set_output_enabled(name, on)
+            for e, on in self.expression_state.items():
+                if on:
+                    engine.set_expression(e, True)
+            if self.paused:
+                engine.pause(True)
+            if settings != self.settings:
+                engine.update_settings(self.settings)
+            self._refresh_expressions(engine)
+            log.info("engine started in %.2f s (import and construction on this thread)",
+                     time.perf_counter() - t0)
+        except Exception as e:  # noqa: BLE001
+            self.message = f"engine failed to start: {e}"
+            log.exception("engine failed to start")
+            with self._lock:
+                self.engine = None
+
+    def _refresh_expressions(self, engine: Any) -> None:
+        try:
+            names = list(engine.expression_names())
+        except Exception:  # noqa: BLE001
+            return
+        new = [n for n in names if n not in self.expressions]
+        if new:
+            self.expressions.extend(new)
+            # hotkeys may be registered later than load; OBS allows it, and bindings come from the settings
+            self._add_timer(functools.partial(self._register_expression_hotkeys, new, once=True), 10)
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Stop the engine (and a start in progress) within ``timeout`` seconds."""
+        deadline = time.perf_counter() + timeout
+        with self._lock:
+            self._stop_requested.set()
+            engine, handle = self.engine, self._frame_handle
+            self.engine, self._frame_handle = None, None
+        starter = self._starter
+        if starter is not None and starter.is_alive():
+            starter.join(max(0.0, deadline - time.perf_counter()) / 2)
+            with self._lock:  # it may have set the engine just before seeing the stop request
+                engine = engine or self.engine
+                handle = handle if handle is not None else self._frame_handle
+                self.engine, self._frame_handle = None, None
+        ok = True
+        if engine is not None:
+            try:
+                if handle is not None:
+                    engine.remove_frame_callback(handle)
+                ok = bool(engine.stop(timeout=max(0.05, deadline - time.perf_counter())))
+            except Exception:  # noqa: BLE001
+                log.exception("engine stop failed")
+                ok = False
+        if self.libobs is not None:
+            try:
+                self.libobs.clear()
+            except Exception:  # noqa: BLE001
+                log.debug("clear failed", exc_info=True)
+        return ok
+
+    def toggle_running(self) -> str:
+        if self.running:
+            return "stopped" if self.stop(1.0) else "stop timed out (see the log)"
+        return self.start()
+
+    def _on_frame(self, frame: Any) -> None:
+        """Publish thread: hand the frame to libobs (which copies it)."""
+        try:
+            if self.libobs is not None and self.output_state.get("obs_source", True):
+                self.libobs.push(frame.bgra)
+                self._frames_pushed += 1
+        except Exception:  # noqa: BLE001
+            if not self._push_error_logged:
+                self._push_error_logged = True
+                log.exception("pushing a frame to the OBS source failed")
+
+    # ------------------------------------------------------------------ commands (hotkeys, buttons)
+    def _engine_call(self, what: str, *args: Any) -> str:
+        engine = self.engine
+        if engine is None:
+            return f"{what}: engine not running"
+        getattr(engine, what)(*args)
+        return ""
+
+    def select_character(self, key: int | str) -> str:
+        return self._engine_call("select_character", key) or f"character {key}"
+
+    def next_character(self, step: int = 1) -> str:
+        return self._engine_call("next_character", step) or "next character"
+
+    def calibrate(self) -> str:
+        return self._engine_call("calibrate") or "calibrating: look at the camera with a neutral face"
+
+    def toggle_pause(self) -> str:
+        self.paused = not self.paused
+        self._engine_call("pause", self.paused)
+        return "paused" if self.paused else "resumed"
+
+    def _set_expression(self, name: str, active: bool) -> None:
+        self.expression_state[name] = active
+        if self.engine is not None:
+            self.engine.set_expression(name, active)
+
+    def toggle_expression(self, name: str) -> str:
+        active = not self.expression_state.get(name, False)
+        self._set_expression(name, active)
+        if self.data is not None and not self.unloaded:
+            self.obs.obs_data_set_bool(self.data, properties.EXPRESSION_PREFIX + name, active)
+        return f"expression {name} {'on' if active else 'off'}"
+
+    def toggle_output(self, name: str) -> str:
+        on = not self.output_state.get(name, False)
+        self.output_state[name] = on
+        if self.engine is not None:
+            self.engine.set_output_enabled(name, on)
+        return f"output {name} {'on' if on else 'off'}"
+
+    def _register_hotkeys(self, data: Any) -> None:
+        reg = self.hotkeys.register
+        for i in range(1, 10):
+            reg(f"character_{i}", f"LivePortrait: character {i}", guarded(functools.partial(
+                self.select_character, i)), data)
+        reg("next_character", "LivePortrait: next character", guarded(self.next_character), data)
+        reg("previous_character", "LivePortrait: previous character",
+            guarded(functools.partial(self.next_character, -1)), data)
+        reg("calibrate", "LivePortrait: calibrate neutral face", guarded(self.calibrate), data)
+        reg("pause", "LivePortrait: pause / resume", guarded(self.toggle_pause), data)
+        for name, text in OUTPUT_TOGGLES:
+            reg(f"output.{name}", f"LivePortrait: {text} on/off", guarded(functools.partial(
+                self.toggle_output, name)), data)
+        self._register_expression_hotkeys(self.expressions)
+
+    def _register_expression_hotkeys(self, names: Iterable[str], once: bool = False) -> None:
+        if once:
+            self._end_one_shot(self._register_expression_hotkeys)
+        if self.unloaded:
+            return
+        for e in names:
+            self.hotkeys.register(f"expression.{e}", f"LivePortrait: expression {e} on/off",
+                                  guarded(functools.partial(self.toggle_expression, e)), self.data)
+
+    # ------------------------------------------------------------------ OBS source and scenes
+    def _register_source_type(self) -> None:
+        try:
+            self.libobs = self._libobs_factory(self.obs.obs_get_version_string())
+            self.libobs.register()
+            self.libobs_problem = ""
+        except (LibobsUnavailable, OSError, AttributeError) as e:
+            self.libobs = None
+            self.libobs_problem = str(e)
+            log.warning("in-process OBS source unavailable: %s", e)
+
+    def add_sources_to_scene(self) -> str:
+        """The button: our source (and Spout2/NDI receivers when those outputs are on) into the current scene."""
+        msgs = []
+        if self.libobs is not None and self.settings.outputs.obs_source:
+            msgs.append(scene.ensure_in_current_scene(self.obs, SOURCE_ID, SOURCE_NAME))
+        elif self.libobs is None and self.settings.outputs.obs_source:
+            msgs.append(self.libobs_problem)
+        o = self.settings.outputs
+        if o.spout:
+            if scene.type_available(self.obs, scene.SPOUT_SOURCE_ID):
+                msgs.append(scene.ensure_in_current_scene(self.obs, scene.SPOUT_SOURCE_ID, f"{SOURCE_NAME} (Spout2)",
+                                                          scene.spout_source_settings(o.spout_name)))
+            else:
+                msgs.append(scene.SPOUT_HELP)
+        if o.ndi:
+            if scene.type_available(self.obs, scene.NDI_SOURCE_ID):
+                msgs.append(scene.ensure_in_current_scene(self.obs, scene.NDI_SOURCE_ID, f"{SOURCE_NAME} (NDI)",
+                                                          scene.ndi_source_settings(o.ndi_name)))
+            else:
+                msgs.append(scene.NDI_HELP)
+        return "; ".join(m for m in msgs if m) or "no output that OBS shows is enabled (see Output)"
+
+    def _after_load(self) -> None:
+        """One-shot, on the UI thread once OBS runs its loop: restore after a restart, or add on first run."""
+        self._end_one_shot(self._after_load)
+        if self.unloaded or self.data is None:
+            return
+        if self.libobs is not None:
+            placements = self.obs.obs_data_get_string(self.data, KEY_PLACEMENTS)
+            msg = scene.restore(self.obs, SOURCE_ID, SOURCE_NAME, placements)
+            log.info("source: %s", msg)
+        if not self.obs.obs_data_get_bool(self.data, KEY_FIRST_RUN_DONE):
+            log.info("first run: %s", self.add_sources_to_scene())
+            self.obs.obs_data_set_bool(self.data, KEY_FIRST_RUN_DONE, True)
+
+    # ------------------------------------------------------------------ status
+    def status_text(self) -> str:
+        parts = []
+        engine = self.engine
+        if engine is not None:
+            try:
+                parts.append(engine.status_line())
+            except Exception as e:  # noqa: BLE001
+                parts.append(f"status unavailable: {e}")
+        elif self._starter is not None and self._starter.is_alive():
+            parts.append("starting (loading torch, MediaPipe and the models)…")
+        else:
+            parts.append("stopped")
+        if self.paused:
+            parts.append("paused")
+        if self.libobs is not None:
+            parts.append(f"OBS source frames: {self._frames_pushed}")
+        if self.setting_errors:
+            parts.append("ignored settings: " + "; ".join(self.setting_errors))
+        if self.message:
+            parts.append(self.message)
+        return " | ".join(parts)
+
+    def _status_timer(self) -> None:
+        now = time.monotonic()
+        if self.engine is not None and now - self._last_status_log >= LOG_STATUS_EVERY_S:
+            self._last_status_log = now
+            log.info("status: %s", self.status_text())
+
+    def _add_timer(self, fn: Callable[[], None], ms: int) -> None:
+        cb = guarded(fn)
+        self._timers.append(cb)
+        self.obs.timer_add(cb, ms)
+
+    def _end_one_shot(self, method: Callable[..., Any]) -> None:
+        """Inside a timer callback: remove it (OBS) and forget it (so unload does not remove it twice)."""
+        self.obs.remove_current_callback()
+        target = getattr(method, "__func__", method)
+
+        def wraps_target(cb: Any) -> bool:
+            inner = getattr(cb, "__wrapped__", None)
+            inner = getattr(inner, "func", inner)  # functools.partial
+            return getattr(inner, "__func__", inner) is target
+
+        self._timers = [t for t in self._timers if not wraps_target(t)]
+
+    # ------------------------------------------------------------------ buttons off the UI thread
+    def _background(self, name: str, fn: Callable[[], str]) -> str:
+        def run() -> None:
+            try:
+                self.message = f"{name}: {fn()}"
+            except Exception as e:  # noqa: BLE001
+                self.message = f"{name} failed: {e}"
+                log.exception("%s failed", name)
+            log.info("%s", self.message)
+
+        self._workers = [t for t in self._workers if t.is_alive()]
+        if any(t.name == f"liveportrait-obs-{name}" for t in self._workers):
+            return f"{name} is already running"
+        t = threading.Thread(target=run, name=f"liveportrait-obs-{name}", daemon=True)
+        self._workers.append(t)
+        t.start()
+        return f"{name} started (result here and in the OBS log)"
+
+    def open_characters_folder(self) -> str:
+        return properties.open_folder(paths.resolve(self.settings.characters.folder))
+
+    def check_character(self) -> str:
+        folder = self.settings.characters.folder
+        name = self.settings.characters.active or next(iter(properties.list_characters(folder)), "")
+        if not name:
+            return f"no character images in {paths.resolve(folder)}: add a PNG/JPEG there"
+        return self._background("check", functools.partial(
+            _run_command, "check-character", [str(paths.resolve(folder) / name)], self.settings.copy()))
+
+    def verify_models(self) -> str:
+        return self._background("verify", functools.partial(
+            _run_command, "doctor", [], self.settings.copy()))
+
+    def download_models(self) -> str:
+        return self._background("download", functools.partial(
+            _run_command, "download-models", [], self.settings.copy()))
+
+
+def _run_command(name: str, args: list[str], settings: schema.Settings) -> str:
+    """Run CLI command ``name`` in-process with the script's settings (inside OBS ``sys.executable`` is not
+    Python, so no subprocess); its report goes to stdout, i.e. the OBS log."""
+    from liveportrait_core import cli  # noqa: PLC0415
+
+    try:
+        parsed = cli.build_parser().parse_args([name, *args])
+    except SystemExit:
+        return f"this version has no working '{name}' command"
+    rc = int(parsed._module.run(parsed, settings) or 0)
+    return "done" if rc == 0 else f"failed (exit {rc}); the OBS log has the details"
