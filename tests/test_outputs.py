@@ -1,0 +1,294 @@
+"""Outputs: the runner isolates slow/failing outputs; recorders keep frames (and alpha); Spout's call
+convention; preview composition; missing packages / wrong OS give clear messages."""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+
+import cv2
+import numpy as np
+import pytest
+
+from liveportrait_core import outputs
+from liveportrait_core.handoff import END_OF_STREAM
+from liveportrait_core.outputs.base import OutputUnavailable, PublishedFrame
+from liveportrait_core.outputs.callback import CallbackOutput
+from liveportrait_core.outputs.ndi import NdiOutput
+from liveportrait_core.outputs.preview import PreviewWindow
+from liveportrait_core.outputs.recorder import PngSequenceRecorder, VideoRecorder, make_recorder
+from liveportrait_core.outputs.runner import OutputRunner
+from liveportrait_core.outputs.spout import GL_BGRA, SpoutOutput
+from liveportrait_core.settings import OutputSettings
+
+
+def _frame(i: int, h: int = 48, w: int = 64, alpha: int | None = None) -> PublishedFrame:
+    bgra = np.zeros((h, w, 4), np.uint8)
+    bgra[..., 0] = i * 20 % 256
+    bgra[..., 1] = 100
+    bgra[..., 3] = np.linspace(0, 255, w, dtype=np.uint8)[None, :] if alpha is None else alpha
+    return PublishedFrame(i, 1.0, 1.01, bgra)
+
+
+def _wait(cond, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not cond():
+        time.sleep(0.01)
+    return bool(cond())
+
+
+class Slow:
+    name = "slow"
+
+    def __init__(self, gate: threading.Event) -> None:
+        self.gate = gate
+        self.got: list[int] = []
+
+    def open(self):
+        pass
+
+    def send(self, frame):
+        self.gate.wait()
+        self.got.append(frame.index)
+
+    def close(self):
+        pass
+
+
+class Keep:
+    def __init__(self, name="keep"):
+        self.name = name
+        self.got: list[int] = []
+
+    def open(self):
+        pass
+
+    def send(self, frame):
+        self.got.append(frame.index)
+
+    def close(self):
+        pass
+
+
+def test_a_blocked_output_does_not_stall_another():
+    gate = threading.Event()
+    slow, fast = Slow(gate), Keep()
+    runners = [OutputRunner(slow), OutputRunner(fast)]
+    for r in runners:
+        r.start()
+    for i in range(20):
+        for r in runners:
+            r.offer(_frame(i))  # never blocks, whatever the output does
+        assert _wait(lambda: fast.got[-1:] == [i])
+    gate.set()
+    for r in runners:
+        r.stop()
+        assert r.join(5)
+    assert fast.got == list(range(20))
+    assert slow.got and slow.got == sorted(slow.got) and len(slow.got) < 20  # it skipped stale frames
+    assert runners[0].status().dropped > 0
+
+
+def test_unavailable_output_is_reported_once_and_not_retried():
+    class Missing(Keep):
+        opens = 0
+
+        def open(self):
+            Missing.opens += 1
+            raise OutputUnavailable("needs SomePackage (pip install somepackage)")
+
+    r = OutputRunner(Missing("missing"), backoff_s=(0.01, 0.01))
+    r.start()
+    assert _wait(lambda: r.status().state == "unavailable")
+    for i in range(5):
+        r.offer(_frame(i))
+    r.offer(END_OF_STREAM)
+    assert r.wait_finished(5)  # it still takes END so that lossless producers never block on it
+    r.stop()
+    assert r.join(5)
+    st = r.status()
+    assert Missing.opens == 1 and "pip install somepackage" in st.message and st.state == "unavailable"
+
+
+def test_lossless_runner_delivers_every_frame():
+    keep = Keep()
+    r = OutputRunner(keep, lossless=True)
+    r.start()
+    for i in range(30):
+        assert r.offer(_frame(i), timeout=5)
+    assert r.offer(END_OF_STREAM, timeout=5) and r.wait_finished(5)
+    r.stop()
+    r.join(5)
+    assert keep.got == list(range(30))
+
+
+def test_callback_output_keeps_going_when_a_callback_raises():
+    cb = CallbackOutput()
+    got: list[int] = []
+    bad = cb.add(lambda f: 1 / 0)
+    cb.add(lambda f: got.append(f.index))
+    cb.send(_frame(1))
+    assert cb.remove(bad) and not cb.remove(bad)
+    cb.send(_frame(2))
+    assert got == [1, 2] and cb.errors == 1
+
+
+def test_mp4_recording_keeps_every_frame_in_order(tmp_path):
+    rec = VideoRecorder(tmp_path / "out.mp4", fps=25)
+    rec.open()
+    for i in range(10):
+        rec.send(_frame(i, alpha=255))
+    rec.send(_frame(10, h=96, w=128, alpha=255))  # another size (character switch) is resized, not lost
+    rec.close()
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    blues = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        assert img.shape == (48, 64, 3)
+        blues.append(int(img[..., 0].mean().round()))
+    assert len(blues) == 11
+    assert all(abs(b - i * 20) <= 4 for i, b in enumerate(blues))  # lossy codec: close, and in order
+    assert cap.get(cv2.CAP_PROP_FPS) == 25
+
+
+def test_mp4_composites_transparency_over_the_background(tmp_path):
+    rec = VideoRecorder(tmp_path / "out.avi", fps=10, background=(0, 0, 0))
+    rec.open()
+    f = _frame(5)  # alpha ramps 0..255 left to right, B = 100
+    rec.send(f)
+    rec.close()
+    ok, img = cv2.VideoCapture(str(tmp_path / "out.avi")).read()
+    assert ok and img[:, :4, 0].mean() < 15 and img[:, -4:, 0].mean() > 85
+
+
+def test_png_sequence_keeps_alpha_exactly(tmp_path):
+    rec = make_recorder(tmp_path / "frames", fps=30)
+    assert isinstance(rec, PngSequenceRecorder)
+    rec.open()
+    frames = [_frame(i) for i in range(3)]
+    for f in frames:
+        rec.send(f)
+    rec.close()
+    files = sorted((tmp_path / "frames").glob("frame_*.png"))
+    assert [p.name for p in files] == ["frame_000000.png", "frame_000001.png", "frame_000002.png"]
+    for f, p in zip(frames, files):
+        assert np.array_equal(cv2.imread(str(p), cv2.IMREAD_UNCHANGED), f.bgra)
+
+
+def test_recorder_rejects_a_bad_target(tmp_path):
+    with pytest.raises(OutputUnavailable, match="does not exist"):
+        VideoRecorder(tmp_path / "nope" / "x.mp4", 30).open()
+    with pytest.raises(OutputUnavailable, match="use one of"):
+        VideoRecorder(tmp_path / "x.gif", 30).open()
+
+
+class FakeSpoutGL(types.ModuleType):
+    """Stands in for the Windows-only SpoutGL package, recording how it is called."""
+
+    def __init__(self):
+        super().__init__("SpoutGL")
+        self.calls: list[tuple] = []
+        mod = self
+
+        class SpoutSender:
+            def createOpenGL(self):
+                mod.calls.append(("createOpenGL", threading.get_ident()))
+
+            def setSenderName(self, name):
+                mod.calls.append(("setSenderName", name))
+
+            def sendImage(self, *args, **kwargs):
+                mod.calls.append(("sendImage", args, kwargs, threading.get_ident()))
+                return True
+
+            def setFrameSync(self, name):
+                mod.calls.append(("setFrameSync", name))
+
+            def releaseSender(self):
+                mod.calls.append(("releaseSender",))
+
+            def closeOpenGL(self):
+                mod.calls.append(("closeOpenGL",))
+
+        self.SpoutSender = SpoutSender
+
+
+def test_spout_sends_bgra_positionally_from_the_thread_that_made_the_gl_context(monkeypatch):
+    fake = FakeSpoutGL()
+    monkeypatch.setitem(sys.modules, "SpoutGL", fake)
+    monkeypatch.setattr(sys, "platform", "win32")
+    out = SpoutOutput("MyAvatar")
+    r = OutputRunner(out)
+    r.start()
+    f = _frame(1, h=48, w=64)
+    r.offer(f)
+    assert _wait(lambda: any(c[0] == "sendImage" for c in fake.calls))
+    r.stop()
+    assert r.join(5)
+    send = next(c for c in fake.calls if c[0] == "sendImage")
+    _, args, kwargs, send_thread = send
+    assert kwargs == {} and args[1:] == (64, 48, GL_BGRA, False, 0) and args[0] is f.bgra
+    assert GL_BGRA == 0x80E1
+    gl_thread = next(c[1] for c in fake.calls if c[0] == "createOpenGL")
+    assert gl_thread == send_thread != threading.get_ident()
+    names = [c[0] for c in fake.calls]
+    assert names.index("createOpenGL") < names.index("setSenderName") < names.index("sendImage")
+    assert ("setFrameSync", "MyAvatar") in fake.calls and names[-2:] == ["releaseSender", "closeOpenGL"]
+
+
+def test_spout_on_other_os_or_without_the_package_says_so(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(OutputUnavailable, match="Windows only; use NDI"):
+        SpoutOutput().open()
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setitem(sys.modules, "SpoutGL", None)
+    with pytest.raises(OutputUnavailable, match="pip install SpoutGL"):
+        SpoutOutput().open()
+
+
+def test_ndi_without_cyndilib_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cyndilib.sender", None)
+    with pytest.raises(OutputUnavailable, match="pip install cyndilib"):
+        NdiOutput().open()
+
+
+def test_preview_without_a_display_is_unavailable(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(OutputUnavailable, match="no display"):
+        PreviewWindow().open()
+
+
+def test_preview_composes_alpha_over_a_checkerboard_with_overlay_and_debug_view():
+    keys: list[str] = []
+    quit_calls: list[bool] = []
+    p = PreviewWindow(on_key=keys.append, on_quit=lambda: quit_calls.append(True))
+    f = _frame(3, alpha=0)  # fully transparent: only the checkerboard shows
+    p.show_fps = False
+    img = p.compose(f)
+    assert img.shape == (48, 64, 3) and set(np.unique(img)) <= {150, 200}
+    obs = types.SimpleNamespace(found=True, landmarks=np.array([[10.0, 10.0], [20.0, 30.0]], np.float32))
+    src = np.zeros((24, 32, 3), np.uint8)
+    dbg_frame = PublishedFrame(4, 1.0, 1.02, _frame(4, alpha=255).bgra, observation=obs, source_bgr=src)
+    p.handle_key(ord("d"))
+    p.show_fps = True
+    img = p.compose(dbg_frame)
+    assert img.shape == (48, 64 + 64, 3)  # camera view (scaled to the frame height) beside the character
+    assert img[:, :64].any()  # landmarks drawn on the black camera frame
+    p.handle_key(ord("c"))
+    p.handle_key(27)
+    assert keys == ["c"] and quit_calls == [True]
+
+
+def test_make_output_from_settings(tmp_path):
+    s = OutputSettings(ndi_name="Cam A", spout_name="Cam B", record=str(tmp_path / "x.mp4"))
+    assert outputs.make_output("ndi", s, 30).sender_name == "Cam A"
+    assert outputs.make_output("spout", s, 30).sender_name == "Cam B"
+    assert isinstance(outputs.make_output("record", s, 30), VideoRecorder)
+    with pytest.raises(ValueError, match="known: obs_source"):
+        outputs.make_output("twitch", s, 30)
+    assert outputs.enabled_in_settings(s)["record"] is True
