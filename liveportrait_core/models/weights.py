@@ -125,10 +125,13 @@ def _torch():
 def load_checkpoint(path: Path) -> Any:
     """``torch.load`` that never runs code from the file; failures become a ``WeightsError``."""
     torch = _torch()
+    kind = _sniff(path)
+    if kind:
+        raise WeightsError(f"{path}: not a PyTorch checkpoint: {kind}. Delete it and {download_fix()}.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
+        if "unsupported global" in str(e).lower():
             raise WeightsError(
                 f"{path}: refused to load: the file contains objects other than plain tensors (a pickle that "
                 f"could run code), so it is not an official LivePortrait checkpoint. Delete it and "
@@ -140,6 +143,22 @@ def load_checkpoint(path: Path) -> Any:
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError) as e:
         raise WeightsError(f"{path}: cannot be read (truncated or corrupt: {_short(e)}). "
                            f"Delete it and {download_fix()}.") from None
+
+
+def _sniff(path: Path) -> str | None:
+    """Recognise the usual wrong downloads by their first bytes (a Git LFS pointer, an HTML page, text)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if head.startswith(b"version https://git-lfs"):
+        return "it is a Git LFS pointer, not the weights (the repository was cloned without Git LFS)"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "it is an HTML page (an error or login page saved instead of the weights)"
+    if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        return "it is a text file"
+    return None
 
 
 def _short(e: BaseException) -> str:
@@ -265,7 +284,7 @@ def _as_tensor(v: Any) -> "torch.Tensor":
     import numpy as np
 
     torch = _torch()
-    return v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
+    return v if isinstance(v, torch.Tensor) else torch.from_numpy(np.require(v, requirements="C"))  # keeps 0-d arrays 0-d
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
