@@ -247,7 +247,7 @@ def is_ready(checks: list[Check]) -> bool:
 
 
 def format_report(checks: list[Check]) -> str:
-    width = max(len(c.name) for c in checks)
+    width = max((len(c.name) for c in checks), default=0)
     lines = []
     for c in checks:
         lines.append(f"[{c.status:4}] {c.name:<{width}}  {c.detail}")

@@ -1,0 +1,162 @@
+"""doctor tells the truth about this machine, gives a fix for every problem, and exits 0 only when ready."""
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import pytest
+
+from liveportrait_core import cli, doctor
+from liveportrait_core.settings import Settings
+
+
+def _doctor_json(capsys, *args: str) -> tuple[int, dict]:
+    rc = cli.main(["doctor", "--json", *args])
+    return rc, json.loads(capsys.readouterr().out)
+
+
+def _by_name(report: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def test_doctor_on_this_machine(tmp_path, capsys):
+    import torch
+
+    rc, report = _doctor_json(capsys, "--models-dir", str(tmp_path / "no_weights"))
+    checks = _by_name(report)
+    assert rc == 1 and report["ready"] is False
+    for c in report["checks"]:
+        assert c["status"] in ("OK", "WARN", "FAIL")
+        if c["status"] != "OK":
+            assert c["fix"], f"{c['name']} has no fix"
+    weights = checks["weights"]
+    assert weights["status"] == "FAIL" and "no LivePortrait weights" in weights["detail"]
+    assert "python -m liveportrait_core download-models" in weights["fix"]
+    if not torch.cuda.is_available():  # e.g. the CPU-only CI machine: said, with the CUDA install command
+        assert checks["torch"]["status"] == "WARN" and "CPU" in checks["torch"]["detail"]
+        if torch.version.cuda is None:
+            assert "--index-url https://download.pytorch.org/whl/cu" in checks["torch"]["fix"]
+    assert checks["python"]["status"] in ("OK", "WARN") and "-bit)" in checks["python"]["detail"]
+    assert checks["characters"]["status"] == "OK"  # the sample character ships with the project
+
+
+def test_gpu_check_matches_nvml_on_this_machine():
+    import pynvml
+
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError_LibraryNotFound:
+        check = doctor.check_gpu()
+        assert check.status == "WARN" and "no NVIDIA driver" in check.detail and check.fix
+    else:
+        pynvml.nvmlShutdown()
+        assert doctor.check_gpu().status in ("OK", "WARN")
+
+
+def test_no_nvidia_driver_is_a_warning_with_a_fix(monkeypatch):
+    class LibraryNotFound(Exception):
+        pass
+
+    def init():
+        raise LibraryNotFound()
+
+    fake = types.SimpleNamespace(nvmlInit=init, NVMLError_LibraryNotFound=LibraryNotFound, NVMLError=Exception)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    check = doctor.check_gpu()
+    assert check.status == "WARN" and "no NVIDIA driver" in check.detail and "nvidia.com" in check.fix
+
+
+def test_gpu_found(monkeypatch):
+    mem = types.SimpleNamespace(total=10 * 2**30, free=8 * 2**30)
+    fake = types.SimpleNamespace(
+        nvmlInit=lambda: None, nvmlShutdown=lambda: None, NVMLError_LibraryNotFound=OSError, NVMLError=OSError,
+        nvmlSystemGetDriverVersion=lambda: "555.42", nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: i, nvmlDeviceGetName=lambda h: b"NVIDIA GeForce RTX 3080",
+        nvmlDeviceGetMemoryInfo=lambda h: mem)
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    check = doctor.check_gpu()
+    assert check.status == "OK" and "RTX 3080 (10 GiB" in check.detail and "555.42" in check.detail
+
+
+def test_wrong_mediapipe_version_fails_with_the_pin(monkeypatch):
+    monkeypatch.setattr(doctor, "_version", lambda dist: "0.10.30")
+    check = doctor.check_mediapipe()
+    assert check.status == "FAIL" and "0.10.21 is required" in check.detail
+    assert "mediapipe==0.10.21" in check.fix
+
+
+def test_installed_mediapipe_has_facemesh():
+    check = doctor.check_mediapipe()
+    assert check.status == "OK", check.detail
+
+
+def test_cuda_requested_without_cuda_fails(monkeypatch):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    s = Settings()
+    s.model.device = "cuda"
+    check = doctor.check_torch(s)
+    assert check.status == "FAIL" and "model.device is cuda" in check.detail
+
+
+def test_bad_weight_file_is_named(tmp_path):
+    from liveportrait_core.models import weights
+
+    path = weights.checkpoint_paths(tmp_path)["stitching_retargeting_module"]
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x80\x02garbage" * 100_000)
+    s = Settings()
+    s.model.models_dir = str(tmp_path)
+    checks = {c.name: c for c in doctor.check_weights(s)}
+    bad = checks["weights:stitching_retargeting_module"]
+    assert bad.status == "FAIL" and "stitching_retargeting_module.pth" in bad.detail and "download-models" in bad.fix
+    assert checks["weights:spade_generator"].status == "FAIL"
+
+
+def test_spout_enabled_off_windows_fails(monkeypatch):
+    monkeypatch.setattr(doctor.sys, "platform", "linux")
+    s = Settings()
+    s.outputs.spout = True
+    spout = next(c for c in doctor.check_outputs(s) if c.name == "output:spout")
+    assert spout.status == "FAIL" and "outputs.spout=false" in spout.fix
+
+
+def test_missing_characters_folder(tmp_path):
+    s = Settings()
+    s.characters.folder = str(tmp_path / "nope")
+    assert doctor.check_characters(s).status == "FAIL"
+    s.characters.folder = str(tmp_path)
+    (tmp_path / "me.png").write_bytes(b"")
+    assert doctor.check_characters(s).status == "OK"
+
+
+def test_a_crashing_check_is_reported_and_the_rest_still_runs(monkeypatch):
+    def boom():
+        raise RuntimeError("driver exploded")
+
+    monkeypatch.setattr(doctor, "check_gpu", boom)
+    checks = doctor.run_checks(Settings())
+    gpu = next(c for c in checks if c.name == "gpu")
+    assert gpu.status == "FAIL" and "driver exploded" in gpu.detail
+    assert any(c.name == "mediapipe" for c in checks)
+
+
+def test_exit_status_zero_only_when_ready(monkeypatch, capsys):
+    monkeypatch.setattr(doctor, "run_checks", lambda s: [doctor.Check("a", "OK", "fine"),
+                                                         doctor.Check("b", "WARN", "slow", "buy a GPU")])
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "ready to run (1 warning(s))" in out and "fix: buy a GPU" in out
+    monkeypatch.setattr(doctor, "run_checks", lambda s: [doctor.Check("a", "FAIL", "broken", "mend it")])
+    assert cli.main(["doctor"]) == 1
+    assert "not ready: 1 problem(s) to fix" in capsys.readouterr().out
+
+
+def test_quick_skips_the_hashes(monkeypatch, capsys):
+    seen = {}
+    monkeypatch.setattr(doctor, "run_checks", lambda s: seen.setdefault("s", s) and [])
+    cli.main(["doctor", "--quick", "--json"])
+    assert seen["s"].model.verify_checksums is False
