@@ -215,7 +215,7 @@ def test_hotkeys_drive_the_engine(obs):
     for name in ("character_3", "next_character", "previous_character", "calibrate", "pause",
                  "expression.smile", "output.ndi"):
         obs.trigger_hotkey("liveportrait." + name)  # press and release: acts once
-    assert e.calls[-7:] == [("select_character", 3), ("next_character", 1), ("next_character", -1),
+    assert e.calls[-7:] == [("select_character", 2), ("next_character", 1), ("next_character", -1),
                             ("calibrate",), ("pause", True), ("set_expression", "smile", True),
                             ("set_output_enabled", "ndi", True)]
     assert data.values[properties.EXPRESSION_PREFIX + "smile"] is True  # the property follows the hotkey

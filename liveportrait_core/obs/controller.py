@@ -35,7 +35,8 @@ STATUS_INTERVAL_MS = 1000
 LOG_STATUS_EVERY_S = 10.0
 UNLOAD_BUDGET_S = 0.8
 #: Engine output names for the per-output hotkeys, and the setting each mirrors.
-OUTPUT_TOGGLES = (("obs_source", "OBS source"), ("spout", "Spout2"), ("ndi", "NDI"), ("preview", "preview window"))
+OUTPUT_TOGGLES = (("obs_source", "OBS source"), ("spout", "Spout2"), ("ndi", "NDI"), ("preview", "preview window"),
+                  ("record", "recording"))
 #: Expressions offered before the engine reports its own list (hotkeys must exist at load to be bound).
 DEFAULT_EXPRESSIONS = ("smile", "wink", "surprised", "angry", "sad", "blink", "aaa")
 
@@ -346,6 +347,7 @@ class ScriptController:
         return ""
 
     def select_character(self, key: int | str) -> str:
+        """``key``: a file name, or the 0-based slot (hotkey "character 1" is slot 0)."""
         return self._engine_call("select_character", key) or f"character {key}"
 
     def next_character(self, step: int = 1) -> str:
@@ -382,7 +384,7 @@ class ScriptController:
         reg = self.hotkeys.register
         for i in range(1, 10):
             reg(f"character_{i}", f"LivePortrait: character {i}", guarded(functools.partial(
-                self.select_character, i)), data)
+                self.select_character, i - 1)), data)
         reg("next_character", "LivePortrait: next character", guarded(self.next_character), data)
         reg("previous_character", "LivePortrait: previous character",
             guarded(functools.partial(self.next_character, -1)), data)
