@@ -108,6 +108,7 @@ SHAPES: dict[str, ExpressionShape] = {
     "head_tilt": ExpressionShape({}, pose_deg=(0.0, 0.0, 12.0)),
 }
 NAMES = tuple(SHAPES)
+EXPRESSION_NAMES = NAMES  #: the name the engine's backend asks for
 
 
 def smoothstep(p: float) -> float:

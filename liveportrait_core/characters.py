@@ -1,0 +1,471 @@
+"""The character library: find character images, check them, prepare each once, keep a few on the GPU.
+
+Preparing a character (face landmarks, the official source crop, the appearance features f_s and the
+motion extractor's view of the source) costs two network passes and a landmark pass; doing that on
+every switch would stall the stream. So each prepared character is cached on disk, under a key made of
+the file's content, the model's identity and everything else that changes the result, and the last
+``characters.device_cache_size`` used ones stay on the device: a switch between them only swaps
+references. User files are only ever read; the cache lives in its own folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from . import crop as crop_mod
+from . import paths
+from .images import ImageError, LoadedImage, list_images, load_image
+from .settings import CharacterSettings, Settings
+
+_log = logging.getLogger(__name__)
+
+#: Bump when the preparation or the cache format changes: old cache entries are then ignored.
+PREPARATION_VERSION = 1
+
+
+class CharacterError(ValueError):
+    """A character image cannot be used; the message names the file and what to do."""
+
+
+# ------------------------------------------------------------------------------------------------
+# finding files
+
+
+def character_folders(cs: CharacterSettings) -> list[Path]:
+    """The configured folders, in order: ``characters.folder`` then ``characters.extra_folders``."""
+    out: list[Path] = []
+    for f in [cs.folder, *cs.extra_folders]:
+        if f:
+            p = paths.resolve(f)
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def list_character_files(cs: CharacterSettings) -> list[Path]:
+    """Character image files in a stable order (folder order, then file name); missing folders are skipped."""
+    files: list[Path] = []
+    for folder in character_folders(cs):
+        if not folder.is_dir():
+            _log.debug("characters folder %s does not exist; skipped", folder)
+            continue
+        try:
+            found = list_images(folder)
+        except OSError as e:
+            _log.warning("cannot list characters folder %s: %s", folder, e)
+            continue
+        files.extend(sorted(found, key=lambda p: (p.name.casefold(), p.name)))
+    return files
+
+
+# ------------------------------------------------------------------------------------------------
+# the face in a character image
+
+
+@dataclass
+class SourceFace:
+    """What the landmark pass says about the face in a character image (image pixels)."""
+
+    eye_centre: np.ndarray  #: (2,) mean of the two eye centres
+    lip_centre: np.ndarray  #: (2,) mouth centre
+    points: np.ndarray  #: (N, 2) landmarks whose extent defines the crop box
+    confidence: float
+    eye_ratio: tuple[float, float]  #: open ratios (left, right), the tracker's convention
+    lip_ratio: float
+    roll_deg: float
+    size_px: float  #: face size across, pixels
+
+
+class FaceFinder(Protocol):
+    def __call__(self, image_bgr: np.ndarray) -> SourceFace | None:
+        """The face in a still BGR image (the largest when there are several), or None."""
+
+
+class TrackerFaceFinder:
+    """The tracking package's landmark pass on still images (MediaPipe, static-image mode).
+
+    A fresh tracker per image, so that the largest face is chosen rather than the one nearest the face
+    of the previous image; preparing is rare, the graph set-up cost does not matter.
+    """
+
+    def __call__(self, image_bgr: np.ndarray) -> SourceFace | None:
+        from .settings import TrackingSettings  # noqa: PLC0415
+        from .tracking import landmarks as lm  # noqa: PLC0415
+        from .tracking.tracker import FaceTracker  # noqa: PLC0415 - imports MediaPipe
+
+        with FaceTracker(TrackingSettings(max_faces=5, smoothing=False), static_image_mode=True) as tracker:
+            obs = tracker.process(image_bgr, 0.0)
+        if not obs.found or obs.landmarks is None:
+            return None
+        pts = obs.landmarks_raw if obs.landmarks_raw is not None else obs.landmarks
+        eye, lip = lm.eye_lip_centres(pts)
+        return SourceFace(eye_centre=eye, lip_centre=lip, points=pts[lm.CROP_POINTS], confidence=float(obs.confidence),
+                          eye_ratio=(float(obs.eye_open[0]), float(obs.eye_open[1])), lip_ratio=float(obs.mouth_open),
+                          roll_deg=float(obs.roll), size_px=float(lm.face_box(pts)[1]))
+
+
+# ------------------------------------------------------------------------------------------------
+# prepared characters
+
+
+@dataclass
+class PreparedCharacter:
+    """Everything the animator needs about one character; ``to(device)`` gives the device copy."""
+
+    name: str
+    path: Path
+    key: str  #: cache key (content, model, settings)
+    image_bgr: np.ndarray  #: the character image after the official resize-to-limit
+    alpha: np.ndarray | None  #: its alpha channel (None: opaque)
+    crop: crop_mod.CropTransform  #: the official source crop (512)
+    crop_rgb256: np.ndarray  #: the network input (RGB 256x256)
+    crop_alpha512: np.ndarray | None  #: the alpha cut with the same crop (for compositing inside the face)
+    face: SourceFace
+    f_s: Any  #: torch (1, 32, 16, 64, 64) appearance features
+    motion: dict[str, Any]  #: motion extractor outputs of the source (MotionInfo fields as tensors)
+    device: Any = None
+    paste_back: crop_mod.PasteBack | None = field(default=None, repr=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image_bgr.shape[1], self.image_bgr.shape[0]
+
+    def source_motion(self):
+        """The ``animation.SourceMotion`` of this character (on its device)."""
+        import torch  # noqa: PLC0415
+
+        from .animation import SourceMotion  # noqa: PLC0415
+        from .models.keypoints import MotionInfo  # noqa: PLC0415
+
+        dev = self.f_s.device
+        info = MotionInfo(**{k: v for k, v in self.motion.items()})
+        return SourceMotion(info, torch.tensor([list(self.face.eye_ratio)], dtype=torch.float32, device=dev),
+                            torch.tensor([[self.face.lip_ratio]], dtype=torch.float32, device=dev))
+
+    def to(self, device) -> "PreparedCharacter":
+        out = PreparedCharacter(**{**self.__dict__, "f_s": self.f_s.to(device),
+                                   "motion": {k: v.to(device) for k, v in self.motion.items()}, "device": device})
+        return out
+
+    def ensure_paste_back(self) -> crop_mod.PasteBack:
+        """The paste-back (mask warped into the image) of this character, made once."""
+        if self.paste_back is None:
+            self.paste_back = crop_mod.PasteBack(self.image_bgr, self.crop.M_c2o, self.alpha)
+        return self.paste_back
+
+
+def model_identity(models) -> str:
+    """A short fingerprint of the appearance and motion networks' weights and precision.
+
+    Hashes a sample of every tensor (its shape and first values), so official, animal and test weights,
+    or fp16 and fp32, never share cache entries; costs a few small device reads once per start.
+    """
+    import torch  # noqa: PLC0415
+
+    h = hashlib.sha256()
+    h.update(str(getattr(models, "dtype", "")).encode())
+    for name in ("appearance_feature_extractor", "motion_extractor"):
+        module = models[name]
+        for k, v in module.state_dict().items():
+            h.update(k.encode())
+            h.update(str(tuple(v.shape)).encode())
+            sample = v.detach().reshape(-1)[:16].to("cpu", torch.float32).numpy()
+            h.update(sample.tobytes())
+    return h.hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cache_key(content_digest: str, model_id: str) -> str:
+    """Content + model + what shapes the preparation (crop parameters, size limit, code version)."""
+    parts = [content_digest, model_id, f"v{PREPARATION_VERSION}", f"crop{crop_mod.SOURCE_SCALE}/"
+             f"{crop_mod.SOURCE_VY_RATIO}/{crop_mod.SOURCE_DSIZE}", "limit1280/2"]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def check_face(name: str, face: SourceFace | None, image_size: tuple[int, int], min_face_px: int) -> SourceFace:
+    """Reject images with no usable face, with a message that says what to do."""
+    if face is None:
+        raise CharacterError(f"{name}: no face found; use a picture with one clearly visible, roughly frontal "
+                             "human face (profiles, masks and most animals are not recognised)")
+    if face.size_px < min_face_px:
+        raise CharacterError(f"{name}: the face is only {face.size_px:.0f} px across (at least {min_face_px} px "
+                             "needed, 200+ looks best); use a larger or closer-cropped picture")
+    return face
+
+
+def prepare_character(path: Path, models, face_finder: FaceFinder, *, min_face_px: int = 64,
+                      name: str | None = None, key: str = "") -> PreparedCharacter:
+    """Decode, find the face, cut the official source crop, run F and M once. Raises CharacterError."""
+    import torch  # noqa: PLC0415
+
+    from .models.keypoints import MotionInfo  # noqa: PLC0415
+
+    name = name or path.name
+    try:
+        img: LoadedImage = load_image(path, limit=True)
+    except ImageError as e:
+        raise CharacterError(str(e)) from None
+    rgb = np.ascontiguousarray(img.bgr[..., ::-1])
+    face = check_face(name, face_finder(img.bgr), img.size, min_face_px)
+    transform = crop_mod.source_crop_transform(face.eye_centre, face.lip_centre, face.points)
+    crop512 = crop_mod.warp_crop(rgb, transform.M_o2c, exact=True)
+    crop256 = crop_mod.to_network_size(crop512)
+    crop_alpha = None if img.alpha is None else crop_mod.warp_crop(img.alpha, transform.M_o2c, exact=True)
+    dev = models.device
+    x = torch.from_numpy(crop256).to(dev).permute(2, 0, 1)[None].float().div_(255.0).clamp_(0, 1)
+    f_s = models.run("appearance_feature_extractor", x)
+    info = MotionInfo.from_raw(models.run("motion_extractor", x))
+    return PreparedCharacter(name=name, path=path, key=key, image_bgr=img.bgr, alpha=img.alpha, crop=transform,
+                             crop_rgb256=crop256, crop_alpha512=crop_alpha, face=face, f_s=f_s,
+                             motion=dict(info.__dict__), device=dev)
+
+
+# ------------------------------------------------------------------------------------------------
+# disk cache
+
+
+_MOTION_KEYS = ("pitch", "yaw", "roll", "R", "kp", "exp", "t", "scale")
+
+
+def save_prepared(p: PreparedCharacter, cache_dir: Path) -> Path:
+    """Write the prepared data (never the user's image) atomically into the cache folder."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / f"{p.key}.npz"
+    tmp = cache_dir / f".{p.key}.{os.getpid()}.{threading.get_ident()}.tmp.npz"
+    f = p.face
+    arrays = {
+        "f_s": p.f_s.detach().float().cpu().numpy(),
+        "M_o2c": p.crop.M_o2c, "M_c2o": p.crop.M_c2o,
+        "rect": np.array([*p.crop.rect.centre, p.crop.rect.size, p.crop.rect.angle], np.float64),
+        "crop_rgb256": p.crop_rgb256,
+        "face_eye_centre": f.eye_centre, "face_lip_centre": f.lip_centre, "face_points": f.points,
+        "face_scalars": np.array([f.confidence, f.eye_ratio[0], f.eye_ratio[1], f.lip_ratio, f.roll_deg, f.size_px],
+                                 np.float64),
+        "version": np.array(PREPARATION_VERSION),
+    }
+    arrays.update({f"motion_{k}": p.motion[k].detach().float().cpu().numpy() for k in _MOTION_KEYS})
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, target)
+    return target
+
+
+def load_prepared(path: Path, name: str, key: str, device, cache_dir: Path) -> PreparedCharacter | None:
+    """The cached preparation of ``path`` (re-reading the image itself), or None when absent or unreadable."""
+    import torch  # noqa: PLC0415
+
+    file = cache_dir / f"{key}.npz"
+    if not file.is_file():
+        return None
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            if int(z["version"]) != PREPARATION_VERSION:
+                return None
+            a = {k: z[k] for k in z.files}
+        img = load_image(path, limit=True)
+    except (OSError, ValueError, KeyError) as e:
+        _log.warning("ignoring unreadable cache entry %s (%s); preparing %s again", file, e, name)
+        return None
+    cx, cy, size, angle = a["rect"]
+    rect = crop_mod.CropRect(np.array([cx, cy], np.float32), float(size), float(angle))
+    transform = crop_mod.CropTransform(rect=rect, dsize=crop_mod.SOURCE_DSIZE, M_o2c=a["M_o2c"], M_c2o=a["M_c2o"])
+    conf, el, er, lip, roll, fsize = (float(v) for v in a["face_scalars"])
+    face = SourceFace(a["face_eye_centre"], a["face_lip_centre"], a["face_points"], conf, (el, er), lip, roll, fsize)
+    crop_alpha = None if img.alpha is None else crop_mod.warp_crop(img.alpha, transform.M_o2c, exact=True)
+    motion = {k: torch.from_numpy(a[f"motion_{k}"]).to(device) for k in _MOTION_KEYS}
+    return PreparedCharacter(name=name, path=path, key=key, image_bgr=img.bgr, alpha=img.alpha, crop=transform,
+                             crop_rgb256=a["crop_rgb256"], crop_alpha512=crop_alpha, face=face,
+                             f_s=torch.from_numpy(a["f_s"]).to(device), motion=motion, device=device)
+
+
+# ------------------------------------------------------------------------------------------------
+# the library
+
+
+@dataclass
+class _Entry:
+    name: str
+    path: Path
+    stamp: tuple[int, int]  #: (mtime_ns, size) when last seen
+    digest: str | None = None  #: content hash for that stamp
+
+
+class CharacterLibrary:
+    """The ordered list of character files, their preparation and the device LRU cache.
+
+    Thread-safe: the engine lists and selects from any thread, the animator prepares on the inference
+    thread.
+    """
+
+    def __init__(self, settings: Settings, models, face_finder: FaceFinder | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.models = models
+        self._face_finder = face_finder
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._entries: "OrderedDict[str, _Entry]" = OrderedDict()
+        self._device: "OrderedDict[str, PreparedCharacter]" = OrderedDict()
+        self._errors: dict[str, str] = {}
+        self._model_id: str | None = None
+        self._last_scan = -1e18
+        self.prepare_calls = 0  #: full preparations run (network passes), for tests and status
+        self.update_settings(settings)
+
+    # -- settings and scanning ---------------------------------------------------------------------
+    def update_settings(self, settings: Settings) -> None:
+        with self._lock:
+            self.settings = settings
+            cs = settings.characters
+            self.cache_dir = paths.resolve(cs.cache_dir) if cs.cache_dir else paths.user_cache_dir() / "characters"
+            while len(self._device) > cs.device_cache_size:
+                self._device.popitem(last=False)
+            self.rescan(force=True)
+
+    @property
+    def face_finder(self) -> FaceFinder:
+        if self._face_finder is None:
+            self._face_finder = TrackerFaceFinder()
+        return self._face_finder
+
+    def rescan(self, force: bool = False) -> list[str]:
+        """Pick up added, removed and changed files (at most every ``rescan_s``); returns changed names."""
+        with self._lock:
+            now = self._clock()
+            every = self.settings.characters.rescan_s
+            if not force and (every <= 0 or now - self._last_scan < every):
+                return []
+            self._last_scan = now
+            found: "OrderedDict[str, _Entry]" = OrderedDict()
+            for p in list_character_files(self.settings.characters):
+                name = p.name if p.name not in found else f"{p.parent.name}/{p.name}"
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                old = self._entries.get(name)
+                stamp = (st.st_mtime_ns, st.st_size)
+                found[name] = old if (old is not None and old.path == p and old.stamp == stamp) else _Entry(name, p, stamp)
+            changed = [n for n in set(found) | set(self._entries)
+                       if n not in found or n not in self._entries or found[n] is not self._entries[n]]
+            for n in changed:
+                self._device.pop(n, None)
+                self._errors.pop(n, None)
+            if changed and self._entries:
+                _log.info("characters changed: %s", ", ".join(sorted(changed)))
+            self._entries = found
+            return sorted(changed)
+
+    # -- listing -----------------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+    def path(self, name: str) -> Path:
+        with self._lock:
+            return self._entry(name).path
+
+    def errors(self) -> dict[str, str]:
+        """Characters that could not be prepared, with the reason."""
+        with self._lock:
+            return dict(self._errors)
+
+    def slots(self) -> list[str]:
+        """Characters for hotkeys 1-9: ``hotkeys.character_slots`` when set, else the library order."""
+        with self._lock:
+            wanted = [s for s in self.settings.hotkeys.character_slots if s]
+            return (wanted or list(self._entries))[:9]
+
+    def resolve(self, key: int | str) -> str:
+        """A hotkey slot (1-9), a list index as text, or a name -> a character name."""
+        with self._lock:
+            if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+                slots = self.slots()
+                i = int(key)
+                if not 1 <= i <= len(slots):
+                    raise CharacterError(f"no character in slot {i}; {len(slots)} slot(s) are filled "
+                                         f"({', '.join(slots) or 'no characters found'})")
+                key = slots[i - 1]
+            if key in self._entries:
+                return key
+            matches = [n for n in self._entries if Path(n).name == key or Path(n).stem == key]
+            if len(matches) == 1:
+                return matches[0]
+            raise CharacterError(f"unknown character {key!r}; found: {', '.join(self._entries) or 'none'} "
+                                 f"(in {', '.join(map(str, character_folders(self.settings.characters)))})")
+
+    def _entry(self, name: str) -> _Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise CharacterError(f"unknown character {name!r}") from None
+
+    # -- preparing ---------------------------------------------------------------------------------
+    def model_id(self) -> str:
+        if self._model_id is None:
+            self._model_id = model_identity(self.models)
+        return self._model_id
+
+    def get(self, name: str) -> PreparedCharacter:
+        """The prepared character on the device: from the LRU, the disk cache, or prepared now."""
+        with self._lock:
+            name = self.resolve(name)
+            hit = self._device.get(name)
+            if hit is not None:
+                self._device.move_to_end(name)
+                return hit
+            entry = self._entry(name)
+            try:
+                prepared = self._load_or_prepare(entry)
+            except CharacterError as e:
+                self._errors[name] = str(e)
+                _log.warning("%s", e)
+                raise
+            self._errors.pop(name, None)
+            prepared.ensure_paste_back()
+            self._device[name] = prepared
+            while len(self._device) > self.settings.characters.device_cache_size:
+                self._device.popitem(last=False)
+            return prepared
+
+    def cached_on_device(self) -> list[str]:
+        with self._lock:
+            return list(self._device)
+
+    def _load_or_prepare(self, entry: _Entry) -> PreparedCharacter:
+        try:
+            if entry.digest is None:
+                entry.digest = file_digest(entry.path)
+        except OSError as e:
+            raise CharacterError(f"{entry.path}: cannot read the file ({e.strerror or e})") from None
+        key = cache_key(entry.digest, self.model_id())
+        cached = load_prepared(entry.path, entry.name, key, self.models.device, self.cache_dir)
+        if cached is not None:
+            _log.info("character %s loaded from the cache", entry.name)
+            return cached
+        t0 = time.perf_counter()
+        self.prepare_calls += 1
+        prepared = prepare_character(entry.path, self.models, self.face_finder,
+                                     min_face_px=self.settings.characters.min_face_px, name=entry.name, key=key)
+        _log.info("character %s prepared in %.2f s", entry.name, time.perf_counter() - t0)
+        try:
+            save_prepared(prepared, self.cache_dir)
+        except OSError as e:
+            _log.warning("cannot write the character cache in %s (%s); %s will be prepared again next time",
+                         self.cache_dir, e.strerror or e, entry.name)
+        return prepared

@@ -1,0 +1,146 @@
+"""Character library: stable order, prepare once (disk cache + device LRU), pick up changes, reject bad images.
+
+Uses the full-size appearance and motion networks with the recipe weights (synthetic test-only numbers)
+and the real MediaPipe landmark pass on real character images.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from liveportrait_core.characters import CharacterError, CharacterLibrary, list_character_files
+from liveportrait_core.settings import Settings
+from tests.conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def recipe_models():
+    """The appearance and motion networks, full size, with the recipe weights (test-only numbers), CPU fp32."""
+    import torch
+
+    from liveportrait_core.models.loader import LivePortraitModels, load_state_dicts_into
+    from liveportrait_core.models.recipe import recipe_state_dicts
+
+    names = ("appearance_feature_extractor", "motion_extractor")
+    dev = torch.device("cpu")
+    return LivePortraitModels(modules=load_state_dicts_into(recipe_state_dicts(names), dev, names), device=dev,
+                              dtype=torch.float32)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    src = shared_path("testdata", "characters")
+    d = tmp_path / "chars"
+    d.mkdir()
+    shutil.copy(src / "s1.jpg", d / "b_woman.jpg")
+    shutil.copy(src / "s0.jpg", d / "a_painting.jpg")
+    return d
+
+
+def _settings(folder: Path, tmp_path: Path, **characters) -> Settings:
+    s = Settings()
+    s.characters.folder = str(folder)
+    s.characters.cache_dir = str(tmp_path / "cache")
+    s.characters.rescan_s = 0.0
+    for k, v in characters.items():
+        setattr(s.characters, k, v)
+    return s
+
+
+def test_listing_is_stable_and_filters_file_types(tmp_path):
+    a, b = tmp_path / "one", tmp_path / "two"
+    a.mkdir(), b.mkdir()
+    for name in ("Zed.PNG", "alpha.webp", "beta.jpeg", "notes.txt", ".hidden.png"):
+        (a / name).write_bytes(b"x")
+    (b / "gamma.jpg").write_bytes(b"x")
+    s = Settings()
+    s.characters.folder = str(a)
+    s.characters.extra_folders = [str(b), str(tmp_path / "missing")]
+    assert [p.name for p in list_character_files(s.characters)] == ["alpha.webp", "beta.jpeg", "Zed.PNG", "gamma.jpg"]
+
+
+def test_switching_prepares_each_character_once_and_restart_uses_the_disk_cache(folder, tmp_path, recipe_models):
+    before = _digests(folder)
+    lib = CharacterLibrary(_settings(folder, tmp_path), recipe_models)
+    assert lib.names() == ["a_painting.jpg", "b_woman.jpg"]
+    woman = lib.get("b_woman.jpg")
+    painting = lib.get("a_painting.jpg")
+    assert lib.prepare_calls == 2
+    for _ in range(3):  # switching back and forth: no re-preparation, the same device objects
+        assert lib.get("b_woman.jpg") is woman
+        assert lib.get(1) is painting  # hotkey slot 1 = first in library order
+    assert lib.prepare_calls == 2
+    assert tuple(woman.f_s.shape) == (1, 32, 16, 64, 64) and woman.crop_rgb256.shape == (256, 256, 3)
+    assert woman.face.size_px > 200
+
+    restarted = CharacterLibrary(_settings(folder, tmp_path), recipe_models)
+    again = restarted.get("b_woman.jpg")
+    assert restarted.prepare_calls == 0  # from the disk cache
+    assert np.array_equal(again.f_s.numpy(), woman.f_s.numpy())
+    assert np.allclose(again.crop.M_c2o, woman.crop.M_c2o)
+    for k in ("R", "exp", "kp", "t", "scale"):
+        assert np.array_equal(again.motion[k].numpy(), woman.motion[k].numpy())
+    assert _digests(folder) == before  # user files untouched
+    assert not any(p.suffix == ".npz" for p in folder.iterdir())
+
+
+def test_device_cache_is_lru(folder, tmp_path, recipe_models):
+    lib = CharacterLibrary(_settings(folder, tmp_path, device_cache_size=1), recipe_models)
+    lib.get("a_painting.jpg")
+    lib.get("b_woman.jpg")
+    assert lib.cached_on_device() == ["b_woman.jpg"]
+    lib.get("a_painting.jpg")  # evicted from the device, back from disk: not prepared again
+    assert lib.prepare_calls == 2 and lib.cached_on_device() == ["a_painting.jpg"]
+
+
+def test_changed_added_and_removed_files_are_picked_up(folder, tmp_path, recipe_models):
+    lib = CharacterLibrary(_settings(folder, tmp_path), recipe_models)
+    first = lib.get("b_woman.jpg")
+    img = cv2.imread(str(folder / "b_woman.jpg"))
+    cv2.imwrite(str(folder / "b_woman.jpg"), cv2.flip(img, 1))  # the user edits the file
+    shutil.copy(folder / "a_painting.jpg", folder / "c_new.jpg")
+    (folder / "a_painting.jpg").unlink()
+    changed = lib.rescan(force=True)
+    assert set(changed) == {"a_painting.jpg", "b_woman.jpg", "c_new.jpg"}
+    assert lib.names() == ["b_woman.jpg", "c_new.jpg"]
+    second = lib.get("b_woman.jpg")
+    assert lib.prepare_calls == 2 and second is not first
+    assert second.key != first.key
+    with pytest.raises(CharacterError, match="unknown character"):
+        lib.get("a_painting.jpg")
+
+
+def test_bad_images_are_rejected_with_a_message_and_the_library_keeps_working(folder, tmp_path, recipe_models):
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not really a png")
+    shutil.copy(shared_path("testdata", "characters", "s23.jpg"), folder / "alpaca.jpg")
+    tiny = cv2.resize(cv2.imread(str(folder / "b_woman.jpg")), (160, 160), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(folder / "tiny.jpg"), tiny)
+    lib = CharacterLibrary(_settings(folder, tmp_path), recipe_models)
+    with pytest.raises(CharacterError, match=r"corrupt\.png.*(PNG|JPEG)"):
+        lib.get("corrupt.png")
+    with pytest.raises(CharacterError, match=r"alpaca\.jpg: no face found"):
+        lib.get("alpaca.jpg")
+    with pytest.raises(CharacterError, match=r"tiny\.jpg: the face is only \d+ px across \(at least 64"):
+        lib.get("tiny.jpg")
+    assert set(lib.errors()) == {"corrupt.png", "alpaca.jpg", "tiny.jpg"}
+    assert lib.get("b_woman.jpg").name == "b_woman.jpg"  # still works
+    assert "b_woman.jpg" not in lib.errors()
+
+
+def test_hotkey_slots_follow_settings(folder, tmp_path, recipe_models):
+    s = _settings(folder, tmp_path)
+    s.hotkeys.character_slots = ["b_woman.jpg", "a_painting.jpg"]
+    lib = CharacterLibrary(s, recipe_models)
+    assert lib.resolve(1) == "b_woman.jpg" and lib.resolve("2") == "a_painting.jpg"
+    assert lib.resolve("b_woman") == "b_woman.jpg"
+    with pytest.raises(CharacterError, match="slot 5"):
+        lib.resolve(5)
