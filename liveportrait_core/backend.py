@@ -97,7 +97,7 @@ class LivePortraitBackend:
         try:
             from liveportrait_core import expressions  # noqa: PLC0415
 
-            return list(expressions.EXPRESSION_NAMES)
+            return list(getattr(expressions, "NAMES", ()))
         except (ImportError, AttributeError):
             return []
 

@@ -279,7 +279,8 @@ class Engine:
         return self._settings.copy()
 
     # ============================================================================ status
-    def status(self) -> EngineStatus:
+    def status(self, window_s: float | None = None) -> EngineStatus:
+        """Live figures over the last couple of seconds (``window_s=math.inf``: the whole run, for a summary)."""
         with self._lock:
             sess = self._session
             runners = dict(self._runners)
@@ -287,8 +288,8 @@ class Engine:
                               tracking=self._tracking_state, errors=list(self._errors),
                               target_fps=self._settings.performance.target_fps)
         now = time.perf_counter()
-        st.stages = {name: t.snapshot(now) for name, t in self._timers.items()}
-        e2e = self._e2e.snapshot(now)
+        st.stages = {name: t.snapshot(now, window_s) for name, t in self._timers.items()}
+        e2e = self._e2e.snapshot(now, window_s)
         st.fps, st.latency_p50_ms, st.latency_p95_ms, st.frames = e2e.fps, e2e.latency_p50_ms, e2e.latency_p95_ms, e2e.count
         st.outputs = {name: r.status() for name, r in runners.items()}
         if sess is not None:

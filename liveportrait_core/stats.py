@@ -61,17 +61,23 @@ class StageTimer:
             self._samples.clear()
             self.count = 0
 
-    def snapshot(self, now: float | None = None) -> StageStatus:
+    def snapshot(self, now: float | None = None, window_s: float | None = None) -> StageStatus:
+        """Figures over the last ``window_s`` s (default: the timer's window; ``math.inf``: every
+        retained sample, for an end-of-run summary)."""
         now = time.perf_counter() if now is None else now
+        window = self.window_s if window_s is None else window_s
         with self._lock:
-            recent = [(t, d) for t, d in self._samples if now - t <= self.window_s]
+            recent = [(t, d) for t, d in self._samples if now - t <= window]
             count = self.count
         if not recent:
             return StageStatus(count=count)
         durations = sorted(d for _, d in recent)
-        span = now - recent[0][0] if len(recent) == 1 else recent[-1][0] - recent[0][0]
+        span = recent[-1][0] - recent[0][0]
         # n samples delimit n-1 intervals; a lone sample only says "at least one in the window".
-        fps = (len(recent) - 1) / span if len(recent) > 1 and span > 0 else len(recent) / self.window_s
+        if len(recent) > 1 and span > 0:
+            fps = (len(recent) - 1) / span
+        else:
+            fps = len(recent) / window if window != float("inf") else 0.0
         return StageStatus(fps=fps, latency_p50_ms=percentile(durations, 50) * 1e3,
                            latency_p95_ms=percentile(durations, 95) * 1e3, count=count)
 
