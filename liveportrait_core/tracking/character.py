@@ -1,0 +1,178 @@
+"""Find the face in a character image (static mode) and the official source crop around it.
+
+Used by ``check-character`` and by the character library when it prepares a character. A face must
+come with a detector score of at least ``min_confidence``: MediaPipe's mesh happily fits a face to a
+dog (testdata s25 scores 0.72 while every human portrait and the 3-D cartoon score ≥ 0.9), and the
+human LivePortrait model should not be fed one. Faces that are small in a large image are missed by
+the short-range detector FaceMesh uses, so a full-range detection pass finds them and the mesh runs
+again on a crop around each.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from liveportrait_core import crop
+from liveportrait_core.tracking import landmarks as lm
+from liveportrait_core.tracking.mesh import FaceMesh, MeshFace
+
+_log = logging.getLogger(__name__)
+
+#: Below this detector score a face is reported as not found (see the module docstring).
+MIN_CONFIDENCE = 0.8
+#: Faces whose eye-to-chin box is smaller than this (pixels) are too small to animate well.
+MIN_FACE_PX = 64
+#: The second pass runs the mesh on a square this many times the detected box, at most this big.
+_REGION_SCALE = 2.5
+_REGION_MAX_PX = 768
+#: Smallest tile of the last-resort tiled search, pixels.
+_TILE_MIN_PX = 256
+
+
+@dataclass
+class CharacterFace:
+    """What was found in a character image."""
+
+    found: bool
+    message: str
+    image_size: tuple[int, int]  #: (width, height)
+    confidence: float = 0.0
+    landmarks: np.ndarray | None = None  #: 478×2 float32 pixels
+    pitch: float = 0.0
+    yaw: float = 0.0
+    roll: float = 0.0
+    eye_open: tuple[float, float] = (0.0, 0.0)  #: official range
+    mouth_open: float = 0.0  #: official range
+    face_size_px: float = 0.0  #: larger side of the landmarks' box
+    face_size_ratio: float = 0.0  #: face_size_px over the image's shorter side
+    crop: crop.CropTransform | None = None  #: the official source crop (rotated, ×2.3, 512²)
+    faces_found: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+class CharacterFaceFinder:
+    """A static-mode FaceMesh kept open across images (creating one takes ~0.1 s)."""
+
+    def __init__(self, min_confidence: float = MIN_CONFIDENCE, min_face_px: int = MIN_FACE_PX,
+                 max_faces: int = 4) -> None:
+        self.min_confidence = min_confidence
+        self.min_face_px = min_face_px
+        self._mesh = FaceMesh(static_image_mode=True, max_faces=max_faces, min_detection_confidence=0.3)
+        self._detector = None
+
+    def close(self) -> None:
+        self._mesh.close()
+        if self._detector is not None:
+            self._detector.close()
+            self._detector = None
+
+    def __enter__(self) -> "CharacterFaceFinder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def find(self, bgr: np.ndarray) -> CharacterFace:
+        """The largest confident face in an HxWx3 uint8 BGR image."""
+        h, w = bgr.shape[:2]
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        faces = self._mesh.process(rgb)
+        for f in faces:  # a mesh whose centre lies outside every detection box gets no score
+            f.score = f.score or 0.0
+        if not any(f.score >= self.min_confidence for f in faces):
+            faces += self._small_faces(rgb)
+        if not faces:
+            return CharacterFace(False, "no face found; use an image with a clearly visible, roughly frontal face",
+                                 (w, h))
+        best = max(faces, key=lambda f: (f.score >= self.min_confidence, lm.face_box(f.landmarks)[1]))
+        if best.score < self.min_confidence:
+            return CharacterFace(False, f"no human face found (best candidate scored {best.score:.2f}, needs "
+                                        f"{self.min_confidence:.2f}); a non-human or heavily stylised face?",
+                                 (w, h), confidence=best.score, faces_found=0)
+        return self._describe(best, (w, h), sum(f.score >= self.min_confidence for f in faces))
+
+    def _describe(self, face: MeshFace, size: tuple[int, int], n: int) -> CharacterFace:
+        pts = face.landmarks
+        pitch, yaw, roll = lm.head_pose_deg(pts, size)
+        eye = lm.eye_ratios_raw(pts)
+        face_px = lm.face_box(pts)[1]
+        out = CharacterFace(
+            True, "face found", size, confidence=float(face.score or 0.0), landmarks=pts, pitch=pitch, yaw=yaw,
+            roll=roll, eye_open=(lm.eye_ratio_official(eye[0]), lm.eye_ratio_official(eye[1])),
+            mouth_open=lm.mouth_ratio_official(lm.mouth_ratio_raw(pts)), face_size_px=face_px,
+            face_size_ratio=face_px / max(1, min(size)), crop=lm.source_crop_transform(pts), faces_found=n)
+        if face_px < self.min_face_px:
+            out.warnings.append(f"the face is only {face_px:.0f} px across (at least {self.min_face_px} "
+                                "recommended); the animation will be blurry")
+        if abs(yaw) > 30 or abs(pitch) > 30:
+            out.warnings.append(f"the face is turned away (yaw {yaw:.0f}°, pitch {pitch:.0f}°); "
+                                "a frontal face animates best")
+        if n > 1:
+            out.warnings.append(f"{n} faces found; the largest one is animated")
+        return out
+
+    def _small_faces(self, rgb: np.ndarray) -> list[MeshFace]:
+        """Faces too small for the short-range detector: full-range detector, then tiles."""
+        return self._full_range_faces(rgb) or self._tiled_faces(rgb)
+
+    def _full_range_faces(self, rgb: np.ndarray) -> list[MeshFace]:
+        """Full-range detections, each re-run through the mesh on a crop around it."""
+        try:
+            from mediapipe.python.solutions.face_detection import FaceDetection  # noqa: PLC0415
+        except ImportError:
+            return []
+        if self._detector is None:
+            self._detector = FaceDetection(model_selection=1, min_detection_confidence=self.min_confidence)
+        h, w = rgb.shape[:2]
+        found = []
+        for det in self._detector.process(rgb).detections or []:
+            b = det.location_data.relative_bounding_box
+            side = max(b.width * w, b.height * h) * _REGION_SCALE
+            cx, cy = (b.xmin + b.width / 2) * w, (b.ymin + b.height / 2) * h
+            for f in self._mesh_in_square(rgb, np.array([cx, cy]), side)[:1]:
+                f.score = max(f.score or 0.0, float(det.score[0]))
+                found.append(f)
+        return found
+
+    def _tiled_faces(self, rgb: np.ndarray) -> list[MeshFace]:
+        """The mesh on overlapping tiles of half, then a quarter of the shorter side (large images)."""
+        h, w = rgb.shape[:2]
+        for tile in (min(h, w) // 2, min(h, w) // 4):
+            if tile < _TILE_MIN_PX:
+                break
+            step = tile // 2
+            found = []
+            for y in range(0, max(1, h - step), step):
+                for x in range(0, max(1, w - step), step):
+                    centre = np.array([x + tile / 2, y + tile / 2])
+                    found += [f for f in self._mesh_in_square(rgb, centre, tile) if (f.score or 0) >= self.min_confidence]
+            if found:
+                return _unique(found)
+        return []
+
+    def _mesh_in_square(self, rgb: np.ndarray, centre: np.ndarray, side: float) -> list[MeshFace]:
+        t = crop.square_transform(centre, side, dsize=int(min(_REGION_MAX_PX, max(192, side))))
+        region = np.ascontiguousarray(crop.warp_crop(rgb, t.M_o2c, t.dsize))
+        faces = self._mesh.process(region)
+        for f in faces:
+            f.landmarks = t.to_image(f.landmarks).astype(np.float32)
+        return faces
+
+
+def _unique(faces: list[MeshFace]) -> list[MeshFace]:
+    """Drop faces found twice by overlapping tiles (centres closer than half a face)."""
+    out: list[MeshFace] = []
+    for f in sorted(faces, key=lambda f: -(f.score or 0)):
+        c, s = lm.face_box(f.landmarks)
+        if all(np.linalg.norm(c - lm.face_box(g.landmarks)[0]) > s / 2 for g in out):
+            out.append(f)
+    return out
+
+
+def find_character_face(bgr: np.ndarray, **kwargs) -> CharacterFace:
+    """One-off ``CharacterFaceFinder().find(bgr)``; keep a finder open when checking many images."""
+    with CharacterFaceFinder(**kwargs) as finder:
+        return finder.find(bgr)
