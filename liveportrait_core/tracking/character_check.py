@@ -107,7 +107,7 @@ def _check_one(finder: CharacterFaceFinder, path: Path, out: Path | None) -> Cha
         ok, buf = cv2.imencode(".png", preview)
         if ok:
             target.write_bytes(buf.tobytes())
-            rep.crop_preview = str(target)
+            rep.crop_preview = str(target.resolve())
     return rep
 
 
