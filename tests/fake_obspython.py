@@ -19,6 +19,9 @@ OBS_TEXT_DEFAULT, OBS_TEXT_PASSWORD, OBS_TEXT_MULTILINE, OBS_TEXT_INFO = 0, 1, 2
 OBS_PATH_FILE, OBS_PATH_FILE_SAVE, OBS_PATH_DIRECTORY = 0, 1, 2
 OBS_GROUP_NORMAL, OBS_GROUP_CHECKABLE = 1, 2
 LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG = 100, 200, 300, 400
+OBS_FRONTEND_EVENT_SCENE_COLLECTION_CHANGED = 13
+OBS_FRONTEND_EVENT_EXIT = 17
+OBS_FRONTEND_EVENT_FINISHED_LOADING = 26
 
 
 class vec2:  # noqa: N801 - SWIG name
@@ -110,7 +113,8 @@ class FakeObs:
         self.hotkeys: dict[int, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self.logs: list[tuple[int, str]] = []
-        self.current_scene = self.add_scene("Scene")
+        self.event_callbacks: list[Callable[[int], None]] = []
+        self.current_scene: Scene | None = self.add_scene("Scene")
 
     # -------------------------------------------------------------- test helpers
     def add_scene(self, name: str) -> Scene:
@@ -323,7 +327,19 @@ class FakeObs:
     def obs_source_get_name(self, src: Source) -> str:
         return src.name
 
-    def obs_frontend_get_current_scene(self) -> Source:
+    def emit(self, event: int) -> None:
+        for cb in list(self.event_callbacks):
+            cb(event)
+
+    def obs_frontend_add_event_callback(self, cb: Callable[[int], None]) -> None:
+        self.event_callbacks.append(cb)
+
+    def obs_frontend_remove_event_callback(self, cb: Callable[[int], None]) -> None:
+        self.event_callbacks.remove(cb)
+
+    def obs_frontend_get_current_scene(self) -> Source | None:
+        if self.current_scene is None:  # OBS is still loading the scene collection
+            return None
         src = self.current_scene.source
         src.refs += 1
         return src

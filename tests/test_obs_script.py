@@ -259,10 +259,10 @@ def test_commands_before_the_engine_runs_are_applied_when_it_starts(obs):
 
 def test_unload_stops_the_engine_timers_hotkeys_and_threads(obs):
     c, (e,), data = loaded(obs)
-    assert obs.timers and obs.hotkeys and e.callbacks
+    assert obs.timers and obs.hotkeys and e.callbacks and obs.event_callbacks
     c.unload()
     assert e.stopped and not e.callbacks
-    assert obs.timers == [] and obs.hotkeys == {}
+    assert obs.timers == [] and obs.hotkeys == {} and obs.event_callbacks == []
     assert not c.running
     assert not [t for t in threading.enumerate() if t.name.startswith("liveportrait-obs")]
     obs.obs_data_release(data)
@@ -290,6 +290,13 @@ def test_unload_during_a_slow_engine_start_does_not_leave_it_running(obs):
     obs.obs_data_release(data)
 
 
+def test_obs_exit_event_stops_the_engine_before_unload(obs):
+    c, (e,), data = loaded(obs)
+    obs.emit(obs.OBS_FRONTEND_EVENT_EXIT)
+    assert e.stopped and not c.running
+    finish(obs, c, data)
+
+
 def test_callbacks_never_raise_even_when_the_engine_does(obs):
     c, (e,), data = loaded(obs, engine_fail=True)
     for hk in list(obs.hotkeys.values()):
@@ -302,6 +309,8 @@ def test_callbacks_never_raise_even_when_the_engine_does(obs):
             assert obs.obs_property_button_clicked(p, None) is True
     data.values["animation.region"] = "exp"
     obs.run_timers(3)
+    for event in (obs.OBS_FRONTEND_EVENT_FINISHED_LOADING, obs.OBS_FRONTEND_EVENT_EXIT):
+        obs.emit(event)
     c._on_frame(SimpleNamespace(bgra=None))  # a broken frame is logged, not raised
     finish(obs, c, data)
 
@@ -323,8 +332,7 @@ def test_frames_reach_the_obs_source_and_stop_when_disabled(obs):
 
 def test_first_run_adds_the_source_and_restart_restores_its_transform(obs):
     obs.register_source_type(SOURCE_ID)
-    c, _, data = loaded(obs)
-    obs.run_timers()
+    c, _, data = loaded(obs)  # loaded into a running OBS: acts at once
     assert SOURCE_NAME in obs.scene_names(obs.current_scene)
     item = obs.obs_scene_find_source(obs.current_scene, SOURCE_NAME)
     item.pos, item.scale, item.rot = (100.0, 50.0), (0.5, 0.5), 15.0
@@ -333,11 +341,15 @@ def test_first_run_adds_the_source_and_restart_restores_its_transform(obs):
     saved = json.loads(json.dumps(data.values))
     assert json.loads(saved[ctl.KEY_PLACEMENTS])[0]["scene"] == "Scene"
 
-    # restart: OBS could not create the saved source (its type is registered by the script, later)
+    # restart where OBS could not recreate the saved source: the script loads while OBS is still loading
+    # the collection (no current scene yet) and acts once OBS says it finished loading
     obs2 = FakeObs()
+    scene_obj, obs2.current_scene = obs2.current_scene, None
     obs2.register_source_type(SOURCE_ID)
     c2, _, data2 = loaded(obs2, saved)
-    obs2.run_timers()
+    assert obs2.scene_names(scene_obj) == []  # nothing done while loading
+    obs2.current_scene = scene_obj
+    obs2.emit(obs2.OBS_FRONTEND_EVENT_FINISHED_LOADING)
     items = [it for it in obs2.current_scene.items if it.source.name == SOURCE_NAME]
     assert len(items) == 1
     assert items[0].pos == (100.0, 50.0) and items[0].scale == (0.5, 0.5) and items[0].rot == 15.0

@@ -112,6 +112,7 @@ class ScriptController:
         self._timers: list[Callable[[], None]] = []
         self._last_status_log = 0.0
         self._frames_pushed = 0
+        self._event_cb: Callable[[int], None] | None = None
         self._push_error_logged = False
         self.load_ms: float | None = None
         self.unloaded = False
@@ -145,7 +146,12 @@ class ScriptController:
         self._register_source_type()
         self._register_hotkeys(data)
         self._add_timer(self._status_timer, STATUS_INTERVAL_MS)
-        self._add_timer(self._after_load, 100)
+        self._event_cb = guarded(self._on_frontend_event)
+        self.obs.obs_frontend_add_event_callback(self._event_cb)
+        if self._frontend_ready():
+            self._after_load()  # loaded from Tools > Scripts in a running OBS: the scenes are there
+        # else: OBS is loading the scene collection (scripts load before its sources, so that the saved
+        # LivePortrait source finds its type registered); scene work waits for FINISHED_LOADING
         if self.env is None or self.env.ok:
             if self.obs.obs_data_get_bool(data, KEY_AUTOSTART):
                 self.start()
@@ -188,6 +194,9 @@ class ScriptController:
             self.obs.timer_remove(cb)
         self._timers.clear()
         self.hotkeys.unregister_all()
+        if getattr(self, "_event_cb", None) is not None:
+            self.obs.obs_frontend_remove_event_callback(self._event_cb)
+            self._event_cb = None
         stopped = self.stop(UNLOAD_BUDGET_S)
         deadline = time.perf_counter() + 0.1
         for t in self._workers:
@@ -437,9 +446,23 @@ class ScriptController:
                 msgs.append(scene.NDI_HELP)
         return "; ".join(m for m in msgs if m) or "no output that OBS shows is enabled (see Output)"
 
+    def _frontend_ready(self) -> bool:
+        scene_src = self.obs.obs_frontend_get_current_scene()
+        if scene_src is None:
+            return False
+        self.obs.obs_source_release(scene_src)
+        return True
+
+    def _on_frontend_event(self, event: int) -> None:
+        """UI thread. Scene work once a collection is loaded; stop early when OBS exits."""
+        obs = self.obs
+        if event in (obs.OBS_FRONTEND_EVENT_FINISHED_LOADING, obs.OBS_FRONTEND_EVENT_SCENE_COLLECTION_CHANGED):
+            self._after_load()
+        elif event == obs.OBS_FRONTEND_EVENT_EXIT:
+            self.stop(UNLOAD_BUDGET_S)
+
     def _after_load(self) -> None:
-        """One-shot, on the UI thread once OBS runs its loop: restore after a restart, or add on first run."""
-        self._end_one_shot(self._after_load)
+        """UI thread, scenes loaded: restore the source if OBS could not, or add it on the first run."""
         if self.unloaded or self.data is None:
             return
         if self.libobs is not None:

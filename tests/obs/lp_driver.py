@@ -106,7 +106,7 @@ def pattern_plan():
 
 # ------------------------------------------------------------------ live plan (the real script)
 def scripting_lib():
-    lib = ctypes.CDLL("libobs-scripting.so.0")
+    lib = ctypes.CDLL("libobs-scripting.so.1")  # Debian 29 soname
     lib.obs_script_create.restype = ctypes.c_void_p
     lib.obs_script_create.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
     lib.obs_script_reload.restype = ctypes.c_bool
