@@ -13,34 +13,40 @@ from liveportrait_core.tracking.calibration import Calibration
 from liveportrait_core.tracking.mesh import _landmarks_array
 
 
-def _synthetic_face(pitch=0.0, yaw=0.0, roll=0.0, w=640, h=480) -> np.ndarray:
-    """478 landmarks with the PnP model points placed by a known pose (others at the nose)."""
-    rx = cv2.Rodrigues(np.array([math.radians(-pitch), 0, 0]))[0]
-    ry = cv2.Rodrigues(np.array([0, math.radians(-yaw), 0]))[0]
-    rz = cv2.Rodrigues(np.array([0, 0, math.radians(roll)]))[0]
+#: a few 3-D face points (x right, y down, z away from the camera; frontal, chin level with the eyes in depth)
+_FACE3D = {lm.EYE_IMAGE_LEFT[0]: (-45, -30, 10), lm.EYE_IMAGE_RIGHT[0]: (45, -30, 10),
+           lm.EYE_IMAGE_LEFT[1]: (-15, -30, 10), lm.EYE_IMAGE_RIGHT[1]: (15, -30, 10), lm.CHIN: (0, 70, 10),
+           lm.NOSE_TIP: (0, 0, -30)}
+
+
+def _synthetic_face(pitch=0.0, yaw=0.0, roll=0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(478×2 landmarks, 478 depths) of the points above under a known pose, orthographic, at (320, 240)."""
+    rx = cv2.Rodrigues(np.array([math.radians(-pitch), 0.0, 0.0]))[0]  # chin up = chin towards the camera
+    ry = cv2.Rodrigues(np.array([0.0, math.radians(-yaw), 0.0]))[0]
+    rz = cv2.Rodrigues(np.array([0.0, 0.0, math.radians(roll)]))[0]
     r = rz @ ry @ rx
-    f = float(max(w, h))
-    cam = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]])
-    pts3 = lm.PNP_MODEL @ r.T + np.array([0, 0, 3000.0])
-    proj = (pts3 @ cam.T)
-    proj = proj[:, :2] / proj[:, 2:]
-    out = np.tile(proj[0], (lm.N_LANDMARKS, 1)).astype(np.float32)
-    for idx, p in zip(lm._PNP_INDICES, proj):
-        out[idx] = p
-    return out
+    xy = np.full((lm.N_LANDMARKS, 2), (320.0, 240.0), np.float32)
+    z = np.zeros(lm.N_LANDMARKS, np.float32)
+    for idx, p in _FACE3D.items():
+        q = r @ np.array(p, np.float64)
+        xy[idx], z[idx] = q[:2] + (320, 240), q[2]
+    return xy, z
 
 
-@pytest.mark.parametrize("pitch, yaw", [(0, 0), (15, 0), (-15, 0), (0, 20), (0, -20), (10, -10)])
-def test_head_pose_signs_and_values(pitch, yaw):
-    p, y, _ = lm.head_pose_deg(_synthetic_face(pitch=pitch, yaw=yaw), (640, 480))
+@pytest.mark.parametrize("pitch, yaw, roll", [(0, 0, 0), (15, 0, 0), (-15, 0, 0), (0, 20, 0), (0, -20, 0),
+                                              (10, -10, 0), (0, 0, 20)])
+def test_head_pose_signs_and_values(pitch, yaw, roll):
+    p, y, r = lm.head_pose_deg(*_synthetic_face(pitch, yaw, roll))
     assert p == pytest.approx(pitch, abs=1.0)
     assert y == pytest.approx(yaw, abs=1.0)
+    assert r == pytest.approx(roll, abs=1.0)
 
 
-def test_positive_yaw_turns_the_nose_towards_the_image_right():
-    face = _synthetic_face(yaw=25)
-    eyes_mid = (face[lm.EYE_IMAGE_LEFT[0]] + face[lm.EYE_IMAGE_RIGHT[0]]) / 2
-    assert face[lm.NOSE_TIP][0] > eyes_mid[0]
+def test_pose_conventions_match_the_picture():
+    xy, _ = _synthetic_face(yaw=25)
+    assert xy[lm.NOSE_TIP][0] > 320  # yaw > 0: the nose points to the image's right
+    xy, z = _synthetic_face(pitch=20)
+    assert z[lm.CHIN] < 10 and xy[lm.CHIN][1] < 240 + 70  # pitch > 0: chin up, towards the camera
 
 
 @pytest.mark.parametrize("angle", [-30, -15, 0, 15, 30])

@@ -96,7 +96,7 @@ class CharacterFaceFinder:
 
     def _describe(self, face: MeshFace, size: tuple[int, int], n: int) -> CharacterFace:
         pts = face.landmarks
-        pitch, yaw, roll = lm.head_pose_deg(pts, size)
+        pitch, yaw, roll = lm.head_pose_deg(pts, face.z)
         eye = lm.eye_ratios_raw(pts)
         face_px = lm.face_box(pts)[1]
         out = CharacterFace(
@@ -159,6 +159,7 @@ class CharacterFaceFinder:
         faces = self._mesh.process(region)
         for f in faces:
             f.landmarks = t.to_image(f.landmarks).astype(np.float32)
+            f.z = f.z * np.float32(t.rect.size / t.dsize)  # depth in image pixels, like x and y
         return faces
 
 

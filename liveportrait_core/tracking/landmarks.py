@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 from liveportrait_core import crop
@@ -26,6 +25,8 @@ INNER_LIP = (13, 14)
 NOSE_TIP = 1
 CHIN = 152
 IRIS_CENTRES = (468, 473)
+#: Points of the head-pose estimate: outer eye corners, inner eye corners, chin.
+_POSE_POINTS = (EYE_IMAGE_LEFT[0], EYE_IMAGE_RIGHT[0], EYE_IMAGE_LEFT[1], EYE_IMAGE_RIGHT[1], CHIN)
 
 _FACE_OVAL_BELOW_BROWS = (127, 234, 93, 132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378, 379,
                           365, 397, 288, 361, 323, 454, 356)
@@ -50,13 +51,6 @@ CROP_POINTS = np.array(sorted(set(_FACE_OVAL_BELOW_BROWS + _BROWS + _EYES + _NOS
 EYE_RAW_CLOSED, EYE_RAW_OPEN = 0.04, 0.31
 EYE_OFFICIAL_CLOSED, EYE_OFFICIAL_OPEN = 0.01, 0.30
 MOUTH_GAIN = 1.0
-
-# A generic 3-D face for solvePnP (arbitrary units, OpenCV camera axes: x right, y down, z away from
-# the camera; the face looks at the camera). Points: nose tip, chin, outer eye corners, mouth corners.
-_PNP_INDICES = (NOSE_TIP, CHIN, EYE_IMAGE_LEFT[0], EYE_IMAGE_RIGHT[0], MOUTH_CORNERS[0], MOUTH_CORNERS[1])
-PNP_MODEL = np.array([[0.0, 0.0, 0.0], [0.0, 330.0, 65.0], [-225.0, -170.0, 135.0], [225.0, -170.0, 135.0],
-                      [-150.0, 150.0, 125.0], [150.0, 150.0, 125.0]])
-
 
 def eye_lip_centres(lmk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Crop anchors like the official ones: the mean of the two eye centres (each the mean of its two
@@ -114,24 +108,25 @@ def roll_deg(lmk: np.ndarray) -> float:
     return math.degrees(math.atan2(float(dy), float(dx)))
 
 
-def head_pose_deg(lmk: np.ndarray, image_wh: tuple[int, int]) -> tuple[float, float, float]:
-    """(pitch, yaw, roll) in degrees: pitch > 0 chin up, yaw > 0 face turned towards the image's
-    right, roll > 0 clockwise in the image. Pitch/yaw from solvePnP on a generic face (accurate to
-    a few degrees, enough for display and idle logic); roll from the eye line (within ~0.3°)."""
-    w, h = image_wh
-    f = float(max(w, h))
-    cam = np.array([[f, 0, w / 2], [0, f, h / 2], [0, 0, 1]], np.float64)
-    img_pts = lmk[list(_PNP_INDICES)].astype(np.float64)
-    ok, rvec, _ = cv2.solvePnP(PNP_MODEL, img_pts, cam, None, flags=cv2.SOLVEPNP_EPNP)
-    if ok:
-        ok, rvec, _ = cv2.solvePnP(PNP_MODEL, img_pts, cam, None, rvec=rvec, tvec=_, useExtrinsicGuess=True,
-                                   flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok:
+def head_pose_deg(lmk: np.ndarray, z: np.ndarray) -> tuple[float, float, float]:
+    """(pitch, yaw, roll) in degrees from MediaPipe's 3-D landmarks (x, y pixels; z, depth in the same
+    scale, smaller is nearer). Pitch > 0: chin up; yaw > 0: face turned towards the image's right;
+    roll > 0: clockwise in the image.
+
+    The face's normal is the cross product of the across-the-eyes axis and the chin-to-eyes axis;
+    pitch and yaw are its tilt away from the camera axis. For display and idle logic: neutral faces
+    read within about ±7° of zero (camera height and face shape). A generic-model solvePnP was tried
+    first and rejected: with six points it flips between solutions tens of degrees apart.
+    """
+    p = np.column_stack([lmk[list(_POSE_POINTS)], z[list(_POSE_POINTS)]]).astype(np.float64)
+    across = p[1] - p[0]  # image-left outer eye corner → image-right outer eye corner
+    up = p[:4].mean(axis=0) - p[4]  # chin → between the eyes
+    normal = np.cross(across, up)  # points at the camera for a frontal face
+    norm = float(np.linalg.norm(normal))
+    if norm < 1e-9:
         return 0.0, 0.0, roll_deg(lmk)
-    r, _ = cv2.Rodrigues(rvec)
-    pitch = -math.degrees(math.atan2(r[2, 1], r[2, 2]))
-    yaw = -math.degrees(math.asin(max(-1.0, min(1.0, -r[2, 0]))))
-    return pitch, yaw, roll_deg(lmk)
+    nx, ny, nz = normal / norm
+    return -math.degrees(math.atan2(ny, -nz)), math.degrees(math.atan2(nx, -nz)), roll_deg(lmk)
 
 
 def face_box(lmk: np.ndarray) -> tuple[np.ndarray, float]:

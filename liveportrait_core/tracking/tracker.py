@@ -130,13 +130,16 @@ class FaceTracker:
         self._have_face, self._seen_at = True, t
         self._last_centre = lm.face_box(raw)[0]
         smooth = s.smoothing and not self.static_image_mode
-        pts = self._lmk_filter(raw, t).astype(np.float32) if smooth else raw
+        xyz = np.column_stack([raw, face.z])
+        if smooth:
+            xyz = self._lmk_filter(xyz, t)
+        pts = xyz[:, :2].astype(np.float32) if smooth else raw
         rect = lm.driving_rect(raw, s.crop_scale, s.crop_vy)
         box = np.array([rect.centre[0], rect.centre[1], rect.size], np.float64)
         if smooth:
             box = self._box_filter(box, t)
         transform = crop.square_transform(box[:2], float(box[2]))
-        pitch, yaw, roll = lm.head_pose_deg(pts, size)
+        pitch, yaw, roll = lm.head_pose_deg(pts, xyz[:, 2])
         eye_raw = lm.eye_ratios_raw(pts)
         mouth_raw = lm.mouth_ratio_raw(pts)
         eye = (lm.eye_ratio_official(eye_raw[0]), lm.eye_ratio_official(eye_raw[1]))
