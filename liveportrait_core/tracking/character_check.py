@@ -101,7 +101,7 @@ def _check_one(finder: CharacterFaceFinder, path: Path, out: Path | None) -> Cha
     rep.face_size_px, rep.face_size_ratio = face.face_size_px, face.face_size_ratio
     rep.eye_open, rep.mouth_open = face.eye_open, face.mouth_open
     if out is not None:
-        preview = crop.warp_crop(img.bgra() if img.alpha is not None else img.bgr, face.crop.M_o2c)
+        preview = crop.warp_crop(img.bgra() if img.alpha is not None else img.bgr, face.crop.M_o2c, exact=True)
         out.mkdir(parents=True, exist_ok=True)
         target = out / f"{path.stem}.crop.png"
         ok, buf = cv2.imencode(".png", preview)
