@@ -101,8 +101,12 @@ def crop_transform(rect: CropRect, dsize: int = SOURCE_DSIZE, rotate: bool = Tru
         m = [[s * c, s * n, tc - s * (c * cx + n * cy)], [-s * n, s * c, tc - s * (-n * cx + c * cy)]]
     else:
         m = [[s, 0, tc - s * cx], [0, s, tc - s * cy]]
-    o2c = np.vstack([np.array(m, dtype=np.float32), np.array([0, 0, 1], dtype=np.float32)])
-    return CropTransform(rect=rect, dsize=dsize, M_o2c=o2c, M_c2o=np.linalg.inv(o2c).astype(np.float32))
+    o2c = np.array([*m, [0, 0, 1]], dtype=np.float32)
+    c2o = np.eye(3, dtype=np.float32)
+    # invertAffineTransform rather than np.linalg.inv: the same inverse, without LAPACK's per-call
+    # overhead (which reaches milliseconds when its threads compete for a busy CPU)
+    c2o[:2] = cv2.invertAffineTransform(o2c[:2])
+    return CropTransform(rect=rect, dsize=dsize, M_o2c=o2c, M_c2o=c2o)
 
 
 def source_crop_transform(eye_centre: np.ndarray, lip_centre: np.ndarray, points: np.ndarray, *,
