@@ -295,7 +295,7 @@ class Engine:
         if sess is not None:
             st.dropped_by_stage = {box.name: box.dropped for box in sess.handoffs()}
             st.dropped = sum(st.dropped_by_stage.values())
-        st.cpu, st.gpu = self._monitor.sample()
+        st.cpu, st.gpu = self._monitor.latest()  # sampled on the publish thread: cheap for the OBS UI thread
         if st.below_target:
             st.warnings.append(f"below target: {st.fps:.1f} fps < {st.target_fps} fps; "
                                f"slowest stage: {self._slowest_stage(st)}")
@@ -539,6 +539,7 @@ class Engine:
     def _publish_loop(self, sess: _Session) -> None:
         timer = self._timers["publish"]
         while not sess.stop.is_set():
+            self._monitor.sample()  # at most once a second (NVML/psutil), off the callers' threads
             item = sess.animated.get(timeout=POLL_S)
             if item is None:
                 continue

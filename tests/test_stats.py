@@ -22,8 +22,18 @@ def test_stage_timer_rate_and_latency_over_window():
     assert abs(s.latency_p50_ms - 20.0) < 1e-6
     assert 28.0 < s.latency_p95_ms <= 30.0
     assert s.count == 21
-    stale = t.snapshot(now=200.0)  # nothing in the window any more: rate is zero, count stays
+    stale = t.snapshot(now=300.0)  # nothing recent at all: rate is zero, count stays
     assert stale.fps == 0.0 and stale.count == 21
+
+
+def test_a_stage_slower_than_the_window_is_described_by_its_last_samples():
+    t = StageTimer(window_s=2.0)
+    for k in range(4):  # one 7 s frame every 8 s
+        t.record(7.0, end=100.0 + 8.0 * k)
+    s = t.snapshot(now=124.5)  # 0.5 s after the last one
+    assert abs(s.fps - 3 / 24.5) < 1e-9 and s.latency_p50_ms == 7000.0
+    later = t.snapshot(now=160.0)  # stalled: the rate decays
+    assert later.fps < s.fps and later.fps > 0
 
 
 def test_system_monitor_without_nvidia_driver_disables_gpu_once(caplog):

@@ -137,9 +137,9 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
     code = 0
     try:
         while True:
-            if finite and engine.wait_finished(0.1):
+            if (finite or args.max_frames is not None) and engine.wait_finished(0.1):
                 break
-            if not finite:
+            if not (finite or args.max_frames is not None):
                 time.sleep(0.1)
             if quit_event.is_set():
                 break

@@ -23,22 +23,15 @@ def _checkerboard(h: int, w: int, cell: int = 16) -> np.ndarray:
     return np.repeat(board[:, :, None], 3, axis=2)
 
 
-def _draw_landmarks(image: np.ndarray, observation: object) -> np.ndarray:
-    """The tracker's own debug drawing when it has one, else the landmarks as dots."""
-    import cv2
+def _draw_tracking(image: np.ndarray, observation: object) -> np.ndarray:
+    """The tracker's own debug drawing (landmarks, crop box, pose, ratios); the plain frame when the
+    observation is not the tracker's (nothing to draw)."""
+    from liveportrait_core.tracking.debug_draw import draw_observation
+    from liveportrait_core.tracking.observation import FaceObservation
 
-    try:
-        from liveportrait_core.tracking import debug as tracking_debug  # type: ignore[attr-defined]
-
-        return tracking_debug.draw(image, observation)
-    except (ImportError, AttributeError):
-        pass
-    out = image.copy()
-    pts = getattr(observation, "landmarks", None)
-    if getattr(observation, "found", False) and pts is not None:
-        for x, y in np.asarray(pts, np.float32).astype(np.int32)[::2]:
-            cv2.circle(out, (int(x), int(y)), 1, (0, 255, 0), -1, cv2.LINE_AA)
-    return out
+    if isinstance(observation, FaceObservation):
+        return draw_observation(image, observation, every_nth_landmark=2)
+    return image
 
 
 class PreviewWindow:
@@ -81,7 +74,7 @@ class PreviewWindow:
         weight = bgra[:, :, 3].astype(np.float32) * (1.0 / 255.0)
         image = cv2.blendLinear(bgra[:, :, :3], self._bg, weight, 1.0 - weight)
         if self.show_debug and frame.source_bgr is not None:
-            dbg = _draw_landmarks(frame.source_bgr, frame.observation)
+            dbg = _draw_tracking(frame.source_bgr, frame.observation)
             scale = h / dbg.shape[0]
             dbg = cv2.resize(dbg, (max(1, int(dbg.shape[1] * scale)), h))
             image = np.hstack([dbg, image])
