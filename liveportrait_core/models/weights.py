@@ -122,27 +122,28 @@ def _torch():
     return torch
 
 
-def load_checkpoint(path: Path) -> Any:
+def load_checkpoint(path: Path, variant: str = "human") -> Any:
     """``torch.load`` that never runs code from the file; failures become a ``WeightsError``."""
     torch = _torch()
+    fix = download_fix(variant)
     kind = _sniff(path)
     if kind:
-        raise WeightsError(f"{path}: not a PyTorch checkpoint: {kind}. Delete it and {download_fix()}.")
+        raise WeightsError(f"{path}: not a PyTorch checkpoint: {kind}. Delete it and {fix}.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "unsupported global" in str(e).lower():
             raise WeightsError(
                 f"{path}: refused to load: the file contains objects other than plain tensors (a pickle that "
-                f"could run code), so it is not an official LivePortrait checkpoint. Delete it and "
-                f"{download_fix()}.") from None
-        raise WeightsError(f"{path}: not a PyTorch checkpoint (corrupt or a different kind of file: {_short(e)}). "
-                           f"Delete it and {download_fix()}.") from None
+                f"could run code), so it is not an official LivePortrait checkpoint. Delete it and {fix}.") from None
+        _log.debug("%s: %s", path, e)  # torch's text is about its own defaults, not useful to the user
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (corrupt, or a different kind of file). "
+                           f"Delete it and {fix}.") from None
     except FileNotFoundError:
-        raise WeightsError(f"{path}: file not found; {download_fix()}.") from None
+        raise WeightsError(f"{path}: file not found; {download_fix(variant, again=False)}.") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError) as e:
         raise WeightsError(f"{path}: cannot be read (truncated or corrupt: {_short(e)}). "
-                           f"Delete it and {download_fix()}.") from None
+                           f"Delete it and {fix}.") from None
 
 
 def _sniff(path: Path) -> str | None:
@@ -231,7 +232,7 @@ def _read_file(file: str, path: Path, names: Iterable[str], variant: str) -> tup
     if not path.is_file():
         return {}, [f"{path}: missing ({file}); {download_fix(variant, again=False)}"]
     try:
-        obj = load_checkpoint(path)
+        obj = load_checkpoint(path, variant)
         parts = split_file(file, obj)
     except WeightsError as e:
         return {}, [str(e)]
