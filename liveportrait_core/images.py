@@ -63,9 +63,12 @@ def load_image(path: str | os.PathLike[str], *, limit: bool = False, max_dim: in
         raise ImageError(f"{p}: cannot read the file ({e.strerror or e})") from None
     if data.size == 0:
         raise ImageError(f"{p}: the file is empty")
-    img = decode_image(data.tobytes(), name=str(p))
+    raw = data.tobytes()
+    meta = _pil_image(raw)
+    _check_animated(meta, str(p))
+    img = decode_image(raw, name=str(p))
     original = (img.shape[1], img.shape[0])
-    img = _apply_exif_orientation(img, data.tobytes(), str(p))
+    img = _apply_exif_orientation(img, meta, str(p))
     bgr, alpha = to_bgr_alpha(img, name=str(p))
     if limit:
         bgr, alpha = resize_to_limit(bgr, alpha, max_dim=max_dim, division=division)
@@ -75,7 +78,6 @@ def load_image(path: str | os.PathLike[str], *, limit: bool = False, max_dim: in
 def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:
     """``cv2.imdecode`` with ``IMREAD_UNCHANGED`` (keeps alpha and 16-bit), with clear errors."""
     buf = np.frombuffer(data, np.uint8)
-    _check_animated(data, name)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
@@ -141,7 +143,8 @@ def resize_to_limit(bgr: np.ndarray, alpha: np.ndarray | None = None, *, max_dim
 
 
 def _pil_image(data: bytes):
-    """The file opened with Pillow for its metadata, or None when Pillow is missing or cannot read it."""
+    """The file opened with Pillow for its metadata only (lazy: pixels are not decoded), or None when
+    Pillow is missing or cannot read it."""
     try:
         import io
 
@@ -154,8 +157,7 @@ def _pil_image(data: bytes):
         return None
 
 
-def _check_animated(data: bytes, name: str) -> None:
-    im = _pil_image(data)
+def _check_animated(im, name: str) -> None:
     if im is not None and getattr(im, "is_animated", False) and getattr(im, "n_frames", 1) > 1:
         _log.warning("%s is animated (%d frames); only its first frame is used", name, im.n_frames)
 
@@ -163,9 +165,8 @@ def _check_animated(data: bytes, name: str) -> None:
 _EXIF_ORIENTATION = 0x0112
 
 
-def _apply_exif_orientation(img: np.ndarray, data: bytes, name: str) -> np.ndarray:
+def _apply_exif_orientation(img: np.ndarray, im, name: str) -> np.ndarray:
     """Rotate/flip as the EXIF orientation tag says (cameras store portraits sideways)."""
-    im = _pil_image(data)
     if im is None:
         return img
     try:
