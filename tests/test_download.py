@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import time
+import types
 from pathlib import Path
 
 import huggingface_hub
@@ -215,3 +216,13 @@ def test_official_human_files_are_pinned():
     human = set(layout.checkpoint_files("human").values())
     assert set(weights.OFFICIAL_CHECKSUMS) == human
     assert all(len(sha) == 64 and int(sha, 16) >= 0 for _, sha in weights.OFFICIAL_CHECKSUMS.values())
+
+
+def test_not_enough_disk_space_fails_before_downloading(tmp_path, monkeypatch, small_layout, online, source_files,
+                                                       checksums):
+    fake = FakeHub(source_files)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake)
+    monkeypatch.setattr(download.shutil, "disk_usage", lambda p: types.SimpleNamespace(free=1000))
+    with pytest.raises(DownloadError, match="not enough free disk space"):
+        download.download_models(tmp_path / "m", checksums=checksums)
+    assert fake.calls == [] and not (tmp_path / "m").exists()

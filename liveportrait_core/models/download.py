@@ -8,10 +8,12 @@ instead of retrying for minutes, and the staging folder is removed.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -134,6 +136,17 @@ def _verify_staged(file: str, rel: str, staged: Path, expected: tuple[int, str, 
     return sha
 
 
+def _check_disk_space(root: Path, created: list[Path], needed: int) -> None:
+    """Fail before downloading rather than after filling the disk (staged file + final file share a volume)."""
+    existing = next((p for p in (root, *root.parents) if p not in created), root)
+    free = shutil.disk_usage(existing).free
+    margin = 64 * 2**20
+    if needed + margin > free:
+        raise DownloadError(f"not enough free disk space in {existing}: the weights need {needed / 2**20:,.0f} MB, "
+                            f"{free / 2**20:,.0f} MB are free. Free some space or use --models-dir on another drive.")
+    _log.info("downloading %.0f MB of LivePortrait weights into %s", needed / 2**20, root)
+
+
 def download_models(models_dir: str | os.PathLike[str], variant: str = "human", *, repo_id: str = REPO_ID,
                     revision: str | None = None, force: bool = False, keep_partial: bool = False,
                     timeout: float = 10.0, token: str | bool | None = None,
@@ -167,6 +180,10 @@ def download_models(models_dir: str | os.PathLike[str], variant: str = "human", 
         return results
 
     rels = list(todo.values())
+    if importlib.util.find_spec("huggingface_hub") is None:
+        raise DownloadError("cannot download the LivePortrait weights: the huggingface_hub package is missing; "
+                            f"install it with `{sys.executable} -m pip install huggingface_hub`.\n"
+                            + _manual_help(root, rels))
     reason = offline_reason(timeout=min(timeout, 5.0))
     if reason:
         raise DownloadError(f"cannot download the LivePortrait weights: {reason}.\n" + _manual_help(root, rels))
@@ -176,6 +193,7 @@ def download_models(models_dir: str | os.PathLike[str], variant: str = "human", 
         if r not in expected:
             _log.warning("%s: no checksum known; only the file's layout can be verified", r)
     created = [p for p in (root, *root.parents) if not p.exists()]  # removed again if left empty
+    _check_disk_space(root, created, sum(expected[r][0] for r in rels if r in expected))
     staging = root / STAGING_DIR
     staging.mkdir(parents=True, exist_ok=True)
     ok = False
