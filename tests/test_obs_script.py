@@ -467,7 +467,7 @@ class _FakeLib:
             self.pushed.append((src, None if f is None else (f.width, f.height, f.linesize[0], f.format)))
 
         for name, fn in (("obs_register_source_s", register), ("obs_source_output_video2", output),
-                         ("os_gettime_ns", lambda: 123)):
+                         ("os_gettime_ns", lambda: 123), ("obs_initialized", lambda: True)):
             setattr(self, name, _Callable(fn))
         return self
 
@@ -589,3 +589,37 @@ def test_script_functions_swallow_controller_errors(script, obs, monkeypatch, ca
     assert "ZeroDivisionError" in capsys.readouterr().out
     script.script_unload()
     obs.obs_data_release(data)
+
+
+def test_default_expressions_match_the_engine_catalogue():
+    from liveportrait_core import expressions
+
+    assert tuple(ctl.DEFAULT_EXPRESSIONS) == tuple(expressions.NAMES)
+
+
+_NO_HEAVY_IMPORTS = r"""
+import sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+from fake_obspython import FakeObs
+obs = FakeObs()
+sys.modules["obspython"] = obs
+import obs_liveportrait as s
+data = obs.obs_data_create()
+data.values["lp.autostart"] = False
+s.script_description(); s.script_defaults(data); s.script_load(data); s.script_update(data)
+s.script_properties(); s.script_save(data); s.script_unload()
+heavy = sorted(m for m in ("torch", "mediapipe", "cv2") if m in sys.modules)
+print("HEAVY", heavy)
+print("LIBOBS", s._controller is None)
+"""
+
+
+def test_loading_the_script_never_imports_torch_mediapipe_or_opencv():
+    """OBS's UI thread runs script_description/defaults/load/update/properties: none may import the heavy
+    packages (they load on the engine's threads)."""
+    import subprocess
+
+    code = _NO_HEAVY_IMPORTS.format(repo=str(REPO), tests=str(REPO / "tests"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "HEAVY []" in p.stdout, p.stdout + p.stderr

@@ -34,11 +34,20 @@ KEY_FIRST_RUN_DONE = "lp.first_run_done"
 STATUS_INTERVAL_MS = 1000
 LOG_STATUS_EVERY_S = 10.0
 UNLOAD_BUDGET_S = 0.8
+#: When OBS exits, Python is finalised right after the scripts unload; an engine thread still inside torch
+#: then aborts OBS (measured: exit 134 with a CPU inference in flight). So on OBS_FRONTEND_EVENT_EXIT the
+#: script waits for the engine's threads this long (a GPU frame takes milliseconds; a CPU one seconds).
+EXIT_WAIT_S = 30.0
+ENGINE_THREAD_PREFIX = "lp-"  # the engine's stage and output threads
 #: Engine output names for the per-output hotkeys, and the setting each mirrors.
 OUTPUT_TOGGLES = (("obs_source", "OBS source"), ("spout", "Spout2"), ("ndi", "NDI"), ("preview", "preview window"),
                   ("record", "recording"))
-#: Expressions offered before the engine reports its own list (hotkeys must exist at load to be bound).
-DEFAULT_EXPRESSIONS = ("smile", "wink", "surprised", "angry", "sad", "blink", "aaa")
+#: Expression hotkeys registered at load (they must exist then to get their saved bindings). The list is
+#: ``liveportrait_core.expressions.NAMES``, copied because that module imports torch, which must never
+#: load on OBS's UI thread (measured: 24 s of torch import inside script loading); a unit test keeps the
+#: two equal, and names the engine adds later get their hotkeys once it reports them.
+DEFAULT_EXPRESSIONS = ("smile", "wink_left", "wink_right", "blink", "aaa", "eee", "woo", "eyebrows_up",
+                       "pupils_left", "pupils_right", "pupils_up", "pupils_down", "head_tilt")
 
 EngineFactory = Callable[[schema.Settings], Any]
 
@@ -68,19 +77,6 @@ def default_libobs_factory(obs_version: str) -> LibobsSource:
     return LibobsSource(obs_version)
 
 
-def expression_catalogue() -> list[str]:
-    """Expression names without importing torch: the engine's module when it is light, else the defaults."""
-    try:
-        from liveportrait_core import expressions  # noqa: PLC0415
-
-        names = getattr(expressions, "EXPRESSION_NAMES", None) or getattr(expressions, "NAMES", None)
-        if names:
-            return [str(n) for n in names]
-    except Exception:  # noqa: BLE001 - a missing/heavy module falls back
-        log.debug("expression names from defaults", exc_info=True)
-    return list(DEFAULT_EXPRESSIONS)
-
-
 class ScriptController:
     """State of one load of ``obs_liveportrait.py``."""
 
@@ -98,7 +94,7 @@ class ScriptController:
         self.hotkeys = Hotkeys(obs)
         self.libobs: LibobsSource | None = None
         self.libobs_problem = ""
-        self.expressions = expression_catalogue()
+        self.expressions = list(DEFAULT_EXPRESSIONS)
         self.expression_state: dict[str, bool] = {}
         self.output_state: dict[str, bool] = {}
         self.paused = False
@@ -459,7 +455,15 @@ class ScriptController:
         if event in (obs.OBS_FRONTEND_EVENT_FINISHED_LOADING, obs.OBS_FRONTEND_EVENT_SCENE_COLLECTION_CHANGED):
             self._after_load()
         elif event == obs.OBS_FRONTEND_EVENT_EXIT:
-            self.stop(UNLOAD_BUDGET_S)
+            t0 = time.perf_counter()
+            ok = self.stop(EXIT_WAIT_S)
+            # engines of earlier loads (a script reload leaves a busy stage to finish on its own) too
+            for t in threading.enumerate():
+                if t.name.startswith(ENGINE_THREAD_PREFIX) and t is not threading.current_thread():
+                    t.join(max(0.0, EXIT_WAIT_S - (time.perf_counter() - t0)))
+            left = [t.name for t in threading.enumerate() if t.name.startswith(ENGINE_THREAD_PREFIX)]
+            log.info("OBS is exiting: engine stopped=%s in %.2f s%s", ok, time.perf_counter() - t0,
+                     f"; still running: {', '.join(left)}" if left else "")
 
     def _after_load(self) -> None:
         """UI thread, scenes loaded: restore the source if OBS could not, or add it on the first run."""

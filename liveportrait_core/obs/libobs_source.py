@@ -182,6 +182,10 @@ class LibobsSource:
         ka = _keepalive()
         if ka.lib is None:
             lib = loader(platform)
+            lib.obs_initialized.argtypes = []
+            lib.obs_initialized.restype = ctypes.c_bool
+            if not lib.obs_initialized():  # e.g. imported outside OBS: registering would crash
+                raise LibobsUnavailable("libobs is not running in this process (not inside OBS). " + FALLBACK_ADVICE)
             lib.obs_register_source_s.argtypes = [ctypes.POINTER(ObsSourceInfoPrefix), ctypes.c_size_t]
             lib.obs_register_source_s.restype = None
             lib.obs_source_output_video2.argtypes = [ctypes.c_void_p, ctypes.POINTER(ObsSourceFrame2)]
