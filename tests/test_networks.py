@@ -120,3 +120,11 @@ def test_warp_then_decode_chained(modules, warp_out):
     with torch.inference_mode():
         out = modules["spade_generator"](warp_out["out"])
     assert rel_err(out, load_vectors("spade_generator")["out"]) < 1e-3
+
+
+def test_loaded_and_optimized_decoder_matches_reference(recipe_models, spade_out):
+    """The loader's decoder (exact rewrites applied) against the official output and the plain path."""
+    v = load_vectors("spade_generator")
+    fast = recipe_models.run("spade_generator", t(load_vectors("warping_module")["out"]))
+    assert rel_err(fast, v["out"]) < 1e-4
+    assert rel_err(fast, spade_out) < 1e-4

@@ -36,14 +36,21 @@ class SpectralNormConv2d(nn.Conv2d):
         self.weight_orig = nn.Parameter(w.detach())
         self.register_buffer("weight_u", torch.zeros(cout))
         self.register_buffer("weight_v", torch.zeros(w[0].numel()))
+        self.register_buffer("folded_weight", None, persistent=False)
 
     def effective_weight(self) -> torch.Tensor:
         w = self.weight_orig
         sigma = torch.dot(self.weight_u, torch.mv(w.reshape(w.shape[0], -1), self.weight_v))
         return w / sigma
 
+    @torch.no_grad()
+    def fold(self) -> None:
+        """Compute the effective weight once (inference: u and v never change); not saved in the state_dict."""
+        self.folded_weight = self.effective_weight().detach().contiguous()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.effective_weight(), self.bias)
+        w = self.folded_weight if self.folded_weight is not None else self.effective_weight()
+        return self._conv_forward(x, w, self.bias)
 
 
 class SPADE(nn.Module):

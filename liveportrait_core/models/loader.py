@@ -1,0 +1,225 @@
+"""Build the seven networks, load the official weights strictly, and run them with the right precision.
+
+``load_models`` reads the files through ``weights.read_state_dicts`` (which verifies keys and shapes
+against the official layout), builds each module with ``models.build``, loads it with
+``load_state_dict(strict=True)`` on the chosen device and puts it in eval mode. Then, once, the
+exact inference rewrites of ``optimize.py`` are applied (they never change the state_dict names on
+disk: the plain modules are what the files load into).
+
+Precision follows the official code: on CUDA the four big networks (F, M, W, G) run under fp16
+autocast and their outputs are returned as float32; the MLPs and keypoint maths always run in
+float32. ``bf16`` autocast is an option on CPU and CUDA. If a reduced-precision network ever
+produces a non-finite output, that network is switched to float32 for good (the call is re-run) and a
+warning says so once.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+from torch import nn
+
+from . import build, weights
+from .layout import BASE_MODULES, MODULE_NAMES
+
+_log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Calls per network during which every reduced-precision output is checked for inf/NaN; afterwards
+#: one call in ``_CHECK_EVERY`` (a check costs a device sync, so it is not done on every frame).
+_CHECK_FIRST = 8
+_CHECK_EVERY = 64
+
+
+class ModelLoadError(RuntimeError):
+    """The weights could not be loaded into the networks; the message names the module and keys."""
+
+
+def pick_device(setting: str = "auto") -> torch.device:
+    """``auto``: CUDA, then Apple MPS, then CPU. An explicit device that is not available raises."""
+    setting = (setting or "auto").lower()
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = bool(mps and mps.is_available())
+    if setting == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if has_mps else torch.device("cpu")
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError("model.device is 'cuda' but PyTorch sees no CUDA GPU (CPU-only PyTorch build or no "
+                             "NVIDIA driver); set model.device to 'auto' or 'cpu', or install the CUDA build")
+    if setting == "mps" and not has_mps:
+        raise ModelLoadError("model.device is 'mps' but Apple Metal is not available; set model.device to 'auto'")
+    if setting not in ("cpu", "mps") and not setting.startswith("cuda"):
+        raise ModelLoadError(f"unknown model.device {setting!r}; use auto, cuda, mps or cpu")
+    return torch.device(setting)
+
+
+def pick_precision(setting: str, device: torch.device) -> torch.dtype:
+    """Network dtype of the four big networks: ``auto`` is fp16 on CUDA (as the official), fp32 elsewhere."""
+    setting = (setting or "auto").lower()
+    if setting == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if setting not in _DTYPES:
+        raise ModelLoadError(f"unknown model.precision {setting!r}; use auto, fp32, fp16 or bf16")
+    dtype = _DTYPES[setting]
+    if dtype == torch.float16 and device.type == "cpu":
+        _log.warning("fp16 is not useful on the CPU (no fast half-precision kernels); using fp32 "
+                     "(bf16 is the fast reduced-precision mode on CPUs that support it)")
+        return torch.float32
+    if dtype == torch.bfloat16 and device.type == "mps":
+        _log.warning("bf16 autocast is not supported on MPS; using fp32")
+        return torch.float32
+    return dtype
+
+
+@dataclass
+class LivePortraitModels:
+    """The seven networks on one device, and how to call them.
+
+    ``run(name, ...)`` calls a network under its precision policy in inference mode and returns
+    float32 outputs; the modules are also reachable as attributes (``models.warping_module``).
+    """
+
+    modules: dict[str, nn.Module]
+    device: torch.device
+    dtype: torch.dtype  #: autocast dtype of the big networks (float32: no autocast)
+    optimized: bool = False
+    _fp32_only: set[str] = field(default_factory=set)
+    _calls: dict[str, int] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> nn.Module:
+        modules = self.__dict__.get("modules", {})
+        if name in modules:
+            return modules[name]
+        raise AttributeError(name)
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return self.modules[name]
+
+    @property
+    def precision(self) -> str:
+        return {v: k for k, v in _DTYPES.items()}[self.dtype]
+
+    def network_dtype(self, name: str) -> torch.dtype:
+        """The compute dtype a network runs in now (float32 for the MLPs and after a fallback)."""
+        if name in BASE_MODULES and name not in self._fp32_only:
+            return self.dtype
+        return torch.float32
+
+    def autocast(self, name: str) -> contextlib.AbstractContextManager:
+        dtype = self.network_dtype(name)
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def run(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a network: inference mode, its autocast, outputs as float32, non-finite guard."""
+        module = self.modules[name]
+        with torch.inference_mode():
+            with self.autocast(name):
+                out = module(*args, **kwargs)
+            out = _to_float32(out)
+            if self.network_dtype(name) != torch.float32 and self._should_check(name) and not _all_finite(out):
+                self._fp32_only.add(name)
+                _log.warning("%s produced non-finite values in %s; running it in float32 from now on",
+                             name, str(self.dtype).replace("torch.", ""))
+                out = _to_float32(module(*args, **kwargs))
+        return out
+
+    def _should_check(self, name: str) -> bool:
+        n = self._calls.get(name, 0)
+        self._calls[name] = n + 1
+        return n < _CHECK_FIRST or n % _CHECK_EVERY == 0
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for m in self.modules.values() for p in m.parameters())
+
+
+def _to_float32(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.float()
+    if isinstance(out, dict):
+        return {k: _to_float32(v) for k, v in out.items()}
+    return out
+
+
+def _all_finite(out: Any) -> bool:
+    tensors = [out] if isinstance(out, torch.Tensor) else [v for v in out.values() if isinstance(v, torch.Tensor)]
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
+def load_state_dicts_into(state_dicts: dict[str, dict[str, torch.Tensor]], device: torch.device,
+                          names: Iterable[str] = MODULE_NAMES) -> dict[str, nn.Module]:
+    """Build each named module on ``device`` and load its state_dict strictly, in eval mode."""
+    modules: dict[str, nn.Module] = {}
+    for name in names:
+        if name not in state_dicts:
+            raise ModelLoadError(f"no weights for the {name} network")
+        module = build(name).to(device)
+        result = _strict_load(name, module, state_dicts[name])
+        if result:
+            raise ModelLoadError(result)
+        modules[name] = module.eval().requires_grad_(False)
+    return modules
+
+
+def _strict_load(name: str, module: nn.Module, sd: dict[str, torch.Tensor]) -> str | None:
+    """Load strictly; on a mismatch say which keys are missing, unexpected or of another shape."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [f"{k} {tuple(sd[k].shape)} (expected {tuple(v.shape)})"
+              for k, v in own.items() if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s), first: {missing[0]}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s), first: {unexpected[0]}")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatch(es), first: {shapes[0]}")
+        return f"{name}: the weights do not fit the network: " + "; ".join(parts)
+    module.load_state_dict(sd, strict=True)
+    return None
+
+
+def load_models(models_dir: str | os.PathLike[str], device: str | torch.device = "auto",
+                precision: str = "auto", names: Iterable[str] = MODULE_NAMES, variant: str = "human",
+                optimize: bool = True, channels_last: bool = True) -> LivePortraitModels:
+    """Read the official files under ``models_dir`` and return the networks ready for inference.
+
+    ``optimize`` applies the exact inference rewrites (``optimize.prepare_for_inference``); turn it
+    off to run the plain modules exactly as loaded (tests compare the two).
+    """
+    dev = device if isinstance(device, torch.device) else pick_device(str(device))
+    dtype = pick_precision(precision, dev)
+    names = tuple(names)
+    state_dicts = weights.read_state_dicts(models_dir, variant=variant, names=names)
+    modules = load_state_dicts_into(state_dicts, dev, names)
+    models = LivePortraitModels(modules=modules, device=dev, dtype=dtype)
+    if optimize:
+        from .optimize import prepare_for_inference
+
+        prepare_for_inference(models, channels_last=channels_last)
+    _log.info("loaded %d LivePortrait networks (%s) from %s on %s, %s", len(modules), variant,
+              Path(os.fspath(models_dir)), dev, models.precision)
+    return models
+
+
+def load_from_settings(settings, names: Iterable[str] = MODULE_NAMES) -> LivePortraitModels:
+    """``load_models`` with the ``model.*`` and ``performance.*`` settings."""
+    m, p = settings.model, settings.performance
+    if p.torch_threads:
+        torch.set_num_threads(p.torch_threads)
+    models = load_models(m.models_dir, device=m.device, precision=m.precision, names=names, variant=m.variant,
+                         channels_last=p.channels_last)
+    if p.compile or p.cuda_graphs:
+        from .optimize import compile_models
+
+        compile_models(models, use_compile=p.compile, cuda_graphs=p.cuda_graphs)
+    return models
