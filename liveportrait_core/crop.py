@@ -224,7 +224,8 @@ class PasteBack:
         self._background = image[y0:y1, x0:x1].astype(np.float32) * self._1m
         self._M_roi = self.M_c2o[:2].copy()
         self._M_roi[:, 2] -= (x0, y0)
-        self._alpha_bg = None if alpha is None else alpha[y0:y1, x0:x1].astype(np.float32) * self._1m[..., 0]
+        self._alpha_cover: np.ndarray | None = None  # made on the first paste_bgra with a crop alpha
+        self._colour_cover: np.ndarray | None = None
 
     def _mask_in_image(self, dsize: int, w: int, h: int) -> np.ndarray:
         """The official ``mask_ori`` (one channel, uint8), sampled exactly but only where the crop lands."""
@@ -239,8 +240,11 @@ class PasteBack:
             mask[y0:y1, x0:x1] = warp_affine(mask_template(dsize), m, (int(x1 - x0), int(y1 - y0)), exact=True)
         return mask
 
-    def _warp_roi(self, crop: np.ndarray, exact: bool = False) -> np.ndarray:
+    def _warp_roi(self, crop: np.ndarray, exact: bool = False, replicate: bool = False) -> np.ndarray:
         x0, y0, x1, y1 = self.roi
+        if replicate:  # for alpha: the crop's edge continues outward instead of fading to 0
+            return cv2.warpAffine(crop, self._M_roi, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_REPLICATE)
         return warp_affine(crop, self._M_roi, (x1 - x0, y1 - y0), exact=exact)
 
     def paste(self, crop: np.ndarray, out: np.ndarray | None = None, exact: bool = False) -> np.ndarray:
@@ -265,26 +269,36 @@ class PasteBack:
                    out: np.ndarray | None = None) -> np.ndarray:
         """Paste into a 4-channel frame (straight alpha).
 
-        Colour as ``paste``. Alpha is the character's own outside the face; inside, it is blended
-        with the same mask from ``crop_alpha`` (the alpha that goes with the animated crop, e.g. the
-        character's alpha cut with the source crop) when given, else left as the character's.
-        Opaque characters give 255 everywhere. ``out`` (HxWx4) is reused as in ``paste``.
+        Outside the face: the character's colour and alpha. Inside, without ``crop_alpha``: the
+        official colour blend and the character's alpha. With ``crop_alpha`` (the alpha that goes
+        with the animated crop, e.g. the character's alpha cut with the source crop): the crop,
+        with coverage mask·crop_alpha, composited over the character, with coverage
+        (1−mask)·alpha — A = m·a_c + (1−m)·a_i, colour = (m·a_c·C_c + (1−m)·a_i·C_i) / A — so
+        colours hidden under transparent pixels never bleed into the result. For opaque images
+        this is exactly the official paste. ``out`` (HxWx4) is reused as in ``paste``.
         """
         if out is None:
             h, w = self.image.shape[:2]
             out = np.empty((h, w, 4), np.uint8)
             out[..., :3] = self.image
-        self.paste(crop, out=out[..., :3])
-        return self._fill_alpha(out, crop_alpha)
-
-    def _fill_alpha(self, out: np.ndarray, crop_alpha: np.ndarray | None) -> np.ndarray:
-        if self.alpha is None and crop_alpha is None:
-            out[..., 3] = 255
-            return out
         out[..., 3] = 255 if self.alpha is None else self.alpha
         x0, y0, x1, y1 = self.roi
-        if crop_alpha is not None and x1 > x0:
-            bg = self._alpha_bg if self._alpha_bg is not None else 255.0 * self._1m[..., 0]
-            a = self._warp_roi(crop_alpha).astype(np.float32) * self._m[..., 0] + bg
-            out[y0:y1, x0:x1, 3] = np.clip(a, 0, 255)
+        if crop_alpha is None or x1 <= x0:
+            self.paste(crop, out=out[..., :3])
+            return out
+        if crop.shape[:2] != (self.dsize, self.dsize) or crop_alpha.shape[:2] != (self.dsize, self.dsize):
+            raise ValueError(f"paste-back expects {self.dsize}x{self.dsize} crops, got {crop.shape}, {crop_alpha.shape}")
+        cover_crop = self._warp_roi(crop_alpha, replicate=True).astype(np.float32)[..., None] * (self._m / 255.0)
+        if self._alpha_cover is None:  # the character's own coverage (1−m)·a_i and premultiplied colour
+            ai = 1.0 if self.alpha is None else self.alpha[y0:y1, x0:x1, None].astype(np.float32) / 255.0
+            self._alpha_cover = self._1m * ai
+            self._colour_cover = self.image[y0:y1, x0:x1].astype(np.float32) * self._alpha_cover
+        total = cover_crop + self._alpha_cover
+        warped = self._warp_roi(crop).astype(np.float32)
+        colour = warped * cover_crop + self._colour_cover
+        # where nothing covers a pixel its colour is invisible: keep the official blend there
+        np.divide(colour, total, out=colour, where=total > 1e-6)
+        colour = np.where(total > 1e-6, colour, warped * self._m + self._background)
+        out[y0:y1, x0:x1, :3] = np.clip(colour, 0, 255)
+        out[y0:y1, x0:x1, 3] = np.clip(total[..., 0] * 255.0 + 0.5, 0, 255)
         return out

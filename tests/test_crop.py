@@ -115,26 +115,42 @@ def test_paste_back_reuses_its_output_buffer(ref):
     assert np.array_equal(again, fresh)
 
 
-def test_paste_bgra_keeps_alpha_outside_and_blends_inside(ref):
+def test_paste_bgra_keeps_alpha_outside_and_composites_inside(ref):
     image = ref["paste_image_u8"]
     h, w = image.shape[:2]
     alpha = np.zeros((h, w), np.uint8)
     alpha[:, : w // 2] = 255  # left half opaque, right half transparent
     paste = crop.PasteBack(image, ref["paste_M_c2o"], alpha=alpha)
-    # opaque animated crop: alpha goes to 255 where the mask is 1, stays the character's outside
-    frame = paste.paste_bgra(ref["paste_anim_crop_u8"], crop_alpha=np.full((512, 512), 255, np.uint8))
+    anim = ref["paste_anim_crop_u8"]
+    frame = paste.paste_bgra(anim, crop_alpha=np.full((512, 512), 255, np.uint8))
     assert frame.shape == (h, w, 4)
-    assert np.array_equal(frame[..., :3], paste.paste(ref["paste_anim_crop_u8"]))
     m = paste.mask_ori
     inside, outside = m > 0.999, m == 0
     assert (frame[..., 3][inside] == 255).all()
     assert np.array_equal(frame[..., 3][outside], alpha[outside])
+    assert np.array_equal(frame[..., :3][outside], image[outside])
+    # on the ramp over transparent pixels: coverage = mask, colour = the crop's alone (no bleeding
+    # of the colour hidden under the transparent pixels)
     ramp = (m > 0.2) & (m < 0.8) & (alpha == 0)
     assert ramp.any()
-    expected = (255 * m[ramp]).astype(int)
-    assert np.abs(frame[..., 3][ramp].astype(int) - expected).max() <= 1
-    # no crop alpha: the character's alpha is kept as it is
-    assert np.array_equal(paste.paste_bgra(ref["paste_anim_crop_u8"])[..., 3], alpha)
+    assert np.abs(frame[..., 3][ramp].astype(int) - np.round(255 * m[ramp])).max() <= 1
+    x0, y0, x1, y1 = paste.roi
+    warped = np.zeros_like(image)
+    warped[y0:y1, x0:x1] = paste._warp_roi(anim)  # the same resampling as the paste
+    assert np.abs(frame[..., :3][ramp].astype(int) - warped[ramp]).max() <= 1
+    # over opaque pixels it is the official blend
+    opaque = alpha == 255
+    assert np.abs(frame[..., :3][opaque].astype(int) - paste.paste(anim)[opaque]).max() <= 1
+    # no crop alpha: official colours, the character's alpha kept as it is
+    plain = paste.paste_bgra(anim)
+    assert np.array_equal(plain[..., 3], alpha) and np.array_equal(plain[..., :3], paste.paste(anim))
+
+
+def test_paste_bgra_of_opaque_images_is_the_official_paste(ref):
+    paste = crop.PasteBack(ref["paste_image_u8"], ref["paste_M_c2o"])
+    frame = paste.paste_bgra(ref["paste_anim_crop_u8"], crop_alpha=np.full((512, 512), 255, np.uint8))
+    assert (frame[..., 3] == 255).all()
+    assert np.abs(frame[..., :3].astype(int) - paste.paste(ref["paste_anim_crop_u8"])).max() <= 1
 
 
 def test_opaque_character_gives_opaque_bgra(ref):
