@@ -623,3 +623,30 @@ def test_loading_the_script_never_imports_torch_mediapipe_or_opencv():
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "HEAVY []" in p.stdout, p.stdout + p.stderr
+
+
+def test_model_and_character_buttons_work_off_the_ui_thread(obs, monkeypatch, tmp_path):
+    (tmp_path / "hero.png").write_bytes(b"x")
+    ran: list[tuple[str, list[str], str]] = []
+    done = threading.Event()
+
+    def fake_command(name, args, settings):
+        ran.append((name, args, threading.current_thread().name))
+        done.set()
+        return "ok"
+
+    monkeypatch.setattr(ctl, "_run_command", fake_command)
+    c, _, data = loaded(obs, {"characters.folder": str(tmp_path), "lp.autostart": False})
+    assert "started" in c.check_character()
+    assert done.wait(5)
+    name, args, thread = ran[0]
+    assert name == "check-character" and args[0].endswith("hero.png") and "--no-preview" in args
+    assert thread != threading.main_thread().name
+    for t in list(c._workers):
+        t.join(5)
+    assert c.message == "check: ok"
+    finish(obs, c, data)
+
+
+def test_run_command_reports_an_unknown_command():
+    assert "no working 'no-such-command'" in ctl._run_command("no-such-command", [], schema.Settings())

@@ -11,6 +11,7 @@ in-process OBS source and the scene placement, and shows status. It receives the
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import logging
@@ -64,6 +65,30 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             return None
 
     return wrapper
+
+
+_atexit_registered = False
+
+
+def join_engine_threads(timeout: float) -> list[str]:
+    """Wait for every engine thread (this load's and those a reload left finishing) to end; returns those
+    still alive. Called when OBS shuts down, so that no thread is inside torch while Python is finalised."""
+    deadline = time.perf_counter() + max(0.0, timeout)
+    for t in threading.enumerate():
+        if t.name.startswith(ENGINE_THREAD_PREFIX) and t is not threading.current_thread():
+            t.join(max(0.0, deadline - time.perf_counter()))
+    left = [t.name for t in threading.enumerate() if t.name.startswith(ENGINE_THREAD_PREFIX) and t.is_alive()]
+    if left:
+        log.warning("engine threads still running at OBS shutdown: %s", ", ".join(left))
+    return left
+
+
+def _register_atexit() -> None:
+    """OBS finalises Python at exit (after every script unloaded): the last chance to join engine threads."""
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(join_engine_threads, EXIT_WAIT_S)
+        _atexit_registered = True
 
 
 def default_engine_factory(settings: schema.Settings) -> Any:
@@ -144,6 +169,7 @@ class ScriptController:
         self._add_timer(self._status_timer, STATUS_INTERVAL_MS)
         self._event_cb = guarded(self._on_frontend_event)
         self.obs.obs_frontend_add_event_callback(self._event_cb)
+        _register_atexit()
         if self._frontend_ready():
             self._after_load()  # loaded from Tools > Scripts in a running OBS: the scenes are there
         # else: OBS is loading the scene collection (scripts load before its sources, so that the saved
@@ -452,18 +478,14 @@ class ScriptController:
     def _on_frontend_event(self, event: int) -> None:
         """UI thread. Scene work once a collection is loaded; stop early when OBS exits."""
         obs = self.obs
+        log.debug("frontend event %s", event)
         if event in (obs.OBS_FRONTEND_EVENT_FINISHED_LOADING, obs.OBS_FRONTEND_EVENT_SCENE_COLLECTION_CHANGED):
             self._after_load()
-        elif event == obs.OBS_FRONTEND_EVENT_EXIT:
+        elif event in (getattr(obs, "OBS_FRONTEND_EVENT_SCRIPTING_SHUTDOWN", -1), obs.OBS_FRONTEND_EVENT_EXIT):
             t0 = time.perf_counter()
             ok = self.stop(EXIT_WAIT_S)
-            # engines of earlier loads (a script reload leaves a busy stage to finish on its own) too
-            for t in threading.enumerate():
-                if t.name.startswith(ENGINE_THREAD_PREFIX) and t is not threading.current_thread():
-                    t.join(max(0.0, EXIT_WAIT_S - (time.perf_counter() - t0)))
-            left = [t.name for t in threading.enumerate() if t.name.startswith(ENGINE_THREAD_PREFIX)]
-            log.info("OBS is exiting: engine stopped=%s in %.2f s%s", ok, time.perf_counter() - t0,
-                     f"; still running: {', '.join(left)}" if left else "")
+            log.info("OBS is shutting down: engine stopped=%s in %.2f s", ok, time.perf_counter() - t0)
+            join_engine_threads(EXIT_WAIT_S - (time.perf_counter() - t0))
 
     def _after_load(self) -> None:
         """UI thread, scenes loaded: restore the source if OBS could not, or add it on the first run."""
@@ -550,7 +572,8 @@ class ScriptController:
         if not name:
             return f"no character images in {paths.resolve(folder)}: add a PNG/JPEG there"
         return self._background("check", functools.partial(
-            _run_command, "check-character", [str(paths.resolve(folder) / name)], self.settings.copy()))
+            _run_command, "check-character", [str(paths.resolve(folder) / name), "--no-preview"],
+            self.settings.copy()))
 
     def verify_models(self) -> str:
         return self._background("verify", functools.partial(

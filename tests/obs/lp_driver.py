@@ -139,7 +139,7 @@ def press(name):
     hid = c.hotkeys.hotkey_id(name)
     obs.obs_hotkey_trigger_routed_callback(hid, True)
     obs.obs_hotkey_trigger_routed_callback(hid, False)
-    step("hotkey", name=name, id=hid)
+    step("hotkey", key=name, id=hid)
 
 
 def live_plan():
@@ -153,7 +153,7 @@ def live_plan():
     step("script_created", ok=bool(script and lib.obs_script_loaded(script)),
          ms=round((time.perf_counter() - t0) * 1000, 1))
     timeout = float(os.environ.get("LP_DRIVER_FRAME_TIMEOUT", "120"))
-    ok = yield from wait(lambda: frames() >= 2, timeout, "first frames")
+    ok = yield from wait(lambda: frames() >= 1, timeout, "first frames")
     st = engine_status()
     step("frames", ok=ok, frames=frames(), character=getattr(st, "character", None),
          line=controller().status_text())
@@ -169,7 +169,7 @@ def live_plan():
     ok = yield from wait(lambda: getattr(engine_status(), "character", "") == os.environ.get(
         "LP_DRIVER_CHARACTER2", ""), timeout, "character 2")
     n = frames()
-    ok2 = yield from wait(lambda: frames() >= n + 2, timeout, "frames of character 2")
+    ok2 = yield from wait(lambda: frames() >= n + 1, timeout, "frames of character 2")
     step("switched", ok=ok and ok2, character=getattr(engine_status(), "character", None))
     yield from screenshot("character2")
     press("calibrate")
