@@ -164,6 +164,19 @@ def live_plan():
     step("in_scene", ok=obs.obs_scene_find_source(sc, "LivePortrait") is not None)
     obs.obs_source_release(scene_src)
     yield from screenshot("character1")
+    # the Scripts dialog's calls, made here with real OBS bindings: properties (groups, lists, paths,
+    # sliders, buttons) and a button press
+    mod = sys.modules["obs_liveportrait"]
+    props = mod.script_properties()
+    wanted = ("lp.group.character", "characters.active", "capture.fps", "animation.region",
+              "animation.driving_multiplier", "outputs.spout", "model.models_dir", "lp.status", "lp.calibrate",
+              "lp.add_source", "lp.expression.smile")
+    names = [n for n in wanted if obs.obs_properties_get(props, n) is not None]
+    refresh = obs.obs_properties_get(props, "lp.refresh")
+    clicked = obs.obs_property_button_clicked(refresh, None) if refresh is not None else None
+    obs.obs_properties_destroy(props)
+    step("properties", found=names, missing=[n for n in wanted if n not in names], refresh_clicked=bool(clicked),
+         description=mod.script_description()[:60])
     # hotkey: character 2 (slot 1), through OBS's hotkey routing
     press("character_2")
     ok = yield from wait(lambda: getattr(engine_status(), "character", "") == os.environ.get(
