@@ -114,6 +114,18 @@ def read_values(obs: Any, data: Any) -> dict[str, Any]:
 def settings_from_values(values: Mapping[str, Any], base: schema.Settings | None = None
                          ) -> tuple[schema.Settings, list[str]]:
     """Validated settings; each bad value is skipped (keeping the default) and reported, never fatal."""
+    if base is None:  # the usual case, validated in one pass over the tree (script_update is on the UI thread)
+        nested: dict[str, Any] = {}
+        for key, value in values.items():
+            *sections, name = key.split(".")
+            cur = nested
+            for sec in sections:
+                cur = cur.setdefault(sec, {})
+            cur[name] = value
+        try:
+            return schema.from_dict(nested), []
+        except schema.SettingsError:
+            pass  # find and skip the bad values one by one
     current = base.copy() if base is not None else schema.Settings()
     errors: list[str] = []
     for key, value in values.items():
