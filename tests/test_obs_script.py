@@ -72,7 +72,8 @@ class FakeLibobs:
 
 
 @pytest.fixture()
-def obs():
+def obs(monkeypatch):
+    monkeypatch.setattr(ctl, "_shutdown_deadline", None)  # process-wide shutdown budget: fresh per test
     return FakeObs()
 
 

@@ -68,12 +68,19 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _atexit_registered = False
+_shutdown_deadline: float | None = None
 
 
-def join_engine_threads(timeout: float) -> list[str]:
+def join_engine_threads(timeout: float, stop: Callable[[float], bool] | None = None) -> list[str]:
     """Wait for every engine thread (this load's and those a reload left finishing) to end; returns those
-    still alive. Called when OBS shuts down, so that no thread is inside torch while Python is finalised."""
-    deadline = time.perf_counter() + max(0.0, timeout)
+    still alive. Called when OBS shuts down, so that no thread is inside torch while Python is finalised.
+    ``stop(timeout)`` (the controller's) is called first with what is left of the shutdown budget."""
+    global _shutdown_deadline
+    if _shutdown_deadline is None:  # one budget for the whole shutdown, however many hooks call this
+        _shutdown_deadline = time.perf_counter() + max(0.0, timeout)
+    deadline = _shutdown_deadline
+    if stop is not None:
+        stop(max(0.05, deadline - time.perf_counter()))
     for t in threading.enumerate():
         if t.name.startswith(ENGINE_THREAD_PREFIX) and t is not threading.current_thread():
             t.join(max(0.0, deadline - time.perf_counter()))
@@ -483,9 +490,8 @@ class ScriptController:
             self._after_load()
         elif event in (getattr(obs, "OBS_FRONTEND_EVENT_SCRIPTING_SHUTDOWN", -1), obs.OBS_FRONTEND_EVENT_EXIT):
             t0 = time.perf_counter()
-            ok = self.stop(EXIT_WAIT_S)
-            log.info("OBS is shutting down: engine stopped=%s in %.2f s", ok, time.perf_counter() - t0)
-            join_engine_threads(EXIT_WAIT_S - (time.perf_counter() - t0))
+            left = join_engine_threads(EXIT_WAIT_S, stop=self.stop)
+            log.info("OBS is shutting down: engine threads ended=%s in %.2f s", not left, time.perf_counter() - t0)
 
     def _after_load(self) -> None:
         """UI thread, scenes loaded: restore the source if OBS could not, or add it on the first run."""

@@ -191,10 +191,21 @@ def live_plan():
     st = engine_status()
     step("calibrated", ok=ok, errors=list(getattr(st, "errors", [])), tracking=getattr(st, "tracking", None))
     reloads = int(os.environ.get("LP_DRIVER_RELOADS", "5"))
+    libobs = ctypes.CDLL("libobs.so.0")
+    libobs.obs_data_set_bool.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_bool]
+    libobs.obs_data_release.argtypes = [ctypes.c_void_p]
+    lib.obs_script_get_settings.restype = ctypes.c_void_p
+    lib.obs_script_get_settings.argtypes = [ctypes.c_void_p]
     for i in range(reloads):
+        # the first reload stops the running engine; the next ones run without one (each engine start would
+        # leave another model load finishing in the background on this slow CPU); the last one starts it again
+        autostart = i == reloads - 1
+        settings = lib.obs_script_get_settings(script)
+        libobs.obs_data_set_bool(settings, b"lp.autostart", autostart)
+        libobs.obs_data_release(settings)
         t0 = time.perf_counter()
         ok = lib.obs_script_reload(script)
-        step("reload", i=i + 1, ok=bool(ok), ms=round((time.perf_counter() - t0) * 1000, 1),
+        step("reload", i=i + 1, ok=bool(ok), autostart=autostart, ms=round((time.perf_counter() - t0) * 1000, 1),
              threads=sorted(t.name for t in threading.enumerate()))
         yield from sleep(1.0)
     n = frames()

@@ -162,8 +162,9 @@ def test_live_character_frames_hotkey_calibrate_reloads_and_clean_exit(harness, 
     env = {"LP_DRIVER_PLAN": "live", "LP_DRIVER_OUT": str(tmp_path), "LP_DRIVER_SHOTS": str(shots),
            "LP_DRIVER_SETTINGS": json.dumps(settings), "LP_DRIVER_CHARACTER2": second,
            "LP_DRIVER_RELOADS": "5", "LP_DRIVER_FRAME_TIMEOUT": "240"}
+    # on OBS exit the script waits (up to 30 s) for an inference in flight: allow for it
     rc, out, log = run_obs(harness, tmp_path, DRIVER, "--shots-dir", str(shots), "--client", WAIT_DONE,
-                           "--client-timeout", "1500", env=env, timeout=1700)
+                           "--client-timeout", "1500", "--shutdown-timeout", "90", env=env, timeout=1700)
     steps = driver_result(tmp_path)
     print("recipe weights (test-only synthetic numbers): the animated face is noise")
     assert "driver_error" not in steps and "timeout" not in steps, json.dumps(steps, indent=1)
