@@ -226,6 +226,7 @@ class PasteBack:
         self._M_roi[:, 2] -= (x0, y0)
         self._alpha_cover: np.ndarray | None = None  # made on the first paste_bgra with a crop alpha
         self._colour_cover: np.ndarray | None = None
+        self._see_through: np.ndarray | None = None
 
     def _mask_in_image(self, dsize: int, w: int, h: int) -> np.ndarray:
         """The official ``mask_ori`` (one channel, uint8), sampled exactly but only where the crop lands."""
@@ -288,17 +289,22 @@ class PasteBack:
             return out
         if crop.shape[:2] != (self.dsize, self.dsize) or crop_alpha.shape[:2] != (self.dsize, self.dsize):
             raise ValueError(f"paste-back expects {self.dsize}x{self.dsize} crops, got {crop.shape}, {crop_alpha.shape}")
-        cover_crop = self._warp_roi(crop_alpha, replicate=True).astype(np.float32)[..., None] * (self._m / 255.0)
+        a_crop = self._warp_roi(crop_alpha, replicate=True)[..., None]
+        cover_crop = a_crop.astype(np.float32) * (self._m / 255.0)
         if self._alpha_cover is None:  # the character's own coverage (1−m)·a_i and premultiplied colour
             ai = 1.0 if self.alpha is None else self.alpha[y0:y1, x0:x1, None].astype(np.float32) / 255.0
             self._alpha_cover = self._1m * ai
             self._colour_cover = self.image[y0:y1, x0:x1].astype(np.float32) * self._alpha_cover
+            self._see_through = (self._m > 0) & (True if self.alpha is None else self.alpha[y0:y1, x0:x1, None] < 255)
         total = cover_crop + self._alpha_cover
         warped = self._warp_roi(crop).astype(np.float32)
-        colour = warped * cover_crop + self._colour_cover
-        # where nothing covers a pixel its colour is invisible: keep the official blend there
-        np.divide(colour, total, out=colour, where=total > 1e-6)
-        colour = np.where(total > 1e-6, colour, warped * self._m + self._background)
+        colour = warped * self._m + self._background  # the official blend, exact where both are opaque
+        mixed = self._see_through | ((a_crop < 255) & (self._m > 0))
+        if mixed.any():
+            composite = warped * cover_crop + self._colour_cover
+            np.divide(composite, total, out=composite, where=total > 1e-6)
+            # where nothing covers a pixel its colour is invisible: the official blend stays
+            colour = np.where(mixed & (total > 1e-6), composite + 1e-3, colour)
         out[y0:y1, x0:x1, :3] = np.clip(colour, 0, 255)
         out[y0:y1, x0:x1, 3] = np.clip(total[..., 0] * 255.0 + 0.5, 0, 255)
         return out
