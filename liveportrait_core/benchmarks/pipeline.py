@@ -119,7 +119,7 @@ def system_info(device: str = "", precision: str = "") -> dict[str, Any]:
 def _stats(ms: list[float]) -> dict[str, float]:
     s = sorted(ms)
     return {"median_ms": round(statistics.median(s), 3), "p95_ms": round(s[min(len(s) - 1, int(0.95 * len(s)))], 3),
-            "mean_ms": round(statistics.fmean(s), 3), "n": len(s)}
+            "mean_ms": round(statistics.fmean(s), 3), "min_ms": round(s[0], 3), "n": len(s)}
 
 
 class _NetworkTimer:
@@ -287,13 +287,14 @@ def format_table(r: dict[str, Any]) -> str:
              + (f", GPU {sysi['gpu']}" if sysi.get("gpu") else "") + f"; load average {sysi['load_average']}",
              f"input: {r['input']}; character: {r['character']}; face found in {r['faces_found']}/{r['frames']}; "
              f"model load {r['model_load_s']} s", "",
-             f"{'stage':<34}{'median ms':>12}{'p95 ms':>12}{'share':>8}"]
+             f"{'stage':<34}{'median ms':>12}{'p95 ms':>12}{'min ms':>12}{'share':>8}"]
     total = sum(st["median_ms"] for st in r["stages"].values()) or 1.0
     for name, st in r["stages"].items():
-        lines.append(f"{name:<34}{st['median_ms']:>12.1f}{st['p95_ms']:>12.1f}{st['median_ms'] / total:>8.0%}")
+        lines.append(f"{name:<34}{st['median_ms']:>12.1f}{st['p95_ms']:>12.1f}{st['min_ms']:>12.1f}"
+                     f"{st['median_ms'] / total:>8.0%}")
         if name == "inference":
             for part, pst in r["inference_parts"].items():
-                lines.append(f"  {part:<32}{pst['median_ms']:>12.1f}{pst['p95_ms']:>12.1f}")
+                lines.append(f"  {part:<32}{pst['median_ms']:>12.1f}{pst['p95_ms']:>12.1f}{pst['min_ms']:>12.1f}")
     b = r["bottleneck"]
     lines += ["", f"inference used {r['inference_cpu_s']:.2f} s of CPU time per frame "
                   f"({sysi['torch_threads']} torch threads)", f"latency (sum of stages) {r['latency_ms']:.1f} ms; throughput bound {r['throughput_fps']:.2f} fps "
