@@ -71,9 +71,12 @@ def load_frames(source: str | None, n: int) -> tuple[list[np.ndarray], str]:
         img = cv2.imread(str(_PHOTO), cv2.IMREAD_COLOR)
         if img is None:
             raise ValueError(f"no input: pass --tracking-input VIDEO ({_PHOTO} not found)")
-        img = cv2.resize(img, (360, 360), interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]  # the head and shoulders, large enough in the frame for the face detector
+        side = min(h, w) * 7 // 10
+        x0 = (w - side) // 2
+        img = cv2.resize(img[:side, x0:x0 + side], (460, 460), interpolation=cv2.INTER_AREA)
         for k in range(n):
-            m = np.float32([[1, 0, 140 + 8 * np.sin(k / 5)], [0, 1, 60 + 5 * np.cos(k / 7)]])
+            m = np.float32([[1, 0, 90 + 8 * np.sin(k / 5)], [0, 1, 10 + 5 * np.cos(k / 7)]])
             frames.append(cv2.warpAffine(img, m, FRAME_SIZE, borderMode=cv2.BORDER_REPLICATE))
         desc = f"{_PHOTO.name} moved around a 640x480 frame"
     while len(frames) < n:
