@@ -114,3 +114,28 @@ def test_end_to_end_real_video_full_size_networks(recipe_models_dir, tmp_path, m
     assert st.stages["inference"].count == 2 and st.stages["tracking"].count == 2
     assert st.tracking == "face"
     assert not [t for t in threading.enumerate() if t.name.startswith("lp-")]
+
+
+def test_benchmark_report_names_the_bottleneck_and_the_setting(capsys):
+    from liveportrait_core.benchmarks import pipeline as bench
+    from liveportrait_core.settings import Settings
+
+    stage = lambda ms: {"median_ms": ms, "p95_ms": ms * 1.2, "mean_ms": ms, "min_ms": ms * 0.9, "n": 3}  # noqa: E731
+    info = {"cpu": "Test CPU", "cpu_cores": 2, "ram_gb": 8, "os": "Linux", "python": "3.11", "torch": "2",
+            "device": "cuda:0", "precision": "fp16", "load_average": [0.1], "torch_threads": 2}
+    s = Settings()
+    r = {"frames": 3, "warmup": 1, "weights": "recipe (synthetic)", "system": info, "input": "x", "character": "a.png",
+         "faces_found": 3, "model_load_s": 1.0, "inference_cpu_s": 0.1,
+         "stages": {"capture": stage(1.0), "tracking": stage(20.0), "inference": stage(12.0), "publish": stage(0.5)},
+         "inference_parts": {"warping_module": stage(5.0)}, "latency_ms": 33.5, "throughput_fps": 50.0,
+         "target_fps": 60, "bottleneck": {"stage": "tracking", "part": "", "share": 0.6,
+                                          "advice": bench._advice("tracking", "", info, s)},
+         "official_cpu_frame_s": 7.7, "vs_official": 641.7}
+    table = bench.format_table(r)
+    assert "recipe (synthetic)" in table and "tracking" in table and "warping_module" in table
+    assert "bottleneck: tracking" in table and "capture.width/height" in table and "7.7 s per frame" in table
+    assert "model.device=cuda" in bench._advice("inference", "spade_generator", {**info, "device": "cpu"}, s)
+    assert "fp16" in bench._advice("inference", "x", {**info, "precision": "fp32"}, s)
+    with pytest.raises(SystemExit):
+        cli.main(["benchmark", "--help"])
+    assert "--compare-official" in capsys.readouterr().out
