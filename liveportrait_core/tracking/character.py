@@ -78,6 +78,9 @@ class CharacterFaceFinder:
     def find(self, bgr: np.ndarray) -> CharacterFace:
         """The largest confident face in an HxWx3 uint8 BGR image."""
         h, w = bgr.shape[:2]
+        if min(h, w) < self.min_face_px:
+            return CharacterFace(False, f"the image is only {w}x{h} pixels; a character needs a face at least "
+                                        f"{self.min_face_px} pixels across", (w, h))
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         faces = self._mesh.process(rgb)
         for f in faces:  # a mesh whose centre lies outside every detection box gets no score
