@@ -119,6 +119,7 @@ class Engine:
         self._state = "stopped"
         self._message = ""
         self._errors: deque[str] = deque(maxlen=MAX_ERRORS)
+        self._last_error_t: float | None = None
         self._error_counts: dict[str, int] = {}
         self._character = ""
         self._tracking_state = ""
@@ -288,6 +289,8 @@ class Engine:
                               tracking=self._tracking_state, errors=list(self._errors),
                               target_fps=self._settings.performance.target_fps)
         now = time.perf_counter()
+        if self._last_error_t is not None:
+            st.last_error_age_s = now - self._last_error_t
         st.stages = {name: t.snapshot(now, window_s) for name, t in self._timers.items()}
         e2e = self._e2e.snapshot(now, window_s)
         st.fps, st.latency_p50_ms, st.latency_p95_ms, st.frames = e2e.fps, e2e.latency_p50_ms, e2e.latency_p95_ms, e2e.count
@@ -333,6 +336,7 @@ class Engine:
         text = f"{time.strftime('%H:%M:%S')} {stage}: {exc}"
         with self._lock:
             self._errors.append(text)
+            self._last_error_t = time.perf_counter()
         if n <= 3:
             _log.log(level, "%s: %s", stage, exc, exc_info=level >= logging.ERROR and not isinstance(exc, CaptureError))
         elif n % 100 == 0:

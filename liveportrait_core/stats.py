@@ -20,6 +20,8 @@ _log = logging.getLogger(__name__)
 #: A stage slower than the window is described by its last samples, if they are this recent.
 SLOW_SAMPLES = 5
 SLOW_HORIZON_S = 120.0
+#: The status line shows the last error for this long.
+RECENT_ERROR_S = 30.0
 #: Engine states, in the order a session goes through them.
 STATES = ("stopped", "starting", "running", "paused", "error")
 
@@ -252,6 +254,7 @@ class EngineStatus:
     target_fps: int = 0
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  #: most recent last, bounded
+    last_error_age_s: float | None = None  #: seconds since the last error (None: none yet)
 
     @property
     def below_target(self) -> bool:
@@ -279,6 +282,6 @@ class EngineStatus:
             parts.append("output problem: " + ", ".join(failing))
         if self.message:
             parts.append(self.message)
-        if self.errors:
+        if self.errors and (self.last_error_age_s is None or self.last_error_age_s < RECENT_ERROR_S):
             parts.append(f"{len(self.errors)} error(s), last: {self.errors[-1][:80]}")
         return " | ".join(parts)
