@@ -603,7 +603,8 @@ class Engine:
             self._report("outputs", ValueError("recording needs outputs.record set to a .mp4 file or a folder"))
             return
         try:
-            out = outputs_mod.make_output(name, s, self._record_fps() if name == "record" else self._target_fps())
+            out = outputs_mod.make_output(name, s, self._record_fps() if name == "record" else self._target_fps(),
+                                          live=not lossless)
         except ValueError as e:
             self._report("outputs", e)
             return
@@ -614,7 +615,8 @@ class Engine:
             runner.start()
 
     def _record_fps(self) -> float:
-        """A file source records at its own rate (so it plays back at real speed); live at the target rate."""
+        """A file source records at its own rate, a camera at its requested rate (a live recording is also
+        paced by the frames' capture times, so that it plays back at real speed whatever the engine's rate)."""
         if is_finite(self._settings.capture):
             try:
                 src = open_source(self._settings.capture)
@@ -623,7 +625,7 @@ class Engine:
                 return fps
             except CaptureError:
                 pass
-        return self._target_fps()
+        return float(self._settings.capture.fps)
 
     def _reconcile_outputs(self, old: Settings) -> None:
         """Rebuild outputs whose configuration changed; switch others on or off as the settings say."""

@@ -154,6 +154,20 @@ def test_mp4_recording_keeps_every_frame_in_order(tmp_path):
     assert cap.get(cv2.CAP_PROP_FPS) == 25
 
 
+def test_live_recording_follows_capture_times(tmp_path):
+    """Frames at 0, 0.1, 0.12 and 0.35 s into a 10 fps video: 1, +1, skipped, +2 copies (real-time playback)."""
+    rec = VideoRecorder(tmp_path / "live.avi", fps=10, timed=True)
+    rec.open()
+    for i, t in enumerate((5.0, 5.1, 5.12, 5.35)):
+        rec.send(PublishedFrame(i, t, t + 0.01, _frame(i, alpha=255).bgra))
+    rec.close()
+    cap = cv2.VideoCapture(str(tmp_path / "live.avi"))
+    blues = []
+    while (r := cap.read())[0]:
+        blues.append(int(r[1][..., 0].mean().round() / 20 + 0.5))
+    assert rec.frames_written == 4 and blues == [0, 1, 3, 3]
+
+
 def test_mp4_composites_transparency_over_the_background(tmp_path):
     rec = VideoRecorder(tmp_path / "out.avi", fps=10, background=(0, 0, 0))
     rec.open()

@@ -15,8 +15,9 @@ __all__ = ["Output", "OutputUnavailable", "PublishedFrame", "make_output", "enab
 OUTPUT_NAMES = ("obs_source", "spout", "ndi", "preview", "record")
 
 
-def make_output(name: str, s: OutputSettings, fps: float) -> Output:
-    """The output called ``name``, configured from ``s``."""
+def make_output(name: str, s: OutputSettings, fps: float, live: bool = True) -> Output:
+    """The output called ``name``, configured from ``s``; ``live`` frames come at the engine's own pace
+    (a video recording then follows their capture times), otherwise every frame of a file, in order."""
     if name == "spout":
         from liveportrait_core.outputs.spout import SpoutOutput
 
@@ -32,7 +33,7 @@ def make_output(name: str, s: OutputSettings, fps: float) -> Output:
     if name == "record":
         from liveportrait_core.outputs.recorder import make_recorder
 
-        return make_recorder(s.record, fps)
+        return make_recorder(s.record, fps, timed=live)
     raise ValueError(f"unknown output {name!r}; known: {', '.join(OUTPUT_NAMES)}")
 
 

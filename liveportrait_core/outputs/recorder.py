@@ -10,21 +10,28 @@ from liveportrait_core.outputs.base import OutputUnavailable, PublishedFrame
 
 _log = logging.getLogger(__name__)
 
+MAX_GAP_S = 2.0  #: a longer stall (model reload...) is not filled with more than this many seconds of copies
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
 
 class VideoRecorder:
     """Writes frames to a video file with OpenCV. Video codecs have no alpha, so transparent parts are
     composited over ``background`` (BGR); the first frame fixes the size and later frames of another
-    size (a character switch) are resized to it, so that the file stays playable."""
+    size (a character switch) are resized to it, so that the file stays playable.
+
+    ``timed``: live frames arrive at whatever rate the engine manages, but a video file has a fixed
+    rate; each frame is then written as many times as its capture time says (or skipped when frames
+    come faster than ``fps``), so that the recording plays back at real speed, not in slow motion."""
 
     def __init__(self, path: str | Path, fps: float, background: tuple[int, int, int] = (0, 0, 0),
-                 name: str = "record") -> None:
+                 name: str = "record", timed: bool = False) -> None:
         self.name = name
         self.path = Path(path)
         self.fps = fps if fps > 0 else 30.0
         self.background = background
+        self.timed = timed
         self.frames_written = 0
+        self._t0: float | None = None
         self._writer = None
         self._size: tuple[int, int] | None = None
         self._bg: np.ndarray | None = None
@@ -49,9 +56,21 @@ class VideoRecorder:
         self._bg[:] = self.background
         _log.info("recording %dx%d at %.2f fps to %s", w, h, self.fps, self.path)
 
+    def _copies(self, frame: PublishedFrame) -> int:
+        """How many times to write this frame (1 unless ``timed``)."""
+        if not self.timed:
+            return 1
+        if self._t0 is None:
+            self._t0 = frame.capture_ts
+        due = int((frame.capture_ts - self._t0) * self.fps + 1e-6) + 1  # frames the video should hold by now
+        return max(0, min(due - self.frames_written, int(self.fps * MAX_GAP_S)))
+
     def send(self, frame: PublishedFrame) -> None:
         import cv2
 
+        copies = self._copies(frame)
+        if copies == 0:
+            return
         bgra = frame.bgra
         if self._writer is None:
             self._start(frame.width, frame.height)
@@ -64,8 +83,9 @@ class VideoRecorder:
         else:
             w = cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR).astype(np.float32) * (1.0 / 255.0)
             bgr = cv2.blendLinear(bgra[:, :, :3], self._bg, w[:, :, 0], 1.0 - w[:, :, 0])
-        self._writer.write(bgr)
-        self.frames_written += 1
+        for _ in range(copies):
+            self._writer.write(bgr)
+        self.frames_written += copies
 
     def close(self) -> None:
         if self._writer is not None:
@@ -103,9 +123,10 @@ class PngSequenceRecorder:
         pass
 
 
-def make_recorder(target: str | Path, fps: float, name: str = "record") -> VideoRecorder | PngSequenceRecorder:
+def make_recorder(target: str | Path, fps: float, name: str = "record",
+                  timed: bool = False) -> VideoRecorder | PngSequenceRecorder:
     """A video recorder for a file name with a video suffix, else a PNG sequence in that folder."""
     p = Path(target).expanduser()
     if p.suffix.lower() in VIDEO_SUFFIXES:
-        return VideoRecorder(p, fps, name=name)
+        return VideoRecorder(p, fps, name=name, timed=timed)
     return PngSequenceRecorder(p, name=name)
