@@ -74,7 +74,22 @@ def pick_precision(setting: str, device: torch.device) -> torch.dtype:
     if dtype == torch.bfloat16 and device.type == "mps":
         _log.warning("bf16 autocast is not supported on MPS; using fp32")
         return torch.float32
+    if dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_fast_bf16():
+        _log.warning("this CPU has no bf16 instructions (avx512_bf16 or AMX): bf16 would run about 100x slower "
+                     "than fp32 here, so fp32 is used")
+        return torch.float32
     return dtype
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when oneDNN can run bf16 convolutions natively (x86 avx512_bf16 / AMX, or Arm bf16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        flags = ""
+    if flags:
+        return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16", "bf16"))
+    return "AVX512" in torch.backends.cpu.get_cpu_capability()
 
 
 @dataclass
@@ -219,7 +234,8 @@ def load_from_settings(settings, names: Iterable[str] = MODULE_NAMES) -> LivePor
     models = load_models(m.models_dir, device=m.device, precision=m.precision, names=names, variant=m.variant,
                          channels_last=p.channels_last)
     if p.compile or p.cuda_graphs:
-        from .optimize import compile_models
+        from .optimize import compile_models, warm_up
 
         compile_models(models, use_compile=p.compile, cuda_graphs=p.cuda_graphs)
+        warm_up(models, max(1, p.warmup_frames))  # compiles now, not on the first live frame
     return models

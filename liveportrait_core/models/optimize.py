@@ -242,3 +242,38 @@ def compile_models(models: "LivePortraitModels", use_compile: bool = True, cuda_
                 models.modules[name] = torch.compile(models.modules[name], mode=mode, dynamic=False)
             except Exception as e:  # noqa: BLE001 - compile support varies by platform; plain modules still work
                 _log.warning("torch.compile of %s is not available (%s); running it uncompiled", name, e)
+
+
+def warm_up(models: "LivePortraitModels", frames: int = 1) -> None:
+    """Run the per-frame networks on a neutral input so the first live frame is not slow.
+
+    With ``torch.compile`` this is when compilation happens; a module whose compilation fails is
+    put back uncompiled (with a warning) instead of failing later on the live thread.
+    """
+    from .keypoints import MotionInfo
+
+    dev = models.device
+    image = torch.full((1, 3, 256, 256), 0.5, device=dev)
+    for name in ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator"):
+        if name not in models.modules:
+            return
+    f_s = models.run("appearance_feature_extractor", image)
+    for _ in range(max(1, frames)):
+        x = _guarded(models, "motion_extractor", lambda: MotionInfo.from_raw(
+            models.run("motion_extractor", image)).keypoints())
+        w = _guarded(models, "warping_module", lambda: models.run("warping_module", f_s, kp_driving=x, kp_source=x))
+        _guarded(models, "spade_generator", lambda: models.run("spade_generator", w["out"]))
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _guarded(models: "LivePortraitModels", name: str, call):
+    try:
+        return call()
+    except Exception as e:  # noqa: BLE001 - a compile back-end failure must not take the engine down
+        orig = getattr(models.modules[name], "_orig_mod", None)
+        if orig is None:
+            raise
+        _log.warning("compiled %s failed on its first run (%s); running it uncompiled", name, str(e)[:200])
+        models.modules[name] = orig
+        return call()
