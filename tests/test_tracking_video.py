@@ -130,3 +130,22 @@ def test_update_settings_applies_smoothing_and_calibration_changes():
         t.update_settings(TrackingSettings(max_faces=1, min_cutoff=0.2, auto_calibrate=False))
         assert t.calibration.auto is False
         assert all(t.process(f, i / fps).found for i, f in enumerate(frames))
+
+
+def test_a_cut_restarts_the_filters_instead_of_gliding():
+    """A face that moves more than half its size in one frame (a cut, a loop, someone else) is not
+    glided to: MediaPipe's faces are fed directly, as the graph gives them after such a cut."""
+    from liveportrait_core.tracking.mesh import MeshFace
+
+    frames, fps = _frames("d0.mp4", 1)
+    with FaceTracker(TrackingSettings(max_faces=1)) as t:
+        face = t._mesh.process(cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB))[0]
+        size = lm.face_box(face.landmarks)[1]
+        for i in range(3):
+            t._observe(MeshFace(face.landmarks + np.float32(i), face.z, 0.9), i / fps, (512, 512), 1)
+        small = t._observe(MeshFace(face.landmarks + np.float32(4), face.z, 0.9), 3 / fps, (512, 512), 1)
+        assert not np.allclose(small.landmarks, small.landmarks_raw, atol=1e-3)  # ordinary motion: filtered
+        cut = face.landmarks + np.float32([0.8 * size, 0])
+        obs = t._observe(MeshFace(cut, face.z, 0.9), 4 / fps, (512, 512), 1)
+    assert np.allclose(obs.landmarks, obs.landmarks_raw, atol=1e-3)
+    assert np.allclose(obs.crop.rect.centre, lm.driving_rect(obs.landmarks_raw).centre, atol=1e-3)

@@ -25,6 +25,10 @@ from liveportrait_core.tracking.observation import FaceObservation
 
 _log = logging.getLogger(__name__)
 
+#: A face whose centre moves more than this many face sizes in one frame is a cut (video edit, loop,
+#: another person): the filters restart there instead of gliding across the frame.
+JUMP = 0.5
+
 
 def as_bgr(image: np.ndarray) -> np.ndarray:
     """Frames are BGR uint8; grayscale, BGRA or 16-bit frames are converted (alpha dropped)."""
@@ -123,12 +127,14 @@ class FaceTracker:
         raw = face.landmarks
         if face.score is not None:
             self._confidence = face.score
-        if not self._have_face:  # (re)acquired: start the filters afresh at the new position
+        centre, size = lm.face_box(raw)
+        jumped = self._last_centre is not None and float(np.linalg.norm(centre - self._last_centre)) > JUMP * size
+        if not self._have_face or jumped:  # (re)acquired or a cut: start the filters afresh, no gliding
             self._lmk_filter.reset()
             self._box_filter.reset()
-            _log.debug("face acquired (%d in frame)", n_faces)
+            _log.debug("face %s (%d in frame)", "jumped" if self._have_face else "acquired", n_faces)
         self._have_face, self._seen_at = True, t
-        self._last_centre = lm.face_box(raw)[0]
+        self._last_centre = centre
         smooth = s.smoothing and not self.static_image_mode
         xyz = np.column_stack([raw, face.z])
         if smooth:
