@@ -446,6 +446,7 @@ class Engine:
                     now = time.perf_counter()
                     if sess.input_lost_since is not None and not self._paused and now >= next_idle:
                         next_idle = now + 1.0 / IDLE_FPS
+                        self._tracking_state = "idle (no input)"  # also over a frame read just before the loss
                         try:  # keep the character alive (idle) while the camera is away
                             self._put(sess, sess.tracked, TrackedFrame(None, tracker.no_input(now), None, now))
                         except Exception as e:  # noqa: BLE001
