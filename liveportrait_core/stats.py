@@ -263,7 +263,7 @@ class EngineStatus:
     def line(self) -> str:
         """One line for the OBS panel, e.g. ``running | 58.9 fps (target 60) | 31/44 ms | astro.png | GPU 71% 64C``."""
         if self.state in ("stopped", "starting", "error") or (self.state == "paused" and not self.frames):
-            return f"{self.state}" + (f": {self.message}" if self.message else "")
+            return _one_line(f"{self.state}" + (f": {self.message}" if self.message else ""))
         parts = [self.state, f"{self.fps:.1f} fps" + (f" (below target {self.target_fps})" if self.below_target else ""),
                  f"latency {self.latency_p50_ms:.0f}/{self.latency_p95_ms:.0f} ms"]
         if self.character:
@@ -283,5 +283,10 @@ class EngineStatus:
         if self.message:
             parts.append(self.message)
         if self.errors and (self.last_error_age_s is None or self.last_error_age_s < RECENT_ERROR_S):
-            parts.append(f"{len(self.errors)} error(s), last: {self.errors[-1][:80]}")
-        return " | ".join(parts)
+            parts.append(f"{len(self.errors)} error(s), last: {_one_line(self.errors[-1])[:80]}")
+        return _one_line(" | ".join(parts))
+
+
+def _one_line(text: str) -> str:
+    """Messages may span lines (a loader report); the panel line must not."""
+    return " ".join(text.split())

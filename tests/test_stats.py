@@ -66,6 +66,8 @@ def test_status_line_shows_rate_latency_warning_and_failing_outputs():
                  "GPU 71%", "64C", "output problem: ndi"):
         assert part in line, (part, line)
     assert EngineStatus(state="error", message="models missing").line() == "error: models missing"
+    assert EngineStatus(state="error", message="weights not usable:\n  a.pth: missing").line() == \
+        "error: weights not usable: a.pth: missing"
     recent = EngineStatus(state="running", fps=60, frames=9, errors=["12:00:00 inference: boom"], last_error_age_s=2.0)
     assert "last: 12:00:00 inference: boom" in recent.line()
     recent.last_error_age_s = 300.0  # an old error no longer clutters the line (it stays in .errors)
