@@ -38,7 +38,7 @@ UNLOAD_BUDGET_S = 0.8
 #: When OBS exits, Python is finalised right after the scripts unload; an engine thread still inside torch
 #: then aborts OBS (measured: exit 134 with a CPU inference in flight). So on OBS_FRONTEND_EVENT_EXIT the
 #: script waits for the engine's threads this long (a GPU frame takes milliseconds; a CPU one seconds).
-EXIT_WAIT_S = 30.0
+EXIT_WAIT_S = 60.0
 ENGINE_THREAD_PREFIX = "lp-"  # the engine's stage and output threads
 #: Engine output names for the per-output hotkeys, and the setting each mirrors.
 OUTPUT_TOGGLES = (("obs_source", "OBS source"), ("spout", "Spout2"), ("ndi", "NDI"), ("preview", "preview window"),

@@ -211,6 +211,15 @@ def live_plan():
     n = frames()
     ok = yield from wait(lambda: frames() >= n + 1, timeout, "frames after reloads")
     step("after_reloads", ok=ok, frames=frames())
+    # Start/Stop button, then wait until every engine thread has ended: OBS is then closed with none left
+    # (on this loaded 2-core CPU one frame in flight can take minutes; OBS's exit wait is for normal machines)
+    mod = sys.modules["obs_liveportrait"]
+    props = mod.script_properties()
+    stop_clicked = obs.obs_property_button_clicked(obs.obs_properties_get(props, "lp.start_stop"), None)
+    obs.obs_properties_destroy(props)
+    ok = yield from wait(lambda: not [t for t in threading.enumerate() if t.name.startswith("lp-")],
+                         float(os.environ.get("LP_DRIVER_FRAME_TIMEOUT", "120")) * 2, "engine threads to end")
+    step("stopped", ok=ok, clicked=bool(stop_clicked), running=controller().running)
 
 
 # ------------------------------------------------------------------ plumbing
