@@ -169,7 +169,9 @@ class Engine:
         for r in runners.values():
             r.stop()
         joined = True
-        for th in [*sess.threads]:
+        for th in sess.threads:
+            if th is threading.current_thread():  # stop() called from a stage (e.g. via a command): no self-join
+                continue
             th.join(max(0.0, deadline - time.perf_counter()))
             joined &= not th.is_alive()
         for r in runners.values():

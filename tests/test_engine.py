@@ -488,3 +488,13 @@ def test_missing_models_show_as_error_and_keep_trying(tmp_path, monkeypatch):
     st = eng.status()
     assert st.state == "error" and "download-models" in st.message and "download-models" in eng.status_line()
     assert eng.stop()
+
+
+def test_stop_from_a_frame_callback_does_not_deadlock(tmp_path):
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 10)), realtime=True, loop=True), [Collect()],
+                 backend=FakeBackend())
+    result: list[bool] = []
+    eng.add_frame_callback(lambda f: result.append(eng.stop(0.5)) if not result else None)
+    eng.start()
+    assert _wait(lambda: bool(result))
+    assert eng.status().state == "stopped" and not eng.running

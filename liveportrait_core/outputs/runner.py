@@ -67,7 +67,7 @@ class OutputRunner:
 
     def join(self, timeout: float) -> bool:
         t = self._thread
-        if t is not None:
+        if t is not None and t is not threading.current_thread():  # e.g. stop() from a frame callback
             t.join(timeout)
             return not t.is_alive()
         return True
