@@ -11,6 +11,7 @@ once per reference (expression-friendly convex hull) and once per source (lip-no
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field, replace
 from typing import Optional, Protocol
@@ -143,17 +144,20 @@ def motion_multiplier(x_s: torch.Tensor, x_d0: torch.Tensor) -> float:
     return float(np.sqrt(ConvexHull(a).volume) / np.sqrt(ConvexHull(b).volume))
 
 
+@functools.lru_cache(maxsize=16)
 def _region_mask(rows: tuple, device: torch.device) -> torch.Tensor:
-    m = torch.zeros(1, NUM_KP, 3, dtype=torch.bool, device=device)
+    """(1, 21, 3) bool: the expression entries a region takes from the driving face (made once per device)."""
+    m = torch.zeros(1, NUM_KP, 3, dtype=torch.bool)
     m[:, list(rows)] = True
-    return m
+    return m.to(device)
 
 
+@functools.lru_cache(maxsize=4)
 def _absolute_mask(device: torch.device) -> torch.Tensor:
-    m = torch.zeros(1, NUM_KP, 3, dtype=torch.bool, device=device)
+    m = torch.zeros(1, NUM_KP, 3, dtype=torch.bool)
     for r, comps in _ABSOLUTE_EXP:
         m[0, r, list(comps)] = True
-    return m
+    return m.to(device)
 
 
 def _rotate(R: torch.Tensor, offsets: Offsets | None) -> torch.Tensor:

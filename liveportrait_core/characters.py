@@ -86,31 +86,41 @@ class SourceFace:
 
 
 class FaceFinder(Protocol):
-    def __call__(self, image_bgr: np.ndarray) -> SourceFace | None:
-        """The face in a still BGR image (the largest when there are several), or None."""
+    def __call__(self, image_bgr: np.ndarray) -> SourceFace:
+        """The face in a still BGR image (the largest when there are several); raises CharacterError
+        with the reason (no face, not a human face, too small) when there is none to use."""
 
 
 class TrackerFaceFinder:
-    """The tracking package's landmark pass on still images (MediaPipe, static-image mode).
+    """The tracking package's character-image face finder (MediaPipe, static mode, confidence gate,
+    small-face passes), opened on first use and kept for later images."""
 
-    A fresh tracker per image, so that the largest face is chosen rather than the one nearest the face
-    of the previous image; preparing is rare, the graph set-up cost does not matter.
-    """
+    def __init__(self, min_face_px: int = 64) -> None:
+        self.min_face_px = min_face_px
+        self._finder = None
+        self._lock = threading.Lock()
 
-    def __call__(self, image_bgr: np.ndarray) -> SourceFace | None:
-        from .settings import TrackingSettings  # noqa: PLC0415
+    def __call__(self, image_bgr: np.ndarray) -> SourceFace:
         from .tracking import landmarks as lm  # noqa: PLC0415
-        from .tracking.tracker import FaceTracker  # noqa: PLC0415 - imports MediaPipe
+        from .tracking.character import CharacterFaceFinder  # noqa: PLC0415 - imports MediaPipe
 
-        with FaceTracker(TrackingSettings(max_faces=5, smoothing=False), static_image_mode=True) as tracker:
-            obs = tracker.process(image_bgr, 0.0)
-        if not obs.found or obs.landmarks is None:
-            return None
-        pts = obs.landmarks_raw if obs.landmarks_raw is not None else obs.landmarks
+        with self._lock:
+            if self._finder is None:
+                self._finder = CharacterFaceFinder(min_face_px=self.min_face_px)
+            face = self._finder.find(image_bgr)
+        if not face.found or face.landmarks is None:
+            raise CharacterError(face.message)
+        pts = face.landmarks
         eye, lip = lm.eye_lip_centres(pts)
-        return SourceFace(eye_centre=eye, lip_centre=lip, points=pts[lm.CROP_POINTS], confidence=float(obs.confidence),
-                          eye_ratio=(float(obs.eye_open[0]), float(obs.eye_open[1])), lip_ratio=float(obs.mouth_open),
-                          roll_deg=float(obs.roll), size_px=float(lm.face_box(pts)[1]))
+        return SourceFace(eye_centre=eye, lip_centre=lip, points=pts[lm.CROP_POINTS], confidence=float(face.confidence),
+                          eye_ratio=(float(face.eye_open[0]), float(face.eye_open[1])),
+                          lip_ratio=float(face.mouth_open), roll_deg=float(face.roll), size_px=float(face.face_size_px))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._finder is not None:
+                self._finder.close()
+                self._finder = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -198,11 +208,12 @@ def cache_key(content_digest: str, model_id: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
-def check_face(name: str, face: SourceFace | None, image_size: tuple[int, int], min_face_px: int) -> SourceFace:
-    """Reject images with no usable face, with a message that says what to do."""
-    if face is None:
-        raise CharacterError(f"{name}: no face found; use a picture with one clearly visible, roughly frontal "
-                             "human face (profiles, masks and most animals are not recognised)")
+def find_face(name: str, image_bgr: np.ndarray, face_finder: FaceFinder, min_face_px: int) -> SourceFace:
+    """The face to animate, or CharacterError naming the file and saying what to do."""
+    try:
+        face = face_finder(image_bgr)
+    except CharacterError as e:
+        raise CharacterError(f"{name}: {e}") from None
     if face.size_px < min_face_px:
         raise CharacterError(f"{name}: the face is only {face.size_px:.0f} px across (at least {min_face_px} px "
                              "needed, 200+ looks best); use a larger or closer-cropped picture")
@@ -222,7 +233,7 @@ def prepare_character(path: Path, models, face_finder: FaceFinder, *, min_face_p
     except ImageError as e:
         raise CharacterError(str(e)) from None
     rgb = np.ascontiguousarray(img.bgr[..., ::-1])
-    face = check_face(name, face_finder(img.bgr), img.size, min_face_px)
+    face = find_face(name, img.bgr, face_finder, min_face_px)
     transform = crop_mod.source_crop_transform(face.eye_centre, face.lip_centre, face.points)
     crop512 = crop_mod.warp_crop(rgb, transform.M_o2c, exact=True)
     crop256 = crop_mod.to_network_size(crop512)
@@ -340,7 +351,7 @@ class CharacterLibrary:
     @property
     def face_finder(self) -> FaceFinder:
         if self._face_finder is None:
-            self._face_finder = TrackerFaceFinder()
+            self._face_finder = TrackerFaceFinder(self.settings.characters.min_face_px)
         return self._face_finder
 
     def rescan(self, force: bool = False) -> list[str]:
@@ -392,15 +403,14 @@ class CharacterLibrary:
             return (wanted or list(self._entries))[:9]
 
     def resolve(self, key: int | str) -> str:
-        """A hotkey slot (1-9), a list index as text, or a name -> a character name."""
+        """A slot (0-based: hotkey 1 is slot 0, the engine's convention) or a file name (or its stem)."""
         with self._lock:
-            if isinstance(key, int) or (isinstance(key, str) and key.isdigit()):
+            if isinstance(key, int):
                 slots = self.slots()
-                i = int(key)
-                if not 1 <= i <= len(slots):
-                    raise CharacterError(f"no character in slot {i}; {len(slots)} slot(s) are filled "
+                if not 0 <= key < len(slots):
+                    raise CharacterError(f"no character in slot {key + 1}; {len(slots)} slot(s) are filled "
                                          f"({', '.join(slots) or 'no characters found'})")
-                key = slots[i - 1]
+                key = slots[key]
             if key in self._entries:
                 return key
             matches = [n for n in self._entries if Path(n).name == key or Path(n).stem == key]

@@ -77,7 +77,7 @@ def test_switching_prepares_each_character_once_and_restart_uses_the_disk_cache(
     assert lib.prepare_calls == 2
     for _ in range(3):  # switching back and forth: no re-preparation, the same device objects
         assert lib.get("b_woman.jpg") is woman
-        assert lib.get(1) is painting  # hotkey slot 1 = first in library order
+        assert lib.get(0) is painting  # slot 0 (hotkey 1) = first in library order
     assert lib.prepare_calls == 2
     assert tuple(woman.f_s.shape) == (1, 32, 16, 64, 64) and woman.crop_rgb256.shape == (256, 256, 3)
     assert woman.face.size_px > 200
@@ -122,16 +122,19 @@ def test_changed_added_and_removed_files_are_picked_up(folder, tmp_path, recipe_
 def test_bad_images_are_rejected_with_a_message_and_the_library_keeps_working(folder, tmp_path, recipe_models):
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not really a png")
     shutil.copy(shared_path("testdata", "characters", "s23.jpg"), folder / "alpaca.jpg")
+    shutil.copy(shared_path("testdata", "characters", "s25.jpg"), folder / "dog.jpg")
     tiny = cv2.resize(cv2.imread(str(folder / "b_woman.jpg")), (160, 160), interpolation=cv2.INTER_AREA)
     cv2.imwrite(str(folder / "tiny.jpg"), tiny)
     lib = CharacterLibrary(_settings(folder, tmp_path), recipe_models)
     with pytest.raises(CharacterError, match=r"corrupt\.png.*(PNG|JPEG)"):
         lib.get("corrupt.png")
-    with pytest.raises(CharacterError, match=r"alpaca\.jpg: no face found"):
+    with pytest.raises(CharacterError, match=r"alpaca\.jpg: no (human )?face found"):
         lib.get("alpaca.jpg")
+    with pytest.raises(CharacterError, match=r"dog\.jpg: no human face found"):
+        lib.get("dog.jpg")
     with pytest.raises(CharacterError, match=r"tiny\.jpg: the face is only \d+ px across \(at least 64"):
         lib.get("tiny.jpg")
-    assert set(lib.errors()) == {"corrupt.png", "alpaca.jpg", "tiny.jpg"}
+    assert set(lib.errors()) == {"corrupt.png", "alpaca.jpg", "dog.jpg", "tiny.jpg"}
     assert lib.get("b_woman.jpg").name == "b_woman.jpg"  # still works
     assert "b_woman.jpg" not in lib.errors()
 
@@ -140,7 +143,7 @@ def test_hotkey_slots_follow_settings(folder, tmp_path, recipe_models):
     s = _settings(folder, tmp_path)
     s.hotkeys.character_slots = ["b_woman.jpg", "a_painting.jpg"]
     lib = CharacterLibrary(s, recipe_models)
-    assert lib.resolve(1) == "b_woman.jpg" and lib.resolve("2") == "a_painting.jpg"
+    assert lib.resolve(0) == "b_woman.jpg" and lib.resolve(1) == "a_painting.jpg"
     assert lib.resolve("b_woman") == "b_woman.jpg"
     with pytest.raises(CharacterError, match="slot 5"):
-        lib.resolve(5)
+        lib.resolve(4)
