@@ -277,6 +277,14 @@ def test_preview_without_a_display_is_unavailable(monkeypatch):
         PreviewWindow().open()
 
 
+def test_preview_inside_obs_on_linux_is_unavailable(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setitem(sys.modules, "obspython", types.ModuleType("obspython"))
+    with pytest.raises(OutputUnavailable, match="inside OBS"):
+        PreviewWindow().open()
+
+
 def test_preview_composes_alpha_over_a_checkerboard_with_overlay_and_debug_view():
     keys: list[str] = []
     quit_calls: list[bool] = []

@@ -2,17 +2,14 @@
 debug view (landmarks on the camera frame) toggled with the D key."""
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import time
+import threading
 from typing import Callable
 
 import numpy as np
 
 from liveportrait_core.outputs.base import OutputUnavailable, PublishedFrame
-
-_log = logging.getLogger(__name__)
 
 KEY_HELP = "D: tracker debug view   F: FPS overlay   Q/Esc: quit"
 
@@ -54,6 +51,13 @@ class PreviewWindow:
     def open(self) -> None:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise OutputUnavailable("no display (DISPLAY is not set); the preview window needs a desktop session")
+        if sys.platform == "darwin" and threading.current_thread() is not threading.main_thread():
+            raise OutputUnavailable("on macOS a window can only be opened from the main thread; "
+                                    "use the OBS source or NDI to watch the output")
+        if "obspython" in sys.modules and not sys.platform.startswith("win"):
+            # OpenCV's wheels bring their own Qt on Linux/macOS, which clashes with OBS's Qt in one process.
+            raise OutputUnavailable("the preview window is not available inside OBS on this OS; "
+                                    "the OBS source already shows the output")
         import cv2
 
         try:
@@ -119,4 +123,3 @@ class PreviewWindow:
             cv2.waitKey(1)
         except Exception:  # noqa: BLE001 - the window may never have opened
             pass
-        time.sleep(0)

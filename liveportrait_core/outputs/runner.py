@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from liveportrait_core.handoff import END_OF_STREAM, EndOfStream, LatestValue
+from liveportrait_core.handoff import EndOfStream, LatestValue
 from liveportrait_core.outputs.base import Output, OutputUnavailable, PublishedFrame
 from liveportrait_core.stats import OutputStatus, StageTimer
 
