@@ -316,3 +316,15 @@ def test_make_output_from_settings(tmp_path):
     with pytest.raises(ValueError, match="known: obs_source"):
         outputs.make_output("twitch", s, 30)
     assert outputs.enabled_in_settings(s)["record"] is True
+
+
+def test_preview_window_shows_frames_on_a_real_display():
+    import os
+
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("no X display (run under xvfb-run to include this test)")
+    p = PreviewWindow(title="lp-test-preview")
+    p.open()
+    for i in range(3):
+        p.send(_frame(i))
+    p.close()

@@ -112,6 +112,7 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
     from liveportrait_core import settings as schema
     from liveportrait_core.capture import is_finite
     from liveportrait_core.engine import Engine
+    from liveportrait_core.handoff import LatestValue
 
     try:
         s = apply_arguments(args, settings)
@@ -119,17 +120,13 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
         print(f"error: {e}", file=sys.stderr)
         return 2
     quit_event = threading.Event()
-    window = None
-    if preview or args.preview:
-        from liveportrait_core.outputs.preview import KEY_HELP, PreviewWindow
-
-        window = PreviewWindow(on_quit=quit_event.set)
-        print(f"preview keys: {KEY_HELP}   C: calibrate   N/P: next/previous character   1-9: slots   "
-              "Space: pause")
-    engine = Engine(s, [window] if window else None, max_frames=args.max_frames)
+    engine = Engine(s, max_frames=args.max_frames)
+    window = _open_preview(engine, quit_event) if (preview or args.preview) else None
+    latest: LatestValue[Any] = LatestValue("preview")  # the window shows the newest frame, never a queue
     if window is not None:
-        window.on_key = _key_handler(engine)
+        engine.add_frame_callback(latest.put)
     finite = is_finite(s.capture) and not s.capture.loop
+    ends = finite or args.max_frames is not None
     print(f"input: {s.capture.source}  ({'every frame' if finite and not s.capture.realtime else 'live'})")
     t_start = time.perf_counter()
     next_status = t_start + args.status_every
@@ -137,10 +134,14 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
     code = 0
     try:
         while True:
-            if (finite or args.max_frames is not None) and engine.wait_finished(0.1):
-                break
-            if not (finite or args.max_frames is not None):
+            if window is not None:  # GUI on the main thread (required on macOS, safest everywhere)
+                frame = latest.get(timeout=0.02)
+                if frame is not None:
+                    window.send(frame)
+            elif not ends:
                 time.sleep(0.1)
+            if ends and engine.wait_finished(0.0 if window is not None else 0.1):
+                break
             if quit_event.is_set():
                 break
             if args.duration is not None and time.perf_counter() - t_start >= args.duration:
@@ -158,10 +159,27 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
     finally:
         st = engine.status(window_s=math.inf)
         stopped = engine.stop(timeout=2.0)
+        if window is not None:
+            window.close()
     _print_summary(st, time.perf_counter() - t_start, s, stopped)
     if code == 0 and st.frames == 0:
         code = 1
     return code
+
+
+def _open_preview(engine: Any, quit_event: threading.Event) -> Any:
+    """The preview window, opened on this (the main) thread, or None with the reason printed."""
+    from liveportrait_core.outputs.base import OutputUnavailable
+    from liveportrait_core.outputs.preview import KEY_HELP, PreviewWindow
+
+    window = PreviewWindow(on_key=_key_handler(engine), on_quit=quit_event.set)
+    try:
+        window.open()
+    except OutputUnavailable as e:
+        print(f"preview: {e}", file=sys.stderr)
+        return None
+    print(f"preview keys: {KEY_HELP}   C: calibrate   N/P: next/previous character   1-9: slots   Space: pause")
+    return window
 
 
 def _print_summary(st: Any, elapsed: float, s: Any, stopped: bool) -> None:
