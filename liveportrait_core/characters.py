@@ -479,3 +479,77 @@ class CharacterLibrary:
             _log.warning("cannot write the character cache in %s (%s); %s will be prepared again next time",
                          self.cache_dir, e.strerror or e, entry.name)
         return prepared
+
+
+# ------------------------------------------------------------------------------------------------
+# check-character: verdict, advice, animated-region mask
+
+
+def image_format(path: Path) -> str:
+    """The format the file's bytes say (PNG, JPEG, WebP), whatever its extension."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return "unreadable"
+    if head.startswith(b"\x89PNG"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8"):
+        return "JPEG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return "unknown"
+
+
+def animated_region_mask(path: Path, min_face_px: int = 64,
+                         face_finder: FaceFinder | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, overlay) for a character image: the paste-back mask in the image's own pixels (uint8, 255 =
+    animated) and the image with everything outside the animated region dimmed (BGR)."""
+    try:
+        img = load_image(path, limit=True)
+    except ImageError as e:
+        raise CharacterError(str(e)) from None
+    face = find_face(path.name, img.bgr, face_finder or TrackerFaceFinder(min_face_px), min_face_px)
+    transform = crop_mod.source_crop_transform(face.eye_centre, face.lip_centre, face.points)
+    mask = crop_mod.PasteBack(img.bgr, transform.M_c2o).mask_ori
+    overlay = (img.bgr.astype(np.float32) * (0.35 + 0.65 * mask[..., None])).astype(np.uint8)
+    return (mask * 255.0 + 0.5).astype(np.uint8), overlay
+
+
+#: Official lip-normalisation threshold: a source mouth more open than this is "open".
+_MOUTH_OPEN = 0.03
+_EYES_CLOSED = 0.12
+
+
+def assess(report: dict[str, Any], min_face_px: int = 64) -> tuple[str, list[str]]:
+    """Verdict ("good", "usable", "unusable") and advice for one ``check-character`` report (as a dict)."""
+    if report.get("error"):
+        return "unusable", [str(report["error"])]
+    if not report.get("face_found"):
+        return "unusable", [str(report.get("message") or "no face found"),
+                            "use a picture with one clearly visible, roughly frontal human face"]
+    advice: list[str] = []
+    size = float(report.get("face_size_px", 0))
+    if size < min_face_px:
+        return "unusable", [f"the face is only {size:.0f} px across (at least {min_face_px}); "
+                            "use a larger or closer-cropped picture"]
+    if size < 200:
+        advice.append(f"the face is {size:.0f} px across; 200+ px gives a sharper animation")
+    if float(report.get("face_size_ratio", 0)) > 0.7:
+        advice.append("the face fills the picture; leave room around it (the animated crop is 2.3x the face), "
+                      "or the crop will have black borders")
+    if abs(float(report.get("yaw_deg", 0))) > 25 or abs(float(report.get("pitch_deg", 0))) > 25:
+        advice.append("the face is turned away from the camera; a frontal face animates best")
+    if abs(float(report.get("roll_deg", 0))) > 30:
+        advice.append("the head is strongly tilted; an upright face animates best")
+    if float(report.get("mouth_open", 0)) > _MOUTH_OPEN:
+        advice.append("the mouth is open; a closed mouth works best (or set animation.normalize_lip=true)")
+    eyes = report.get("eye_open") or (1.0, 1.0)
+    if min(float(e) for e in eyes) < _EYES_CLOSED:
+        advice.append("the eyes look closed or narrow; open eyes work best")
+    if 0 < float(report.get("confidence", 1.0)) < 0.9:
+        advice.append("the face is hard to recognise (stylised or partly hidden); check the preview")
+    if report.get("format") not in (None, "PNG", "JPEG", "WebP"):
+        advice.append(f"the file's content is {report.get('format')}; re-save it as PNG or JPEG")
+    advice.extend(str(w) for w in report.get("warnings", []) if "faces found" in str(w))
+    return ("good" if not advice else "usable"), advice

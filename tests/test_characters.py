@@ -147,3 +147,37 @@ def test_hotkey_slots_follow_settings(folder, tmp_path, recipe_models):
     assert lib.resolve("b_woman") == "b_woman.jpg"
     with pytest.raises(CharacterError, match="slot 5"):
         lib.resolve(4)
+
+
+def test_assess_gives_verdicts_and_advice():
+    from liveportrait_core.characters import assess
+
+    good = {"face_found": True, "face_size_px": 380, "face_size_ratio": 0.33, "yaw_deg": 3, "pitch_deg": -2,
+            "roll_deg": 4, "mouth_open": 0.01, "eye_open": [0.3, 0.28], "confidence": 0.96, "format": "JPEG"}
+    assert assess(good) == ("good", [])
+    verdict, advice = assess({**good, "mouth_open": 0.2, "face_size_px": 120})
+    assert verdict == "usable" and any("mouth" in a for a in advice) and any("200+" in a for a in advice)
+    assert assess({**good, "face_size_px": 40})[0] == "unusable"
+    assert assess({"face_found": False, "message": "no face found"})[0] == "unusable"
+    assert assess({"error": "x.png: the file is empty"}) == ("unusable", ["x.png: the file is empty"])
+
+
+def test_check_character_command_writes_previews_and_verdicts(tmp_path, capsys):
+    from liveportrait_core import cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "woman.jpg")
+    (folder / "broken.png").write_bytes(b"not an image")
+    before = _digests(folder)
+    out = tmp_path / "report"
+    rc = cli.main(["check-character", str(folder), "--out", str(out), "--json"])
+    rows = {Path(r["file"]).name: r for r in __import__("json").loads(capsys.readouterr().out)}
+    assert rc == 1  # one image is unusable
+    woman, broken = rows["woman.jpg"], rows["broken.png"]
+    assert woman["format"] == "JPEG" and woman["verdict"] in ("good", "usable") and woman["face_found"]
+    assert broken["verdict"] == "unusable" and broken["advice"]
+    mask = cv2.imread(woman["mask_preview"], cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (1144, 1144) and mask.max() == 255 and mask.min() == 0
+    assert Path(woman["region_preview"]).is_file() and Path(woman["crop_preview"]).is_file()
+    assert _digests(folder) == before  # nothing written next to the images

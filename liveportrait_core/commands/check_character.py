@@ -1,40 +1,89 @@
-"""``check-character``: is an image usable as a character? Face, confidence, size, roll, crop preview."""
+"""``check-character``: is an image usable as a character? Format, size, alpha, face, confidence, face
+size, roll; a verdict with advice; the crop preview and the animated-region mask written to ``--out``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 NAME = "check-character"
-HELP = "check character images: face found, confidence, face size, roll; writes crop previews"
-DESCRIPTION = (HELP + ". Previews (<name>.crop.png) go to --out, never next to your images. "
-               "Exit status 0 only when every image has a usable face.")
+HELP = "check character images: face, confidence, size, roll, verdict and advice; writes crop and mask previews"
+DESCRIPTION = (HELP + ". Previews (<name>.crop.png, <name>.mask.png, <name>.region.png) go to --out, never next "
+               "to your images. Exit status 0 only when every image has a usable face.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="character image(s) or folder(s) of images")
-    p.add_argument("--out", default="check-character", help="folder for crop previews (default: ./check-character)")
-    p.add_argument("--no-preview", action="store_true", help="do not write crop previews")
+    p.add_argument("--out", default="check-character", help="folder for previews (default: ./check-character)")
+    p.add_argument("--no-preview", action="store_true", help="do not write crop and mask previews")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--min-confidence", type=float, help="detector score a face needs (default 0.8)")
+
+
+def _write_png(path: Path, image) -> str | None:
+    import cv2  # noqa: PLC0415
+
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        return None
+    path.write_bytes(buf.tobytes())
+    return str(path.resolve())
+
+
+def _extend(report, out: Path | None, min_face_px: int) -> dict:
+    """The tracking report plus format, animated-region mask, verdict and advice (characters.py)."""
+    from liveportrait_core import characters  # noqa: PLC0415
+
+    d = report.to_dict()
+    path = Path(report.file)
+    d["format"] = characters.image_format(path)
+    d["mask_preview"] = d["region_preview"] = None
+    if out is not None and report.face_found:
+        try:
+            mask, overlay = characters.animated_region_mask(path, min_face_px)
+            d["mask_preview"] = _write_png(out / f"{path.stem}.mask.png", mask)
+            d["region_preview"] = _write_png(out / f"{path.stem}.region.png", overlay)
+        except characters.CharacterError as e:
+            d.setdefault("warnings", []).append(f"no mask preview: {e}")
+    d["verdict"], d["advice"] = characters.assess(d, min_face_px)
+    return d
+
+
+def _format(rows: list[dict]) -> str:
+    lines = [f"{'image':28} {'format':6} {'size':>10} {'alpha':5} {'face':4} {'conf':>5} {'ratio':>5} {'roll':>6}  verdict"]
+    for r in rows:
+        w, h = r.get("image_size") or (0, 0)
+        lines.append(f"{Path(r['file']).name[:28]:28} {r['format']:6} {f'{w}x{h}':>10} {'yes' if r['has_alpha'] else 'no':5} "
+                     f"{'yes' if r['face_found'] else 'NO':4} {r['confidence']:5.2f} {r['face_size_ratio']:5.2f} "
+                     f"{r['roll_deg']:6.1f}  {r['verdict'].upper()}")
+        for a in r["advice"]:
+            lines.append(f"    - {a}")
+        for k, label in (("crop_preview", "crop"), ("mask_preview", "animated region mask"),
+                         ("region_preview", "animated region")):
+            if r.get(k):
+                lines.append(f"    {label}: {r[k]}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, settings) -> int:
     from liveportrait_core.tracking import character_check  # noqa: PLC0415 - imports OpenCV/MediaPipe
     from liveportrait_core.tracking.mesh import TrackerUnavailable  # noqa: PLC0415
 
+    min_face_px = settings.characters.min_face_px
     try:
         reports = character_check.check_characters(
             args.paths, args.out, previews=not args.no_preview, min_confidence=args.min_confidence,
-            min_face_px=settings.characters.min_face_px)
+            min_face_px=min_face_px)
     except (ValueError, TrackerUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not reports:
         print(f"error: no images (.png, .jpg, .jpeg, .webp) found in {' '.join(args.paths)}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2))
-    else:
-        print(character_check.format_report(reports))
-    return 0 if all(r.face_found for r in reports) else 1
+    out = None if args.no_preview else Path(args.out)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    rows = [_extend(r, out, min_face_px) for r in reports]
+    print(json.dumps(rows, indent=2) if args.json else _format(rows))
+    return 0 if all(r["verdict"] != "unusable" for r in rows) else 1
