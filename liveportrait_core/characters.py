@@ -453,6 +453,14 @@ class CharacterLibrary:
                 self._device.popitem(last=False)
             return prepared
 
+    def close(self) -> None:
+        """Release the device copies and the face finder (MediaPipe)."""
+        with self._lock:
+            self._device.clear()
+            close = getattr(self._face_finder, "close", None)
+            if close is not None:
+                close()
+
     def cached_on_device(self) -> list[str]:
         with self._lock:
             return list(self._device)

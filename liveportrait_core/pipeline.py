@@ -153,6 +153,8 @@ class Animator:
     def close(self) -> None:
         self.character = None
         self._base = None
+        if self.library is not None:
+            self.library.close()
 
     # -- per frame ----------------------------------------------------------------------------------
     def _driving_motion(self, driving_rgb256: np.ndarray) -> MotionInfo:
@@ -172,7 +174,8 @@ class Animator:
         """x_d for this frame: tracked motion (or idle), expressions and idle life on top."""
         if self.character is None:
             raise CharacterError("no character selected")
-        now = getattr(observation, "timestamp", None) or time.perf_counter()
+        now = getattr(observation, "timestamp", None)
+        now = time.perf_counter() if now is None else float(now)
         found = driving_rgb256 is not None and bool(getattr(observation, "found", False))
         w = self.idle.update(found, now)
         if found:
