@@ -139,3 +139,10 @@ def test_benchmark_report_names_the_bottleneck_and_the_setting(capsys):
     with pytest.raises(SystemExit):
         cli.main(["benchmark", "--help"])
     assert "--compare-official" in capsys.readouterr().out
+
+
+def test_benchmark_never_calls_other_weights_official(recipe_models_dir, tmp_path):
+    from liveportrait_core.benchmarks.pipeline import weights_label
+
+    assert "not byte-identical to the official" in weights_label(str(recipe_models_dir), "human")
+    assert "not byte-identical to the official" in weights_label(str(tmp_path), "human")  # no files at all

@@ -156,6 +156,25 @@ class _NetworkTimer:
         self.models.run = self._orig
 
 
+def weights_label(models_dir: str, variant: str) -> str:
+    """"official" only for files byte-identical to the official ones (SHA-256), so that a report can
+    never present other weights as the official model."""
+    from liveportrait_core.models import layout, weights
+
+    rels = layout.checkpoint_files(variant)
+    for file, path in weights.checkpoint_paths(models_dir, variant).items():
+        expected = weights.expected_checksum(models_dir, rels[file])
+        if expected is None or not path.is_file() or weights.sha256_file(path) != expected[1]:
+            return f"the files in {models_dir} (not byte-identical to the official weights)"
+    return "official (SHA-256 verified)"
+
+
+def weights_label_for(settings: Any) -> str:
+    from liveportrait_core import paths
+
+    return weights_label(str(paths.resolve(settings.model.models_dir)), settings.model.variant)
+
+
 def _advice(stage: str, part: str, info: dict[str, Any], settings: Any) -> str:
     dev, prec = info.get("device", ""), info.get("precision", "")
     if stage == "inference":
@@ -191,7 +210,6 @@ def run(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
     character = Path(args.pipeline_character or paths.DEFAULT_CHARACTERS_DIR / "astronaut.png").expanduser().resolve()
     s = apply_overrides(s, {"characters.folder": str(character.parent), "characters.active": character.name})
     tmp = tempfile.TemporaryDirectory(prefix="lp_bench_")
-    weights_label = "official"
     if args.random_weights:
         from liveportrait_core.models import weights
         from liveportrait_core.models.recipe import recipe_state_dicts
@@ -200,6 +218,8 @@ def run(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
         s.model.models_dir = tmp.name
         s.model.verify_on_load = False
         weights_label = "recipe (synthetic, deterministic; timing only: the picture is meaningless)"
+    else:
+        weights_label = weights_label_for(s)
     n, warm = max(1, args.repeats), max(0, args.warmup)
     print(f"pipeline benchmark: {warm} warm-up + {n} timed frames; weights: {weights_label}", flush=True)
 
