@@ -82,9 +82,9 @@ class CameraInfo:
     name: str
 
 
-def _linux_cameras() -> list[CameraInfo]:
+def _linux_cameras(root: Path = Path("/sys/class/video4linux")) -> list[CameraInfo]:
     out: list[CameraInfo] = []
-    for node in sorted(Path("/sys/class/video4linux").glob("video*"), key=lambda p: int(p.name[5:] or 0)):
+    for node in sorted(root.glob("video*"), key=lambda p: int(p.name[5:] or 0)):
         try:
             # Each camera also exposes metadata nodes; only the node with index 0 captures images.
             if (node / "index").exists() and (node / "index").read_text().strip() != "0":

@@ -119,3 +119,15 @@ def test_missing_camera_gives_an_actionable_error(monkeypatch):
         open_source(CaptureSettings(source="Some Cam"))
     with pytest.raises(CaptureError, match="could not be opened"):
         open_source(CaptureSettings(source="57"))  # no such device here
+
+
+def test_linux_camera_listing_skips_metadata_nodes(tmp_path):
+    for node, index, name in (("video0", "0", "Integrated Camera"), ("video1", "1", "Integrated Camera"),
+                              ("video10", "0", "Logitech BRIO"), ("video2", "0", "OBS Virtual Camera")):
+        (tmp_path / node).mkdir()
+        (tmp_path / node / "index").write_text(index + "\n")
+        (tmp_path / node / "name").write_text(name + "\n")
+    cams = capture._linux_cameras(tmp_path)
+    assert [(c.index, c.name) for c in cams] == [(0, "Integrated Camera"), (2, "OBS Virtual Camera"),
+                                                 (10, "Logitech BRIO")]
+    assert capture._linux_cameras(tmp_path / "none") == []
