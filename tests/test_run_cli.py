@@ -57,6 +57,18 @@ def test_missing_models_exit_with_the_fix(tmp_path, capsys):
     assert not [t for t in threading.enumerate() if t.name.startswith("lp-")]
 
 
+def test_no_input_at_all_ends_the_command_with_the_reason(capsys, monkeypatch):
+    from liveportrait_core import engine as engine_mod
+    from tests.test_engine import FakeBackend
+
+    monkeypatch.setattr(engine_mod, "BACKOFF_S", (0.05, 0.1))
+    monkeypatch.setattr(engine_mod, "LivePortraitBackend", FakeBackend)  # the camera is what fails here
+    monkeypatch.setattr(run_cmd, "NO_INPUT_S", 0.3)
+    rc = cli.main(["run", "--character", str(ASTRONAUT), "--input", "57"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "no input: camera 57" in err and "could not be opened" in err
+
+
 def test_demo_without_webcam_or_video_says_what_to_do(monkeypatch, capsys):
     monkeypatch.setattr("liveportrait_core.capture.list_cameras", lambda platform=None: [])
     assert cli.main(["demo"]) == 2

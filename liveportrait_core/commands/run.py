@@ -21,6 +21,8 @@ DESCRIPTION = (HELP + ". A video file or image folder is processed frame by fram
 
 _log = logging.getLogger(__name__)
 
+#: Seconds without a single input frame (and with capture errors) before the command gives up.
+NO_INPUT_S = 3.0
 #: CLI option -> setting it fills (only when given)
 SHORTCUTS = {"models_dir": "model.models_dir", "input": "capture.source", "device": "model.device",
              "precision": "model.precision"}
@@ -149,6 +151,12 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
             st = engine.status()
             if st.state == "error" and st.frames == 0:
                 print(f"error: {st.message}", file=sys.stderr)
+                code = 1
+                break
+            capture_errors = [e for e in st.errors if " capture: " in e]
+            if capture_errors and st.stages["capture"].count == 0 and time.perf_counter() - t_start > NO_INPUT_S:
+                # OBS waits for a camera to come back; a command with no input at all should say so and end.
+                print(f"error: no input: {capture_errors[-1].split(' capture: ', 1)[1]}", file=sys.stderr)
                 code = 1
                 break
             if args.status_every > 0 and time.perf_counter() >= next_status:
