@@ -378,13 +378,19 @@ def test_spout_and_ndi_sources_created_or_explained(obs):
     finish(obs, c, data)
 
 
-def test_unknown_obs_version_falls_back_with_a_message(obs):
+def test_unknown_obs_version_falls_back_with_a_message(obs, monkeypatch):
+    monkeypatch.setattr(sys, "platform", "linux")
     obs.version = "40.1.0"
-    c, _, data = loaded(obs)
+    obs.register_source_type(scene.NDI_SOURCE_ID)
+    c, (e,), data = loaded(obs)
     assert c.libobs is None
-    assert "Spout2" in c.libobs_problem and "NDI" in c.libobs_problem
-    assert "40.1.0" in c.description()
-    assert "checked against" in c.add_sources_to_scene()
+    assert "40.1.0" in c.description() and "sends frames through NDI" in c.description()
+    assert e.settings.outputs.ndi is True  # the engine sends NDI instead
+    msg = c.add_sources_to_scene()
+    assert "checked against" in msg and obs.sources[f"{SOURCE_NAME} (NDI)"].type_id == "ndi_source"
+    data.values["animation.region"] = "exp"
+    c.update(data)  # a later change keeps the fallback
+    assert [call[1] for call in e.calls if call[0] == "update_settings"][-1].outputs.ndi is True
     finish(obs, c, data)
 
 

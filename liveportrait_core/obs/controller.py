@@ -15,6 +15,7 @@ import atexit
 import functools
 import json
 import logging
+import sys
 import threading
 import time
 from typing import Any, Callable, Iterable
@@ -165,13 +166,14 @@ class ScriptController:
     def load(self, data: Any) -> None:
         t0 = time.perf_counter()
         self.data = data
-        self.settings, self.setting_errors = properties.settings_from_data(self.obs, data)
+        self._register_source_type()
+        settings, self.setting_errors = properties.settings_from_data(self.obs, data)
+        self.settings = self._with_fallback(settings)
         for e in self.setting_errors:
             log.warning("ignored setting: %s", e)
         self.output_state = {k: bool(getattr(self.settings.outputs, k)) for k, _t in OUTPUT_TOGGLES}
         self.expression_state = {e: self.obs.obs_data_get_bool(data, properties.EXPRESSION_PREFIX + e)
                                  for e in self.expressions}
-        self._register_source_type()
         self._register_hotkeys(data)
         self._add_timer(self._status_timer, STATUS_INTERVAL_MS)
         self._event_cb = guarded(self._on_frontend_event)
@@ -191,6 +193,7 @@ class ScriptController:
 
     def update(self, data: Any) -> None:
         new, errors = properties.settings_from_data(self.obs, data)
+        new = self._with_fallback(new)
         for e in errors:
             if e not in self.setting_errors:
                 log.warning("ignored setting: %s", e)
@@ -443,6 +446,14 @@ class ScriptController:
                                   guarded(functools.partial(self.toggle_expression, e)), self.data)
 
     # ------------------------------------------------------------------ OBS source and scenes
+    def _with_fallback(self, settings: schema.Settings) -> schema.Settings:
+        """No in-process source here: frames go out through Spout2 (Windows) or NDI instead, as announced."""
+        o = settings.outputs
+        if self.libobs is None and o.obs_source and not (o.spout or o.ndi):
+            settings = settings.copy()
+            setattr(settings.outputs, "spout" if sys.platform == "win32" else "ndi", True)
+        return settings
+
     def _register_source_type(self) -> None:
         try:
             self.libobs = self._libobs_factory(self.obs.obs_get_version_string())
@@ -450,8 +461,9 @@ class ScriptController:
             self.libobs_problem = ""
         except (LibobsUnavailable, OSError, AttributeError) as e:
             self.libobs = None
-            self.libobs_problem = str(e)
-            log.warning("in-process OBS source unavailable: %s", e)
+            fallback = "Spout2" if sys.platform == "win32" else "NDI"
+            self.libobs_problem = f"{e} Until then the script sends frames through {fallback}."
+            log.warning("in-process OBS source unavailable: %s", self.libobs_problem)
 
     def add_sources_to_scene(self) -> str:
         """The button: our source (and Spout2/NDI receivers when those outputs are on) into the current scene."""
