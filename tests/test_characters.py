@@ -1,6 +1,6 @@
 """Character library: stable order, prepare once (disk cache + device LRU), pick up changes, reject bad images.
 
-Uses the full-size appearance and motion networks with the recipe weights (synthetic test-only numbers)
+Uses the full-size networks with the recipe weights (conftest ``recipe_models``: synthetic test-only numbers)
 and the real MediaPipe landmark pass on real character images.
 """
 from __future__ import annotations
@@ -16,20 +16,6 @@ import pytest
 from liveportrait_core.characters import CharacterError, CharacterLibrary, list_character_files
 from liveportrait_core.settings import Settings
 from tests.conftest import shared_path
-
-
-@pytest.fixture(scope="module")
-def recipe_models():
-    """The appearance and motion networks, full size, with the recipe weights (test-only numbers), CPU fp32."""
-    import torch
-
-    from liveportrait_core.models.loader import LivePortraitModels, load_state_dicts_into
-    from liveportrait_core.models.recipe import recipe_state_dicts
-
-    names = ("appearance_feature_extractor", "motion_extractor")
-    dev = torch.device("cpu")
-    return LivePortraitModels(modules=load_state_dicts_into(recipe_state_dicts(names), dev, names), device=dev,
-                              dtype=torch.float32)
 
 
 def _digests(folder: Path) -> dict[str, str]:

@@ -18,18 +18,6 @@ from liveportrait_core.settings import Settings
 from tests.conftest import shared_path
 
 
-@pytest.fixture(scope="module")
-def full_models():
-    """All seven networks, full size, recipe weights, CPU fp32 (eval)."""
-    from liveportrait_core.models.layout import MODULE_NAMES
-    from liveportrait_core.models.loader import LivePortraitModels, load_state_dicts_into
-    from liveportrait_core.models.recipe import recipe_state_dicts
-
-    dev = torch.device("cpu")
-    return LivePortraitModels(modules=load_state_dicts_into(recipe_state_dicts(MODULE_NAMES), dev, MODULE_NAMES),
-                              device=dev, dtype=torch.float32)
-
-
 def _alpha_character(folder: Path) -> Path:
     """s1.jpg as a PNG with a soft round alpha (transparent corners), written into a temporary folder."""
     img = cv2.imread(str(shared_path("testdata", "characters", "s1.jpg")))
@@ -74,13 +62,13 @@ def _driving_frames(indices):
     return out, lost
 
 
-def test_animated_frames_keep_the_character_outside_the_face(tmp_path, full_models):
+def test_animated_frames_keep_the_character_outside_the_face(tmp_path, recipe_models):
     folder = tmp_path / "chars"
     folder.mkdir()
     _alpha_character(folder)
     settings = _settings(folder, tmp_path)
-    library = CharacterLibrary(settings, full_models)
-    animator = Animator(full_models, settings, library)
+    library = CharacterLibrary(settings, recipe_models)
+    animator = Animator(recipe_models, settings, library)
     assert animator.select_character("woman.png") == "woman.png"
     c = animator.character
     assert c.alpha is not None
@@ -104,14 +92,14 @@ def test_animated_frames_keep_the_character_outside_the_face(tmp_path, full_mode
     assert torch.isfinite(animator.last_keypoints).all()
 
 
-def test_crop_output_without_paste_back(tmp_path, full_models, monkeypatch):
+def test_crop_output_without_paste_back(tmp_path, recipe_models, monkeypatch):
     folder = tmp_path / "chars"
     folder.mkdir()
     shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
     settings = _settings(folder, tmp_path)
     settings.outputs.paste_back = False
     settings.outputs.width, settings.outputs.height, settings.outputs.fit = 320, 180, "contain"
-    animator = Animator(full_models, settings, CharacterLibrary(settings, full_models))
+    animator = Animator(recipe_models, settings, CharacterLibrary(settings, recipe_models))
     animator.select_character(0)
     crop = np.full((512, 512, 3), 128, np.uint8)
     monkeypatch.setattr(animator, "render_crop", lambda x_d: crop)  # skip W+G: compositing only
@@ -121,7 +109,7 @@ def test_crop_output_without_paste_back(tmp_path, full_models, monkeypatch):
     assert frame[:, :70, 3].max() == 0 and frame[90, 160, 3] == 255  # letterboxed, transparent bars
 
 
-def test_keypoints_idle_expressions_and_calibration(tmp_path, full_models):
+def test_keypoints_idle_expressions_and_calibration(tmp_path, recipe_models):
     folder = tmp_path / "chars"
     folder.mkdir()
     shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
@@ -129,7 +117,7 @@ def test_keypoints_idle_expressions_and_calibration(tmp_path, full_models):
     settings.animation.stitching = False
     settings.animation.idle = False
     settings.animation.max_pitch_deg = settings.animation.max_yaw_deg = settings.animation.max_roll_deg = 90.0
-    animator = Animator(full_models, settings, CharacterLibrary(settings, full_models))
+    animator = Animator(recipe_models, settings, CharacterLibrary(settings, recipe_models))
     animator.select_character("s1")
     x_s = animator.driver.source.x_s
     (tracked, lost) = _driving_frames([0, 40])
