@@ -14,7 +14,7 @@ import pytest
 
 from liveportrait_core import settings as schema
 from liveportrait_core.obs import controller as ctl
-from liveportrait_core.obs import environment, libobs_source, properties, scene
+from liveportrait_core.obs import environment, libobs_source, properties, scene, shutdown
 from liveportrait_core.obs.controller import SOURCE_NAME, ScriptController
 from liveportrait_core.obs.libobs_source import SOURCE_ID, LibobsUnavailable
 from tests.fake_obspython import FakeObs
@@ -73,7 +73,7 @@ class FakeLibobs:
 
 @pytest.fixture()
 def obs(monkeypatch):
-    monkeypatch.setattr(ctl, "_shutdown_deadline", None)  # process-wide shutdown budget: fresh per test
+    monkeypatch.setattr(shutdown, "_shutdown_deadline", None)  # process-wide shutdown budget: fresh per test
     return FakeObs()
 
 
@@ -657,3 +657,26 @@ def test_model_and_character_buttons_work_off_the_ui_thread(obs, monkeypatch, tm
 
 def test_run_command_reports_an_unknown_command():
     assert "no working 'no-such-command'" in ctl._run_command("no-such-command", [], schema.Settings())
+
+
+def test_shutdown_waits_for_engine_threads_within_one_budget(monkeypatch):
+    monkeypatch.setattr(shutdown, "_shutdown_deadline", None)
+    release = threading.Event()
+    quick = threading.Thread(target=release.wait, args=(5,), name="lp-quick", daemon=True)
+    stuck = threading.Event()
+    slow = threading.Thread(target=stuck.wait, args=(10,), name="lp-stuck", daemon=True)
+    quick.start()
+    slow.start()
+    stopped = []
+
+    def stop(timeout):
+        stopped.append(timeout)
+        release.set()  # the engine's stop lets its quick thread end
+        return True
+
+    left = shutdown.join_engine_threads(0.3, stop=stop)
+    assert stopped and not quick.is_alive()
+    assert left == ["lp-stuck"]
+    assert shutdown.join_engine_threads(30.0) == ["lp-stuck"]  # the budget is spent: no second 30 s wait
+    stuck.set()
+    slow.join(5)

@@ -11,7 +11,6 @@ in-process OBS source and the scene placement, and shows status. It receives the
 """
 from __future__ import annotations
 
-import atexit
 import functools
 import json
 import logging
@@ -22,7 +21,7 @@ from typing import Any, Callable, Iterable
 
 from liveportrait_core import paths
 from liveportrait_core import settings as schema
-from liveportrait_core.obs import properties, scene
+from liveportrait_core.obs import properties, scene, shutdown
 from liveportrait_core.obs.environment import EnvironmentReport
 from liveportrait_core.obs.hotkeys import Hotkeys
 from liveportrait_core.obs.libobs_source import SOURCE_ID, LibobsSource, LibobsUnavailable
@@ -36,11 +35,6 @@ KEY_FIRST_RUN_DONE = "lp.first_run_done"
 STATUS_INTERVAL_MS = 1000
 LOG_STATUS_EVERY_S = 10.0
 UNLOAD_BUDGET_S = 0.8
-#: When OBS exits, Python is finalised right after the scripts unload; an engine thread still inside torch
-#: then aborts OBS (measured: exit 134 with a CPU inference in flight). So on OBS_FRONTEND_EVENT_EXIT the
-#: script waits for the engine's threads this long (a GPU frame takes milliseconds; a CPU one seconds).
-EXIT_WAIT_S = 60.0
-ENGINE_THREAD_PREFIX = "lp-"  # the engine's stage and output threads
 #: Engine output names for the per-output hotkeys, and the setting each mirrors.
 OUTPUT_TOGGLES = (("obs_source", "OBS source"), ("spout", "Spout2"), ("ndi", "NDI"), ("preview", "preview window"),
                   ("record", "recording"))
@@ -66,37 +60,6 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             return None
 
     return wrapper
-
-
-_atexit_registered = False
-_shutdown_deadline: float | None = None
-
-
-def join_engine_threads(timeout: float, stop: Callable[[float], bool] | None = None) -> list[str]:
-    """Wait for every engine thread (this load's and those a reload left finishing) to end; returns those
-    still alive. Called when OBS shuts down, so that no thread is inside torch while Python is finalised.
-    ``stop(timeout)`` (the controller's) is called first with what is left of the shutdown budget."""
-    global _shutdown_deadline
-    if _shutdown_deadline is None:  # one budget for the whole shutdown, however many hooks call this
-        _shutdown_deadline = time.perf_counter() + max(0.0, timeout)
-    deadline = _shutdown_deadline
-    if stop is not None:
-        stop(max(0.05, deadline - time.perf_counter()))
-    for t in threading.enumerate():
-        if t.name.startswith(ENGINE_THREAD_PREFIX) and t is not threading.current_thread():
-            t.join(max(0.0, deadline - time.perf_counter()))
-    left = [t.name for t in threading.enumerate() if t.name.startswith(ENGINE_THREAD_PREFIX) and t.is_alive()]
-    if left:
-        log.warning("engine threads still running at OBS shutdown: %s", ", ".join(left))
-    return left
-
-
-def _register_atexit() -> None:
-    """OBS finalises Python at exit (after every script unloaded): the last chance to join engine threads."""
-    global _atexit_registered
-    if not _atexit_registered:
-        atexit.register(join_engine_threads, EXIT_WAIT_S)
-        _atexit_registered = True
 
 
 def default_engine_factory(settings: schema.Settings) -> Any:
@@ -178,7 +141,7 @@ class ScriptController:
         self._add_timer(self._status_timer, STATUS_INTERVAL_MS)
         self._event_cb = guarded(self._on_frontend_event)
         self.obs.obs_frontend_add_event_callback(self._event_cb)
-        _register_atexit()
+        shutdown.register_atexit()
         if self._frontend_ready():
             self._after_load()  # loaded from Tools > Scripts in a running OBS: the scenes are there
         # else: OBS is loading the scene collection (scripts load before its sources, so that the saved
@@ -502,7 +465,7 @@ class ScriptController:
             self._after_load()
         elif event in (getattr(obs, "OBS_FRONTEND_EVENT_SCRIPTING_SHUTDOWN", -1), obs.OBS_FRONTEND_EVENT_EXIT):
             t0 = time.perf_counter()
-            left = join_engine_threads(EXIT_WAIT_S, stop=self.stop)
+            left = shutdown.join_engine_threads(shutdown.EXIT_WAIT_S, stop=self.stop)
             log.info("OBS is shutting down: engine threads ended=%s in %.2f s", not left, time.perf_counter() - t0)
 
     def _after_load(self) -> None:
