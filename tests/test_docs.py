@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -40,6 +41,8 @@ SYNOPSIS = re.compile(r"[\[\]|<>…]|\.\.\.")
 
 #: ``python -m liveportrait_core <sub>`` run as documented (quick, offline, no camera or GPU needed).
 RUN_AS_DOCUMENTED = {"doctor", "check-character"}
+#: Placeholder file names in the docs, and the real file a run uses instead.
+STAND_INS = {"my_character.png": "characters/astronaut.png"}
 #: The others run with ``--help`` instead, for this reason.
 INSTEAD = {
     "download-models": "downloads ~520 MB from Hugging Face (network)",
@@ -49,6 +52,7 @@ INSTEAD = {
     "demo": "needs a camera and a screen (or a video) and the weights",
     "benchmark": "takes minutes on a CPU; the GPU figures need a GPU",
     "install.py": "installs packages, downloads the weights and starts the demo",
+    "scripts/soak.py": "runs the engine for 30 minutes",
     "-m pytest": "would run the test suite inside the test suite (pytest --version instead)",
     "-m venv": "would create an environment (venv --help instead)",
 }
@@ -120,8 +124,8 @@ def kind(c: DocCommand) -> str:
         return "cli"
     if a[:2] == ("-m", "liveportrait_core.settings_doc"):
         return "settings_doc"
-    if a[0] == "install.py":
-        return "install.py"
+    if a[0] in ("install.py", "scripts/soak.py"):
+        return a[0]
     if a[:2] in (("-m", "pytest"), ("-m", "venv")):
         return " ".join(a[:2])
     return "unknown"
@@ -138,8 +142,8 @@ def test_documented_command_is_accepted_by_the_code(c: DocCommand, tmp_path, mon
     assert k != "unknown", f"{c.where}: no rule in tests/test_docs.py says how to check this command"
     if k == "cli":
         _check_cli_arguments(c, tmp_path)
-    elif k == "install.py":
-        _check_install_arguments(c, monkeypatch)
+    elif k in ("install.py", "scripts/soak.py"):
+        _check_script_arguments(c, monkeypatch)
 
 
 def _cli_argv(c: DocCommand) -> list[str]:
@@ -177,27 +181,28 @@ class _Parsed(Exception):
         self.ns = ns
 
 
-def _check_install_arguments(c: DocCommand, monkeypatch) -> None:
-    """Parse with install.py's own parser and stop there: nothing is installed."""
-    spec = importlib.util.spec_from_file_location("lp_install_under_test", REPO / "install.py")
-    install = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(install)
+def _check_script_arguments(c: DocCommand, monkeypatch) -> None:
+    """Parse with the script's own parser and stop there: nothing is installed or run."""
+    spec = importlib.util.spec_from_file_location("lp_script_under_test", REPO / c.argv[0])
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, script)  # dataclasses look their module up there
+    spec.loader.exec_module(script)
     original = argparse.ArgumentParser.parse_args
 
     def parse_then_stop(self, args=None, namespace=None):
         raise _Parsed(original(self, args, namespace))
 
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
-    monkeypatch.setattr(sys, "argv", ["install.py", *c.argv[1:]])
+    monkeypatch.setattr(sys, "argv", [c.argv[0], *c.argv[1:]])
     try:
-        install.main()
+        script.main()
     except _Parsed:
         return
     except SystemExit as e:
         if "--help" in c.argv and e.code == 0:
             return
-        pytest.fail(f"{c.where}: install.py refuses these arguments (exit {e.code})")
-    pytest.fail(f"{c.where}: install.py did not parse its arguments first")
+        pytest.fail(f"{c.where}: {c.argv[0]} refuses these arguments (exit {e.code})")
+    pytest.fail(f"{c.where}: {c.argv[0]} did not parse its arguments first")
 
 
 @pytest.mark.parametrize("line", [
@@ -217,7 +222,7 @@ def test_a_command_the_code_does_not_accept_fails_the_check(line, tmp_path, monk
         if kind(c) == "cli":
             _check_cli_arguments(c, tmp_path)
         else:
-            _check_install_arguments(c, monkeypatch)
+            _check_script_arguments(c, monkeypatch)
 
 
 def _yaml_examples() -> list[str]:
@@ -256,14 +261,14 @@ def _runnable() -> list[tuple[str, tuple[str, ...]]]:
             if not argv:
                 plan.setdefault(("-m", "liveportrait_core"), c.where)
             elif argv[0] in RUN_AS_DOCUMENTED:
-                plan.setdefault(("-m", "liveportrait_core", *argv), c.where)
+                plan.setdefault(("-m", "liveportrait_core", *(STAND_INS.get(a, a) for a in argv)), c.where)
             else:
                 assert argv[0] in INSTEAD, f"{c.where}: add {argv[0]!r} to RUN_AS_DOCUMENTED or INSTEAD"
                 plan.setdefault(("-m", "liveportrait_core", argv[0], "--help"), c.where)
         elif k == "settings_doc":
             plan.setdefault(c.argv, c.where)
-        elif k == "install.py":
-            plan.setdefault(("install.py", "--help"), c.where)
+        elif k in ("install.py", "scripts/soak.py"):
+            plan.setdefault((k, "--help"), c.where)
         elif k == "-m pytest":
             plan.setdefault(("-m", "pytest", "--version"), c.where)
         elif k == "-m venv":
@@ -279,8 +284,8 @@ def test_documented_command_runs(where: str, argv: tuple[str, ...], tmp_path):
     # Commands run in a scratch folder holding a link to the characters, so that what they write
     # (check-character's previews) never lands in the checkout.
     (tmp_path / "characters").symlink_to(REPO / "characters", target_is_directory=True)
-    cwd = REPO if argv[0] == "install.py" else tmp_path
-    p = _run(list(argv) if argv[0] != "install.py" else [str(REPO / "install.py"), *argv[1:]], cwd)
+    script = argv[0] in ("install.py", "scripts/soak.py")
+    p = _run([str(REPO / argv[0]), *argv[1:]] if script else list(argv), REPO if script else tmp_path)
     out = p.stdout + p.stderr
     assert "Traceback" not in out, f"{where}: {' '.join(argv)} crashed:\n{out[-3000:]}"
     if argv == ("-m", "liveportrait_core"):
@@ -288,6 +293,9 @@ def test_documented_command_runs(where: str, argv: tuple[str, ...], tmp_path):
     elif "--help" in argv or argv[-1] == "--version":
         assert p.returncode == 0, f"{where}: {' '.join(argv)} exit {p.returncode}:\n{out[-2000:]}"
         assert out.strip()
+    elif argv[2:3] == ("doctor",) and "--json" in argv:
+        report = json.loads(p.stdout)
+        assert p.returncode == (0 if report["ready"] else 1) and report["checks"][0]["name"] == "python"
     elif argv[2:3] == ("doctor",):
         # 0 when ready, 1 when something is missing (no weights here): a report either way
         assert p.returncode in (0, 1) and re.search(r"^\[(OK  |WARN|FAIL)\] python ", p.stdout, re.M), out[-2000:]
@@ -295,7 +303,10 @@ def test_documented_command_runs(where: str, argv: tuple[str, ...], tmp_path):
     elif argv[2:3] == ("check-character",):
         assert p.returncode == 0, f"{where}: {out[-2000:]}"
         assert "astronaut.png" in p.stdout
-        assert (tmp_path / "check-character" / "astronaut.crop.png").is_file()
+        out_dir = argv[argv.index("--out") + 1] if "--out" in argv else "check-character"
+        assert (tmp_path / out_dir / "astronaut.crop.png").is_file()
+        if "--json" in argv:
+            assert json.loads(p.stdout)[0]["face_found"] is True
     elif argv[:2] == ("-m", "liveportrait_core.settings_doc"):
         assert p.returncode == 0
         assert p.stdout == (REPO / "docs" / "SETTINGS.md").read_text(encoding="utf-8")
