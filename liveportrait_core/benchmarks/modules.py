@@ -6,7 +6,9 @@ that other load on the machine hits them alike:
 
 * ``plain fp32``: the modules exactly as loaded (the official structure, no rewrites): the baseline;
 * ``fp32``: the loader's inference path (exact rewrites, ``optimize.py``);
-* ``bf16`` (CPUs with bf16 support, and CUDA) / ``fp16`` (CUDA): the same under autocast.
+* ``fp32-compiled`` (with ``--set performance.compile=true`` or ``--modes``): the same, M, W and G
+  wrapped in ``torch.compile`` (compilation happens in the untimed warm-up frame);
+* ``bf16`` (CPUs with bf16 instructions, and CUDA) / ``fp16`` (CUDA): the same under autocast.
 
 Each mode's frame output is compared with the plain fp32 one: ``err`` = max|diff| / max|ref| of the
 decoder output and the mean absolute difference of the uint8 images (in 1/255 steps). The official
@@ -116,10 +118,13 @@ def _modes(args: argparse.Namespace, settings, device) -> list[str]:
             wanted += ["fp16", "bf16"]
         elif device.type == "cpu" and cpu_has_fast_bf16():
             wanted.append("bf16")
-    known = {"plain-fp32": torch.float32, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if settings.performance.compile and "fp32-compiled" not in wanted:
+        wanted.append("fp32-compiled")
+    known = {"plain-fp32": torch.float32, "fp32": torch.float32, "fp32-compiled": torch.float32,
+             "fp16": torch.float16, "bf16": torch.bfloat16}
     bad = [m for m in wanted if m not in known]
     if bad:
-        raise SystemExit(f"unknown --modes {', '.join(bad)}; use plain-fp32, fp32, fp16, bf16")
+        raise SystemExit(f"unknown --modes {', '.join(bad)}; use plain-fp32, fp32, fp32-compiled, fp16, bf16")
     return ["plain-fp32"] + [m for m in wanted if m != "plain-fp32"]
 
 
@@ -131,6 +136,7 @@ def _frame(models, image, f_s, x_s, times: dict[str, list[float]] | None):
     from liveportrait_core.models.stitching import stitch  # noqa: PLC0415
 
     dev = models.device
+    cpu0 = time.process_time()
     raw, t_m = _timed(dev, lambda: models.run("motion_extractor", image))
 
     def maths():
@@ -149,6 +155,7 @@ def _frame(models, image, f_s, x_s, times: dict[str, list[float]] | None):
         for k, v in zip(STAGES, (t_m, t_k, t_w, t_g, t_u)):
             times[k].append(v)
         times["frame"].append(t_m + t_k + t_w + t_g + t_u)
+        times["frame_cpu"].append(time.process_time() - cpu0)
     return out, u8
 
 
@@ -185,7 +192,7 @@ def run(args: argparse.Namespace, settings) -> dict[str, Any]:
     f_s = plain.run("appearance_feature_extractor", image)
     x_s = MotionInfo.from_raw(plain.run("motion_extractor", image)).keypoints()
     repeats = max(1, int(args.repeats))
-    times = {m: {k: [] for k in (*STAGES, "frame", "appearance_feature_extractor")} for m in modes}
+    times = {m: {k: [] for k in (*STAGES, "frame", "frame_cpu", "appearance_feature_extractor")} for m in modes}
     outputs = {}
     for m in modes:  # warm-up (and output for the error figures)
         outputs[m] = _frame(by_mode[m], image, f_s, x_s, None)
@@ -208,8 +215,10 @@ def run(args: argparse.Namespace, settings) -> dict[str, Any]:
             "fell_back_to_fp32": sorted(by_mode[m]._fp32_only),
         }
     plain_frame = result_modes["plain-fp32"]["median_s"]["frame"]
+    plain_cpu = result_modes["plain-fp32"]["median_s"]["frame_cpu"]
     for m, r in result_modes.items():
         r["vs_plain"] = r["median_s"]["frame"] / plain_frame
+        r["cpu_vs_plain"] = r["median_s"]["frame_cpu"] / plain_cpu
         r["vs_official_cpu"] = r["median_s"]["frame"] / OFFICIAL_CPU_S["frame"]
     load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
@@ -234,12 +243,17 @@ def run(args: argparse.Namespace, settings) -> dict[str, Any]:
 
 
 def _with_dtype(fast, mode: str):
+    """The optimised modules under another precision, or (``fp32-compiled``) wrapped in torch.compile."""
     import torch  # noqa: PLC0415
 
     from liveportrait_core.models.loader import LivePortraitModels  # noqa: PLC0415
+    from liveportrait_core.models.optimize import compile_models  # noqa: PLC0415
 
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[mode]
-    return LivePortraitModels(modules=fast.modules, device=fast.device, dtype=dtype, optimized=True)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mode, torch.float32)
+    models = LivePortraitModels(modules=dict(fast.modules), device=fast.device, dtype=dtype, optimized=True)
+    if mode == "fp32-compiled":
+        compile_models(models)  # compiled during the warm-up frame, which is not timed
+    return models
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -262,8 +276,12 @@ def format_table(result: dict[str, Any]) -> str:
         official = result["official_cpu_s"].get(k)
         lines.append(f"{label:30}" + "".join(f"{result['modes'][m]['median_s'][k]:12.3f}" for m in modes)
                      + (f"{official:14.3f}" if official is not None else f"{'':14}"))
+    lines.append(f"{'per frame, process CPU time':30}"
+                 + "".join(f"{result['modes'][m]['median_s']['frame_cpu']:12.3f}" for m in modes))
     lines.append("-" * len(head))
     lines.append(f"{'frame vs plain fp32':30}" + "".join(f"{result['modes'][m]['vs_plain']:11.2f}x" for m in modes))
+    lines.append(f"{'frame CPU time vs plain fp32':30}"
+                 + "".join(f"{result['modes'][m]['cpu_vs_plain']:11.2f}x" for m in modes))
     lines.append(f"{'frame vs official CPU 7.685 s':30}"
                  + "".join(f"{result['modes'][m]['vs_official_cpu']:11.2f}x" for m in modes))
     lines.append(f"{'G output err vs plain fp32':30}"

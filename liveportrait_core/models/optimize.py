@@ -236,6 +236,10 @@ def compile_models(models: "LivePortraitModels", use_compile: bool = True, cuda_
         _log.warning("performance.cuda_graphs needs a CUDA device; ignored on %s", models.device)
     if not use_compile and mode is None:
         return
+    if models.device.type == "cpu":
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # weights become constants: conv prepacking, folded ops (CPU)
     for name in ("motion_extractor", "warping_module", "spade_generator"):
         if name in models.modules:
             try:
