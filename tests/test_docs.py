@@ -312,3 +312,24 @@ def test_documented_command_runs(where: str, argv: tuple[str, ...], tmp_path):
         assert p.stdout == (REPO / "docs" / "SETTINGS.md").read_text(encoding="utf-8")
     else:  # pragma: no cover - _runnable() only plans the cases above
         pytest.fail(f"no expectation for {argv}")
+
+
+# --- links -------------------------------------------------------------------------------------------------
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("doc", DOC_FILES, ids=lambda p: p.name)
+def test_relative_links_and_anchors_exist(doc: Path):
+    text = doc.read_text(encoding="utf-8")
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", text):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        path = (doc.parent / target) if target else doc
+        assert path.exists(), f"{doc.name}: link to {target} which does not exist"
+        if anchor and path.suffix == ".md":
+            headings = re.findall(r"^#+\s+(.*)$", path.read_text(encoding="utf-8"), flags=re.M)
+            assert anchor in {_slug(h) for h in headings}, f"{doc.name}: no heading for #{anchor} in {path.name}"
