@@ -224,7 +224,7 @@ def prepare_for_inference(models: "LivePortraitModels", channels_last: bool = Tr
 
 
 def compile_models(models: "LivePortraitModels", use_compile: bool = True, cuda_graphs: bool = False) -> None:
-    """``torch.compile`` the per-frame networks (M, W, G); first calls are slow, so warm up after this.
+    """``torch.compile`` the per-frame networks (M, W, G; on CPU only M and G); warm up after this.
 
     CUDA graphs use inductor's "reduce-overhead" mode (CUDA only, fixed input shapes: batch 1).
     If compilation is not available (no C++ compiler, unsupported platform) the plain modules stay.
@@ -240,7 +240,11 @@ def compile_models(models: "LivePortraitModels", use_compile: bool = True, cuda_
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True  # weights become constants: conv prepacking, folded ops (CPU)
-    for name in ("motion_extractor", "warping_module", "spade_generator"):
+    names = ["motion_extractor", "spade_generator"]
+    if models.device.type != "cpu":
+        # On CPU inductor lowers the 5-D grid_sample of W to gathers: measured 3x slower (PERFORMANCE.md).
+        names.insert(1, "warping_module")
+    for name in names:
         if name in models.modules:
             try:
                 models.modules[name] = torch.compile(models.modules[name], mode=mode, dynamic=False)
