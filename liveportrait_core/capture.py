@@ -300,6 +300,8 @@ class ImageFolderSource:
 def describe_source(source: str) -> str:
     """What ``capture.source`` refers to: ``camera``, ``video``, ``folder`` or ``camera-name``."""
     s = source.strip()
+    if not s:  # Path("") is the working folder: an empty setting must never read its images
+        return "camera-name"
     if s.isdigit() or re.fullmatch(r"/dev/video\d+", s):
         return "camera"
     p = Path(os.path.expanduser(s))

@@ -131,3 +131,9 @@ def test_linux_camera_listing_skips_metadata_nodes(tmp_path):
     assert [(c.index, c.name) for c in cams] == [(0, "Integrated Camera"), (2, "OBS Virtual Camera"),
                                                  (10, "Logitech BRIO")]
     assert capture._linux_cameras(tmp_path / "none") == []
+
+
+def test_empty_source_is_not_the_working_folder():
+    from liveportrait_core.capture import describe_source
+    assert describe_source("") == "camera-name"
+    assert describe_source("   ") == "camera-name"
