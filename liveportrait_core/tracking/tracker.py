@@ -127,8 +127,9 @@ class FaceTracker:
         raw = face.landmarks
         if face.score is not None:
             self._confidence = face.score
-        centre, size = lm.face_box(raw)
-        jumped = self._last_centre is not None and float(np.linalg.norm(centre - self._last_centre)) > JUMP * size
+        centre, face_side = lm.face_box(raw)
+        jumped = (self._last_centre is not None
+                  and float(np.linalg.norm(centre - self._last_centre)) > JUMP * face_side)
         if not self._have_face or jumped:  # (re)acquired or a cut: start the filters afresh, no gliding
             self._lmk_filter.reset()
             self._box_filter.reset()
