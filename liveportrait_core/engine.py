@@ -497,7 +497,8 @@ class Engine:
                 self._close_animator(old)
             animator = self._animator
             if animator is None:
-                self._set_state(sess, "starting", "loading models and character")
+                if self._state != "error":  # a retry keeps the error on show until it succeeds
+                    self._set_state(sess, "starting", "loading models and character")
                 try:
                     animator = self._backend.create_animator(self._settings)
                 except Exception as e:  # noqa: BLE001 - missing weights, bad character... said in the status

@@ -18,11 +18,23 @@ def configure(level: str | int = "INFO", stream=None) -> None:
         if getattr(h, "_lp_cli", False):
             h.setLevel(level)
             return
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
     handler._lp_cli = True  # type: ignore[attr-defined]
     handler.setLevel(level)
     root_logger.addHandler(handler)
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record, so that a replaced (and
+    later closed) stderr, as under pytest or an embedding host, never breaks logging."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
 
 
 class OnceFilter:

@@ -184,9 +184,20 @@ def _engine_threads() -> list[threading.Thread]:
 
 
 @pytest.fixture(autouse=True)
-def _no_leftover_threads():
+def _no_leftover_threads(monkeypatch):
+    """Every engine a test started is stopped afterwards, even when the test failed half-way, so
+    that one failure cannot leave threads behind that fail every later test."""
+    started: list[Engine] = []
+    real_start = Engine.start
+
+    def start(self, *a, **k):
+        started.append(self)
+        return real_start(self, *a, **k)
+
+    monkeypatch.setattr(Engine, "start", start)
     yield
-    assert _wait(lambda: not _engine_threads(), 5), [t.name for t in _engine_threads()]
+    stopped = all(e.stop(5.0) for e in started)
+    assert stopped and _wait(lambda: not _engine_threads(), 5), [t.name for t in _engine_threads()]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -484,7 +495,7 @@ def test_missing_models_show_as_error_and_keep_trying(tmp_path, monkeypatch):
     eng = Engine(_settings(str(_video(tmp_path / "d.avi", 5)), realtime=True, loop=True), [Collect()],
                  backend=NoModels())
     eng.start()
-    assert _wait(lambda: calls["n"] >= 2)
+    assert _wait(lambda: calls["n"] >= 2 and eng.status().state == "error")
     st = eng.status()
     assert st.state == "error" and "download-models" in st.message and "download-models" in eng.status_line()
     assert eng.stop()
