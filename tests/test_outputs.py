@@ -318,13 +318,45 @@ def test_make_output_from_settings(tmp_path):
     assert outputs.enabled_in_settings(s)["record"] is True
 
 
-def test_preview_window_shows_frames_on_a_real_display():
+@pytest.fixture
+def x_display(monkeypatch):
+    """An X display: the session's own, or a private Xvfb started for this test (skips without one)."""
     import os
+    import shutil
+    import subprocess
 
-    if not os.environ.get("DISPLAY"):
-        pytest.skip("no X display (run under xvfb-run to include this test)")
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    if shutil.which("Xvfb") is None:
+        pytest.skip("no X display and no Xvfb (CI installs xvfb)")
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    with os.fdopen(r) as f:
+        number = f.readline().strip()
+    if not number:
+        proc.kill()
+        pytest.skip("Xvfb did not start")
+    monkeypatch.setenv("DISPLAY", f":{number}")
+    try:
+        yield f":{number}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_preview_window_shows_frames_on_a_real_display(x_display):
+    import shutil
+    import subprocess
+
     p = PreviewWindow(title="lp-test-preview")
     p.open()
     for i in range(3):
         p.send(_frame(i))
+    if shutil.which("xdotool"):
+        found = subprocess.run(["xdotool", "search", "--name", "lp-test-preview"], capture_output=True,
+                               text=True, env={"DISPLAY": x_display}, timeout=10)
+        assert found.stdout.strip(), "the preview window is not on the display"
     p.close()
