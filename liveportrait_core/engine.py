@@ -16,6 +16,7 @@ Rules the engine keeps (docs/ENGINE.md):
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -94,6 +95,24 @@ class _Session:
     def handoffs(self) -> tuple[LatestValue, ...]:
         return self.captured, self.tracked, self.animated
 
+
+
+OUT_OF_MEMORY_ADVICE = ("out of GPU memory while animating: close other GPU applications, lower "
+                        "characters.device_cache_size or use model.precision=fp16")
+
+
+def _out_of_memory_advice(exc: BaseException) -> str:
+    """The advice for an out-of-memory error (empty otherwise); frees torch's cached GPU blocks so that
+    the next frame has a chance. The engine never imports torch itself: it is loaded if the model ran."""
+    if type(exc).__name__ != "OutOfMemoryError" and "out of memory" not in str(exc).lower():
+        return ""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception as e:  # noqa: BLE001 - advice must never fail
+        _log.debug("empty_cache failed: %s", e)
+    return OUT_OF_MEMORY_ADVICE
 
 class Engine:
     """Owns the pipeline threads; every public method is thread-safe and returns at once."""
@@ -331,10 +350,12 @@ class Engine:
             with self._lock:
                 self._character = str(name)
 
-    def _report(self, stage: str, exc: BaseException, level: int = logging.ERROR) -> None:
+    def _report(self, stage: str, exc: BaseException, level: int = logging.ERROR, advice: str = "") -> None:
         """Log (with traceback the first times, then rate-limited) and list the error in the status."""
         n = self._error_counts.get(stage, 0) + 1
         self._error_counts[stage] = n
+        if advice:
+            stage = f"{stage}: {advice}"
         text = f"{time.strftime('%H:%M:%S')} {stage}: {exc}"
         with self._lock:
             self._errors.append(text)
@@ -525,7 +546,7 @@ class Engine:
             try:
                 bgra = animator.animate(item.driving_rgb, item.observation)
             except Exception as e:  # noqa: BLE001
-                self._report("inference", e)
+                self._report("inference", e, advice=_out_of_memory_advice(e))
                 continue
             t1 = time.perf_counter()
             timer.record(t1 - t0, t1)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .animation import Offsets
+from .expression_names import NAMES
 from .models.keypoints import NUM_KP
 
 _log = logging.getLogger(__name__)
@@ -107,7 +108,8 @@ SHAPES: dict[str, ExpressionShape] = {
     "pupils_down": ExpressionShape(_gaze(0.0, -20.0)),
     "head_tilt": ExpressionShape({}, pose_deg=(0.0, 0.0, 12.0)),
 }
-NAMES = tuple(SHAPES)
+if tuple(SHAPES) != NAMES:  # one list of names for the engine and the OBS hotkeys
+    raise RuntimeError(f"expression shapes {tuple(SHAPES)} differ from expression_names.NAMES {NAMES}")
 EXPRESSION_NAMES = NAMES  #: the name the engine's backend asks for
 
 

@@ -318,6 +318,8 @@ def test_inference_failures_and_out_of_memory_are_reported_and_the_engine_keeps_
     assert [f.index for f in out.frames] == [0, 1, 4, 5, 6, 8, 9]
     assert len(st.errors) == 3 and all("inference" in e for e in st.errors)
     assert str(exc()) in st.errors[0]
+    oom = "out of memory" in str(exc())
+    assert (engine_mod.OUT_OF_MEMORY_ADVICE in st.errors[0]) == oom
 
 
 def test_persistent_out_of_memory_does_not_flood_the_log(tmp_path, caplog):
@@ -335,7 +337,7 @@ def test_persistent_out_of_memory_does_not_flood_the_log(tmp_path, caplog):
         assert eng.stop()
     logged = [r for r in caplog.records if "out of memory" in r.getMessage()]
     assert 1 <= len(logged) <= 3  # tracebacks the first three times, then one line per hundred
-    assert out.frames == [] and len(st.errors) == engine_mod.MAX_ERRORS and "out of memory" in st.line()
+    assert out.frames == [] and len(st.errors) == engine_mod.MAX_ERRORS and "out of GPU memory" in st.line()
 
 
 def test_a_failing_recorder_is_retried_while_the_obs_source_keeps_receiving(tmp_path, monkeypatch):

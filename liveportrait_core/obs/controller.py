@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 from liveportrait_core import paths
 from liveportrait_core import settings as schema
+from liveportrait_core.expression_names import NAMES as EXPRESSION_NAMES
 from liveportrait_core.obs import properties, scene, shutdown
 from liveportrait_core.obs.environment import EnvironmentReport
 from liveportrait_core.obs.hotkeys import Hotkeys
@@ -38,12 +39,9 @@ UNLOAD_BUDGET_S = 0.8
 #: Engine output names for the per-output hotkeys, and the setting each mirrors.
 OUTPUT_TOGGLES = (("obs_source", "OBS source"), ("spout", "Spout2"), ("ndi", "NDI"), ("preview", "preview window"),
                   ("record", "recording"))
-#: Expression hotkeys registered at load (they must exist then to get their saved bindings). The list is
-#: ``liveportrait_core.expressions.NAMES``, copied because that module imports torch, which must never
-#: load on OBS's UI thread (measured: 24 s of torch import inside script loading); a unit test keeps the
-#: two equal, and names the engine adds later get their hotkeys once it reports them.
-DEFAULT_EXPRESSIONS = ("smile", "wink_left", "wink_right", "blink", "aaa", "eee", "woo", "eyebrows_up",
-                       "pupils_left", "pupils_right", "pupils_up", "pupils_down", "head_tilt")
+#: Expression hotkeys registered at load (they must exist then to get their saved bindings); names the
+#: engine adds later get their hotkeys once it reports them.
+DEFAULT_EXPRESSIONS = EXPRESSION_NAMES
 
 EngineFactory = Callable[[schema.Settings], Any]
 
