@@ -41,6 +41,15 @@ def venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def venv_command(*args: str) -> str:
+    """A command for the user to copy: the venv's own Python by its full path (quoted when the path
+    has spaces), so that it works from any folder and never picks up another ``python`` on PATH."""
+    exe = str(venv_python())
+    if " " in exe:
+        exe = f'"{exe}"'
+    return " ".join((exe, *args))
+
+
 def run(cmd: list[str], check: bool = True) -> int:
     say("$ " + " ".join(str(c) for c in cmd))
     rc = subprocess.call([str(c) for c in cmd], cwd=ROOT)
@@ -107,15 +116,19 @@ def main() -> int:
         if run([py, "-m", "liveportrait_core", "download-models"], check=False) != 0:
             ready = False
             say("the official weights could not be downloaded (see above); everything else is installed. "
-                "Run `python -m liveportrait_core download-models` when you are online, or copy the files "
-                "into models/ as models/README.md shows.")
+                f"Run `{venv_command('-m', 'liveportrait_core', 'download-models')}` when you are online, or copy "
+                "the files into models/ as models/README.md shows.")
     if run([py, "-m", "liveportrait_core", "doctor"], check=False) != 0:
         ready = False
-    if args.no_run:
-        return 0
+    doctor = venv_command("-m", "liveportrait_core", "doctor")
+    demo = venv_command("-m", "liveportrait_core", "demo")
     if not ready:
-        say("not starting the demo: `doctor` above lists what is missing and how to fix it.")
-        return 3
+        say(f"{'set up' if args.no_run else 'not starting the demo'}: `doctor` above lists what is missing and "
+            f"how to fix it; check again with `{doctor}`, then start the demo with `{demo}`.")
+        return 0 if args.no_run else 3
+    if args.no_run:
+        say(f"set up and ready; start the demo with `{demo}`.")
+        return 0
     say("starting the demo (close its window or press q to stop)")
     return run([py, "-m", "liveportrait_core", "demo"], check=False)
 

@@ -53,6 +53,21 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _install(args: str = "") -> str:
+    """How README.md tells users to run install.py: ``python3 install.py`` on Linux and macOS,
+    ``py -3.X install.py`` on Windows (the launcher picks the Python OBS uses; 3.X is this Python's
+    version when OBS can load it, else 3.12). Run in the project folder, with the Python that OBS uses."""
+    if sys.platform == "win32":
+        v = sys.version_info
+        lo, hi = OBS_PYTHONS
+        usable = struct.calcsize("P") == 8 and lo <= (v.major, v.minor) <= hi
+        minor = v.minor if usable else hi[1]
+        cmd = f"py -3.{minor} install.py"
+    else:
+        cmd = "python3 install.py"
+    return f"{cmd} {args}".rstrip()
+
+
 def _pip(args: str) -> str:
     exe = f'"{sys.executable}"' if " " in sys.executable else sys.executable
     return f"{exe} -m pip install {args}"
@@ -71,13 +86,13 @@ def check_python() -> Check:
         return Check("python", OK, detail + "; suits OBS scripting")
     return Check("python", WARN, detail + f"; OBS scripting needs 64-bit Python {lo[0]}.{lo[1]}-{hi[0]}.{hi[1]} "
                  "(the command line still works)",
-                 f"install 64-bit Python {lo[0]}.{lo[1]}-{hi[0]}.{hi[1]}, run `python install.py` with it, "
+                 f"install 64-bit Python {lo[0]}.{lo[1]}-{hi[0]}.{hi[1]}, run `{_install()}` with it, "
                  "and select it in OBS under Tools > Scripts > Python Settings")
 
 
 def check_torch(settings: Settings) -> Check:
     if importlib.util.find_spec("torch") is None:
-        return Check("torch", FAIL, "PyTorch is not installed", "python install.py")
+        return Check("torch", FAIL, "PyTorch is not installed", f"in the project folder run `{_install()}`")
     import torch
 
     cuda_build = torch.version.cuda
@@ -85,7 +100,7 @@ def check_torch(settings: Settings) -> Check:
     detail = f"torch {torch.__version__} ({build})"
     want = settings.model.device
     cuda_fix = (_pip(f'--force-reinstall "torch=={torch.__version__.split("+")[0]}" --index-url {TORCH_CUDA_INDEX}')
-                + " (or `python install.py --torch cuda`)")
+                + f" (or `{_install('--torch cuda')}`)")
     if torch.cuda.is_available():
         return Check("torch", OK, f"{detail}; CUDA device: {torch.cuda.get_device_name(0)}")
     mps = getattr(torch.backends, "mps", None)

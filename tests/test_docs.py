@@ -333,3 +333,15 @@ def test_relative_links_and_anchors_exist(doc: Path):
         if anchor and path.suffix == ".md":
             headings = re.findall(r"^#+\s+(.*)$", path.read_text(encoding="utf-8"), flags=re.M)
             assert anchor in {_slug(h) for h in headings}, f"{doc.name}: no heading for #{anchor} in {path.name}"
+
+
+def test_installation_guide_shows_install_help_exactly():
+    """docs/INSTALLATION.md quotes ``install.py --help`` word for word (at argparse's 80-column width)."""
+    env = {**os.environ, "COLUMNS": "80", "PYTHONIOENCODING": "utf-8"}
+    p = subprocess.run([sys.executable, str(REPO / "install.py"), "--help"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.startswith("usage: install.py")
+    guide = (REPO / "docs" / "INSTALLATION.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```\n(usage: install\.py.*?)```", guide, flags=re.S)
+    assert blocks == [p.stdout.rstrip("\n") + "\n"], \
+        f"docs/INSTALLATION.md must show `python3 install.py --help` as printed now:\n{p.stdout}"

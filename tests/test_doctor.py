@@ -160,3 +160,45 @@ def test_quick_skips_the_hashes(monkeypatch, capsys):
     monkeypatch.setattr(doctor, "run_checks", lambda s: seen.setdefault("s", s) and [])
     cli.main(["doctor", "--quick", "--json"])
     assert seen["s"].model.verify_checksums is False
+
+
+@pytest.mark.parametrize("platform,version,expected", [
+    ("linux", (3, 12), "python3 install.py --torch cuda"),
+    ("darwin", (3, 11), "python3 install.py --torch cuda"),
+    ("win32", (3, 12), "py -3.12 install.py --torch cuda"),
+    ("win32", (3, 10), "py -3.10 install.py --torch cuda"),
+    ("win32", (3, 13), "py -3.12 install.py --torch cuda"),  # OBS cannot load 3.13: README's 3.12
+])
+def test_install_fixes_use_the_commands_readme_shows(monkeypatch, platform, version, expected):
+    monkeypatch.setattr(doctor.sys, "platform", platform)
+    monkeypatch.setattr(doctor.sys, "version_info", types.SimpleNamespace(major=version[0], minor=version[1]))
+    assert doctor._install("--torch cuda") == expected
+    assert doctor._install() == expected.removesuffix(" --torch cuda")
+
+
+@pytest.mark.parametrize("platform,command", [("linux", "python3 install.py"), ("win32", "py -3.12 install.py")])
+def test_fixes_never_say_a_bare_python_install(monkeypatch, platform, command):
+    """Every fix that runs install.py names it as README.md does, never `python install.py`."""
+    monkeypatch.setattr(doctor.sys, "platform", platform)
+    v = types.SimpleNamespace(major=3, minor=9, micro=0)
+    monkeypatch.setattr(doctor.sys, "version_info", v)
+    py = doctor.check_python()
+    assert py.status == "WARN" and f"run `{command}` with it" in py.fix
+    monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda name: None)
+    torch_missing = doctor.check_torch(Settings())
+    assert torch_missing.status == "FAIL" and torch_missing.fix == f"in the project folder run `{command}`"
+    for check in (py, torch_missing):
+        assert "python install.py" not in check.fix
+
+
+def test_cpu_torch_fix_offers_install_with_torch_cuda(monkeypatch):
+    import torch
+
+    if torch.cuda.is_available() or torch.version.cuda is not None:
+        pytest.skip("this machine's torch is a CUDA build")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        pytest.skip("Apple MPS")
+    monkeypatch.setattr(doctor.sys, "platform", "linux")
+    check = doctor.check_torch(Settings())
+    assert check.status == "WARN" and check.fix.endswith(" (or `python3 install.py --torch cuda`)")
