@@ -36,6 +36,11 @@ class Tracker(Protocol):
     def close(self) -> None: ...
 
 
+class FrameCancelled(Exception):
+    """An animator gave up a frame because the engine is stopping (checked between the networks, so
+    that a stop does not wait for a whole CPU frame of several seconds)."""
+
+
 class AnimatorStage(Protocol):
     """Animates the active character; owns the character library and the expressions."""
 
@@ -94,12 +99,9 @@ class LivePortraitBackend:
         return [p.name for p in list_character_files(settings.characters)]
 
     def expression_names(self) -> list[str]:
-        try:
-            from liveportrait_core import expressions  # noqa: PLC0415
+        from liveportrait_core.expression_names import NAMES  # noqa: PLC0415 - torch-free
 
-            return list(getattr(expressions, "NAMES", ()))
-        except (ImportError, AttributeError):
-            return []
+        return list(NAMES)
 
 
 class _TrackerAdapter:

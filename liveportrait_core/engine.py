@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from liveportrait_core import outputs as outputs_mod
-from liveportrait_core.backend import AnimatorStage, Backend, LivePortraitBackend, Tracker
+from liveportrait_core.backend import AnimatorStage, Backend, FrameCancelled, LivePortraitBackend, Tracker
 from liveportrait_core.capture import CapturedFrame, CaptureError, FrameSource, is_finite, open_source
 from liveportrait_core.handoff import END_OF_STREAM, EndOfStream, LatestValue
 from liveportrait_core.outputs.base import Output, PublishedFrame
@@ -543,8 +543,12 @@ class Engine:
             if self._paused:
                 continue
             t0 = time.perf_counter()
+            if hasattr(animator, "should_stop"):
+                animator.should_stop = sess.stop.is_set
             try:
                 bgra = animator.animate(item.driving_rgb, item.observation)
+            except FrameCancelled:
+                return  # stopped between two networks: the frame is not wanted any more
             except Exception as e:  # noqa: BLE001
                 self._report("inference", e, advice=_out_of_memory_advice(e))
                 continue

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 import torch
 
 from .animation import DrivingOptions, MotionDriver, MotionFilterSettings, RetargetingNets
+from .backend import FrameCancelled
 from .characters import CharacterError, CharacterLibrary, PreparedCharacter
 from .expressions import NAMES as EXPRESSION_NAMES, Expressions, add_offsets
 from .idle import IdleAnimator, blend_motion
@@ -66,6 +67,8 @@ class Animator:
         self._last_lip: torch.Tensor | None = None
         self._base: np.ndarray | None = None  # the character as BGRA, copied for every frame
         self.last_keypoints: torch.Tensor | None = None  #: x_d of the last frame (for checks and debugging)
+        #: Asked between the networks; the engine points it at its stop flag (``FrameCancelled`` then).
+        self.should_stop: Callable[[], bool] = lambda: False
         self.update_settings(settings)
 
     @classmethod
@@ -202,10 +205,16 @@ class Animator:
         """Warp and decode: the animated 512x512 crop, BGR uint8 on the host (one transfer)."""
         c = self.character
         with torch.inference_mode():
+            self._check_stop()
             feature = self.models.run("warping_module", c.f_s, kp_driving=x_d, kp_source=self.driver.source.x_s)
+            self._check_stop()
             img = self.models.run("spade_generator", feature["out"])
             u8 = (img[0].clamp(0.0, 1.0) * 255.0).to(torch.uint8)  # truncation, as the official astype
             return u8.flip(0).permute(1, 2, 0).contiguous().cpu().numpy()
+
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise FrameCancelled("the engine is stopping")
 
     def animate(self, driving_rgb256: np.ndarray | None, observation: Any) -> np.ndarray:
         """The BGRA uint8 frame: the character with its animated face (idle when no face is found)."""

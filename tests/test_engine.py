@@ -501,6 +501,33 @@ def test_missing_models_show_as_error_and_keep_trying(tmp_path, monkeypatch):
     assert eng.stop()
 
 
+def test_stop_cancels_a_long_frame_in_flight(tmp_path):
+    """A CPU frame takes seconds: the animator is told to stop between networks, and stop() is prompt."""
+    from liveportrait_core.backend import FrameCancelled
+
+    entered = threading.Event()
+
+    class Slow(FakeAnimator):
+        should_stop = staticmethod(lambda: False)
+
+        def animate(self, driving, observation):
+            entered.set()
+            end = time.monotonic() + 30.0  # "W then G" on a slow CPU
+            while time.monotonic() < end:
+                if self.should_stop():
+                    raise FrameCancelled("stopping")
+                time.sleep(0.01)
+            return super().animate(driving, observation)
+
+    backend = FakeBackend()
+    backend.create_animator = lambda s: Slow(backend.log)  # type: ignore[method-assign]
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 5))), [Collect()], backend=backend)
+    eng.start()
+    assert entered.wait(10)
+    assert eng.stop(1.0)
+    assert not eng.running and not eng.status().errors
+
+
 def test_stop_from_a_frame_callback_does_not_deadlock(tmp_path):
     eng = Engine(_settings(str(_video(tmp_path / "d.avi", 10)), realtime=True, loop=True), [Collect()],
                  backend=FakeBackend())

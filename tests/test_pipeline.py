@@ -109,6 +109,37 @@ def test_crop_output_without_paste_back(tmp_path, recipe_models, monkeypatch):
     assert frame[:, :70, 3].max() == 0 and frame[90, 160, 3] == 255  # letterboxed, transparent bars
 
 
+def test_a_stop_cancels_the_frame_between_the_networks(tmp_path, recipe_models, monkeypatch):
+    """On a CPU W and G take seconds each: a stopping engine must not wait for both."""
+    from liveportrait_core.backend import FrameCancelled
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
+    settings = _settings(folder, tmp_path)
+    animator = Animator(recipe_models, settings, CharacterLibrary(settings, recipe_models))
+    animator.select_character(0)
+    ran: list[str] = []
+
+    def run(name, *args, **kwargs):  # records the order; W's output is all the decoder needs
+        ran.append(name)
+        return {"out": torch.zeros(1, 256, 64, 64)} if name == "warping_module" else torch.zeros(1, 3, 512, 512)
+
+    monkeypatch.setattr(animator.models, "run", run)
+    x_d = animator.driver.source.x_s
+    animator.should_stop = lambda: True
+    with pytest.raises(FrameCancelled):
+        animator.render_crop(x_d)
+    assert ran == []
+    answers = iter([False, True])
+    animator.should_stop = lambda: next(answers)
+    with pytest.raises(FrameCancelled):
+        animator.render_crop(x_d)
+    assert ran == ["warping_module"]
+    animator.should_stop = lambda: False
+    assert animator.render_crop(x_d).shape == (512, 512, 3)
+
+
 def test_keypoints_idle_expressions_and_calibration(tmp_path, recipe_models):
     folder = tmp_path / "chars"
     folder.mkdir()
