@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,8 @@ from .settings import CharacterSettings, Settings
 _log = logging.getLogger(__name__)
 
 #: Bump when the preparation or the cache format changes: old cache entries are then ignored.
-PREPARATION_VERSION = 1
+#: 2: entries also hold the paste-back mask in the image (``paste_mask``, ``paste_mask_roi``).
+PREPARATION_VERSION = 2
 
 
 class CharacterError(ValueError):
@@ -255,7 +257,12 @@ _MOTION_KEYS = ("pitch", "yaw", "roll", "R", "kp", "exp", "t", "scale")
 
 
 def save_prepared(p: PreparedCharacter, cache_dir: Path) -> Path:
-    """Write the prepared data (never the user's image) atomically into the cache folder."""
+    """Write the prepared data (never the user's image) atomically into the cache folder.
+
+    With it goes the paste-back mask in the image's own pixels (made here if not yet made): only its
+    bounding box, as the exact uint8 values ``PasteBack`` computes, so a cache hit skips that warp too.
+    """
+    roi, mask_box = p.ensure_paste_back().mask_box()
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / f"{p.key}.npz"
     tmp = cache_dir / f".{p.key}.{os.getpid()}.{threading.get_ident()}.tmp.npz"
@@ -268,6 +275,7 @@ def save_prepared(p: PreparedCharacter, cache_dir: Path) -> Path:
         "face_eye_centre": f.eye_centre, "face_lip_centre": f.lip_centre, "face_points": f.points,
         "face_scalars": np.array([f.confidence, f.eye_ratio[0], f.eye_ratio[1], f.lip_ratio, f.roll_deg, f.size_px],
                                  np.float64),
+        "paste_mask_roi": np.array(roi, np.int64), "paste_mask": mask_box,
         "version": np.array(PREPARATION_VERSION),
     }
     arrays.update({f"motion_{k}": p.motion[k].detach().float().cpu().numpy() for k in _MOTION_KEYS})
@@ -278,7 +286,8 @@ def save_prepared(p: PreparedCharacter, cache_dir: Path) -> Path:
 
 
 def load_prepared(path: Path, name: str, key: str, device, cache_dir: Path) -> PreparedCharacter | None:
-    """The cached preparation of ``path`` (re-reading the image itself), or None when absent or unreadable."""
+    """The cached preparation of ``path`` (re-reading the image itself), or None when absent, unreadable or
+    not matching the image (e.g. a paste-back mask of another size): the caller then prepares again."""
     import torch  # noqa: PLC0415
 
     file = cache_dir / f"{key}.npz"
@@ -290,7 +299,9 @@ def load_prepared(path: Path, name: str, key: str, device, cache_dir: Path) -> P
                 return None
             a = {k: z[k] for k in z.files}
         img = load_image(path, limit=True)
-    except (OSError, ValueError, KeyError) as e:
+        mask = crop_mod.mask_from_box(a["paste_mask_roi"], a["paste_mask"], img.bgr.shape[:2])
+        paste_back = crop_mod.PasteBack(img.bgr, a["M_c2o"], img.alpha, mask_ori=mask)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         _log.warning("ignoring unreadable cache entry %s (%s); preparing %s again", file, e, name)
         return None
     cx, cy, size, angle = a["rect"]
@@ -302,7 +313,8 @@ def load_prepared(path: Path, name: str, key: str, device, cache_dir: Path) -> P
     motion = {k: torch.from_numpy(a[f"motion_{k}"]).to(device) for k in _MOTION_KEYS}
     return PreparedCharacter(name=name, path=path, key=key, image_bgr=img.bgr, alpha=img.alpha, crop=transform,
                              crop_rgb256=a["crop_rgb256"], crop_alpha512=crop_alpha, face=face,
-                             f_s=torch.from_numpy(a["f_s"]).to(device), motion=motion, device=device)
+                             f_s=torch.from_numpy(a["f_s"]).to(device), motion=motion, device=device,
+                             paste_back=paste_back)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -202,7 +202,10 @@ class PasteBack:
     """
 
     def __init__(self, image: np.ndarray, M_c2o: np.ndarray, alpha: np.ndarray | None = None,
-                 dsize: int = SOURCE_DSIZE) -> None:
+                 dsize: int = SOURCE_DSIZE, mask_ori: np.ndarray | None = None) -> None:
+        """``mask_ori``: the mask in the image made earlier for the same image, ``M_c2o`` and ``dsize``
+        (e.g. from the character cache), HxW, either uint8 0..255 (``mask_u8``) or float32 0..1
+        (``self.mask_ori``); given, the warp is skipped and the result is bit-identical."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"paste-back needs an HxWx3 uint8 image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
@@ -210,7 +213,18 @@ class PasteBack:
         self.alpha = alpha
         self.dsize = dsize
         self.M_c2o = np.asarray(M_c2o, np.float32)
-        mask = self._mask_in_image(dsize, w, h)
+        if mask_ori is None:
+            mask = self._mask_in_image(dsize, w, h)
+        else:
+            mask_ori = np.asarray(mask_ori)
+            if mask_ori.shape != (h, w):
+                raise ValueError(f"paste-back mask is {mask_ori.shape}, the image is {(h, w)}")
+            if mask_ori.dtype == np.uint8:
+                mask = mask_ori
+            elif mask_ori.dtype == np.float32:  # k/255 in float32: ×255 rounds back to k exactly
+                mask = np.clip(mask_ori * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            else:
+                raise ValueError(f"paste-back mask must be uint8 or float32, got {mask_ori.dtype}")
         #: mask in the image, 0..1 (one channel of the official 3-channel ``mask_ori``)
         self.mask_ori = mask.astype(np.float32) / 255.0
         ys, xs = np.nonzero(mask)
@@ -227,6 +241,13 @@ class PasteBack:
         self._alpha_cover: np.ndarray | None = None  # made on the first paste_bgra with a crop alpha
         self._colour_cover: np.ndarray | None = None
         self._see_through: np.ndarray | None = None
+
+    def mask_box(self) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """(roi, mask) — the mask's bounding box (x0, y0, x1, y1) and the uint8 mask inside it (a copy):
+        all of the mask that is not 0, compact enough to store; ``mask_from_box`` rebuilds it exactly."""
+        x0, y0, x1, y1 = self.roi
+        box = self.mask_ori[y0:y1, x0:x1] * np.float32(255.0) + np.float32(0.5)
+        return self.roi, np.clip(box, 0, 255).astype(np.uint8)
 
     def _mask_in_image(self, dsize: int, w: int, h: int) -> np.ndarray:
         """The official ``mask_ori`` (one channel, uint8), sampled exactly but only where the crop lands."""
@@ -308,3 +329,24 @@ class PasteBack:
         out[y0:y1, x0:x1, :3] = np.clip(colour, 0, 255)
         out[y0:y1, x0:x1, 3] = np.clip(total[..., 0] * 255.0 + 0.5, 0, 255)
         return out
+
+
+def mask_from_box(roi, box: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """The full HxW uint8 paste-back mask from ``PasteBack.mask_box()`` (0 outside the box).
+
+    Raises ValueError when the parts do not fit together (a box outside the image, a box of another size
+    than its ``roi``, not uint8): the caller then computes the mask again.
+    """
+    h, w = (int(v) for v in size_hw)
+    roi = np.asarray(roi)
+    if roi.shape != (4,) or not np.issubdtype(roi.dtype, np.integer):
+        raise ValueError(f"paste-back mask box must be 4 integers, got {roi.shape} {roi.dtype}")
+    x0, y0, x1, y1 = (int(v) for v in roi)
+    box = np.asarray(box)
+    if box.dtype != np.uint8 or box.ndim != 2:
+        raise ValueError(f"paste-back mask box must be a 2-D uint8 array, got {box.shape} {box.dtype}")
+    if not (0 <= x0 <= x1 <= w and 0 <= y0 <= y1 <= h) or box.shape != (y1 - y0, x1 - x0):
+        raise ValueError(f"paste-back mask box {box.shape} at {(x0, y0, x1, y1)} does not fit a {w}x{h} image")
+    mask = np.zeros((h, w), np.uint8)
+    mask[y0:y1, x0:x1] = box
+    return mask

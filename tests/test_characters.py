@@ -125,6 +125,53 @@ def test_bad_images_are_rejected_with_a_message_and_the_library_keeps_working(fo
     assert "b_woman.jpg" not in lib.errors()
 
 
+def test_cache_hit_brings_the_paste_back_mask_and_a_bad_mask_means_preparing_again(tmp_path, recipe_models,
+                                                                                     monkeypatch):
+    from liveportrait_core import characters as ch
+    from liveportrait_core import crop
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    bgr = cv2.imread(str(shared_path("testdata", "characters", "s1.jpg")))
+    alpha = np.tile(np.linspace(255, 64, bgr.shape[1]).astype(np.uint8), (bgr.shape[0], 1))  # see-through right
+    cv2.imwrite(str(folder / "woman.png"), np.dstack([bgr, alpha]))
+    lib = CharacterLibrary(_settings(folder, tmp_path), recipe_models)
+    fresh = lib.get("woman.png")
+    assert lib.prepare_calls == 1 and fresh.alpha is not None and fresh.crop_alpha512 is not None
+    entry = tmp_path / "cache" / f"{fresh.key}.npz"
+    with np.load(entry) as z:
+        roi, box = z["paste_mask_roi"], z["paste_mask"]
+    assert box.dtype == np.uint8 and box.shape == (roi[3] - roi[1], roi[2] - roi[0])
+    assert box.size < fresh.image_bgr.shape[0] * fresh.image_bgr.shape[1]  # only the mask's box is stored
+
+    calls = []
+    real = crop.PasteBack._mask_in_image
+    monkeypatch.setattr(crop.PasteBack, "_mask_in_image", lambda *a: calls.append(1) or real(*a))
+    restarted = CharacterLibrary(_settings(folder, tmp_path), recipe_models)
+    hit = restarted.get("woman.png")
+    assert restarted.prepare_calls == 0 and calls == []  # neither the networks nor the mask warp ran
+    rng = np.random.default_rng(1)
+    anim = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    assert np.array_equal(hit.paste_back.mask_ori, fresh.paste_back.mask_ori)
+    assert hit.paste_back.roi == fresh.paste_back.roi
+    assert np.array_equal(hit.crop_alpha512, fresh.crop_alpha512)
+    assert np.array_equal(hit.ensure_paste_back().paste_bgra(anim, hit.crop_alpha512),
+                          fresh.ensure_paste_back().paste_bgra(anim, fresh.crop_alpha512))
+
+    # a mask of the wrong size, a box outside the image, a truncated file: prepared again, never a crash
+    good = dict(np.load(entry))
+    cache_dir = tmp_path / "cache"
+    for bad in ({"paste_mask": good["paste_mask"][:-1]}, {"paste_mask_roi": good["paste_mask_roi"] + 10_000}):
+        np.savez(entry, **{**good, **bad})
+        assert ch.load_prepared(folder / "woman.png", "woman.png", fresh.key, "cpu", cache_dir) is None
+    entry.write_bytes(entry.read_bytes()[:5000])
+    assert ch.load_prepared(folder / "woman.png", "woman.png", fresh.key, "cpu", cache_dir) is None
+    again = CharacterLibrary(_settings(folder, tmp_path), recipe_models)
+    assert np.array_equal(again.get("woman.png").paste_back.mask_ori, fresh.paste_back.mask_ori)
+    assert again.prepare_calls == 1 and len(calls) == 1  # re-prepared, the mask computed once, entry rewritten
+    assert ch.load_prepared(folder / "woman.png", "woman.png", fresh.key, "cpu", cache_dir) is not None
+
+
 def test_hotkey_slots_follow_settings(folder, tmp_path, recipe_models):
     s = _settings(folder, tmp_path)
     s.hotkeys.character_slots = ["b_woman.jpg", "a_painting.jpg"]

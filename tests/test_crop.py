@@ -177,3 +177,29 @@ def test_degenerate_eye_lip_axis_falls_back_to_upright():
     pts = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], np.float32)
     rect = crop.rect_from_points(np.array([5, 5]), np.array([5, 5]), pts, scale=1.0, vy_ratio=0.0)
     assert rect.angle == 0.0 and rect.size == pytest.approx(10.0)
+
+
+def test_precomputed_mask_skips_the_warp_and_pastes_identically(monkeypatch):
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (300, 260, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (300, 260), dtype=np.uint8)
+    t = crop.source_crop_transform(np.array([120.0, 130.0]), np.array([125.0, 190.0]),
+                                   np.array([[60, 80], [190, 80], [125, 230]], np.float32))
+    fresh = crop.PasteBack(image, t.M_c2o, alpha)
+    roi, box = fresh.mask_box()
+    assert box.dtype == np.uint8 and box.shape == (roi[3] - roi[1], roi[2] - roi[0])
+    assert 0 < box.size < image.shape[0] * image.shape[1]  # only the box is kept
+    calls = []
+    monkeypatch.setattr(crop.PasteBack, "_mask_in_image", lambda *a: calls.append(a))
+    full = crop.mask_from_box(roi, box, image.shape[:2])
+    crops = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8), rng.integers(0, 256, (512, 512), dtype=np.uint8)
+    for given in (full, fresh.mask_ori):  # uint8 (the cache) or float32 (``mask_ori``)
+        again = crop.PasteBack(image, t.M_c2o, alpha, mask_ori=given)
+        assert again.roi == fresh.roi and np.array_equal(again.mask_ori, fresh.mask_ori)
+        assert np.array_equal(again.paste_bgra(*crops), fresh.paste_bgra(*crops))
+    assert calls == []
+    with pytest.raises(ValueError, match="mask"):
+        crop.PasteBack(image, t.M_c2o, mask_ori=full[:-1])
+    for bad in ((roi, box[:-1]), ((0, 0, 999, 999), box), (roi, box.astype(np.float32)), (np.array(roi, float), box)):
+        with pytest.raises(ValueError, match="mask box"):
+            crop.mask_from_box(*bad, image.shape[:2])
