@@ -97,8 +97,9 @@ class TrackerFaceFinder:
     """The tracking package's character-image face finder (MediaPipe, static mode, confidence gate,
     small-face passes), opened on first use and kept for later images."""
 
-    def __init__(self, min_face_px: int = 64) -> None:
+    def __init__(self, min_face_px: int = 64, min_confidence: float = 0.8) -> None:
         self.min_face_px = min_face_px
+        self.min_confidence = min_confidence
         self._finder = None
         self._lock = threading.Lock()
 
@@ -108,7 +109,7 @@ class TrackerFaceFinder:
 
         with self._lock:
             if self._finder is None:
-                self._finder = CharacterFaceFinder(min_face_px=self.min_face_px)
+                self._finder = CharacterFaceFinder(min_confidence=self.min_confidence, min_face_px=self.min_face_px)
             face = self._finder.find(image_bgr)
         if not face.found or face.landmarks is None:
             raise CharacterError(face.message)
@@ -358,12 +359,17 @@ class CharacterLibrary:
             self.cache_dir = paths.resolve(cs.cache_dir) if cs.cache_dir else paths.user_cache_dir() / "characters"
             while len(self._device) > cs.device_cache_size:
                 self._device.popitem(last=False)
+            finder = self._face_finder
+            if isinstance(finder, TrackerFaceFinder) and (finder.min_face_px, finder.min_confidence) != (
+                    cs.min_face_px, cs.min_face_confidence):
+                self._face_finder = None  # new thresholds: refused images get another chance on next use
             self.rescan(force=True)
 
     @property
     def face_finder(self) -> FaceFinder:
         if self._face_finder is None:
-            self._face_finder = TrackerFaceFinder(self.settings.characters.min_face_px)
+            cs = self.settings.characters
+            self._face_finder = TrackerFaceFinder(cs.min_face_px, cs.min_face_confidence)
         return self._face_finder
 
     def rescan(self, force: bool = False) -> list[str]:
@@ -521,15 +527,15 @@ def image_format(path: Path) -> str:
     return "unknown"
 
 
-def animated_region_mask(path: Path, min_face_px: int = 64,
-                         face_finder: FaceFinder | None = None) -> tuple[np.ndarray, np.ndarray]:
+def animated_region_mask(path: Path, min_face_px: int = 64, face_finder: FaceFinder | None = None,
+                         min_confidence: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
     """(mask, overlay) for a character image: the paste-back mask in the image's own pixels (uint8, 255 =
     animated) and the image with everything outside the animated region dimmed (BGR)."""
     try:
         img = load_image(path, limit=True)
     except ImageError as e:
         raise CharacterError(str(e)) from None
-    face = find_face(path.name, img.bgr, face_finder or TrackerFaceFinder(min_face_px), min_face_px)
+    face = find_face(path.name, img.bgr, face_finder or TrackerFaceFinder(min_face_px, min_confidence), min_face_px)
     transform = crop_mod.source_crop_transform(face.eye_centre, face.lip_centre, face.points)
     mask = crop_mod.PasteBack(img.bgr, transform.M_c2o).mask_ori
     overlay = (img.bgr.astype(np.float32) * (0.35 + 0.65 * mask[..., None])).astype(np.uint8)

@@ -100,6 +100,8 @@ class CharacterSettings:
     cache_dir: str = _f("", "prepared-character cache (empty: the per-user cache folder)")
     device_cache_size: int = _f(4, "prepared characters kept on the GPU for instant switching", min=1, max=32)
     min_face_px: int = _f(64, "smallest face (pixels across) accepted in a character image", min=16, max=4096)
+    min_face_confidence: float = _f(0.8, "face-detector score a character's face needs; lower it (e.g. 0.6) for "
+                                    "stylised art or animals that are refused", min=0.3, max=0.99)
     rescan_s: float = _f(2.0, "seconds between checks for added, removed or changed files (0: never)",
                          min=0.0, max=3600.0)
 

@@ -214,3 +214,27 @@ def test_check_character_command_writes_previews_and_verdicts(tmp_path, capsys):
     assert mask.shape == (1144, 1144) and mask.max() == 255 and mask.min() == 0
     assert Path(woman["region_preview"]).is_file() and Path(woman["crop_preview"]).is_file()
     assert _digests(folder) == before  # nothing written next to the images
+
+
+def test_min_face_confidence_setting_lets_a_refused_animal_in(tmp_path):
+    """The dog photo s25 scores about 0.72 with the human face detector: refused at the default 0.8,
+    accepted once the user lowers ``characters.min_face_confidence`` (applied live, no restart)."""
+    import cv2
+
+    from liveportrait_core.characters import CharacterError, CharacterLibrary
+    from liveportrait_core.settings import Settings
+    from tests.conftest import shared_path
+
+    dog = cv2.imread(str(shared_path("testdata", "characters", "s25.jpg")))
+    s = Settings()
+    s.characters.folder = str(tmp_path)
+    s.characters.cache_dir = str(tmp_path / "cache")
+    library = CharacterLibrary(s, None)
+    with pytest.raises(CharacterError, match="0.80"):
+        library.face_finder(dog)
+    lowered = Settings()
+    lowered.characters.folder, lowered.characters.cache_dir = s.characters.folder, s.characters.cache_dir
+    lowered.characters.min_face_confidence = 0.6
+    library.update_settings(lowered)
+    face = library.face_finder(dog)
+    assert 0.6 <= face.confidence < 0.8

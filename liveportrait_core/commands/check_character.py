@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="check-character", help="folder for previews (default: ./check-character)")
     p.add_argument("--no-preview", action="store_true", help="do not write crop and mask previews")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.add_argument("--min-confidence", type=float, help="detector score a face needs (default 0.8)")
+    p.add_argument("--min-confidence", type=float,
+                   help="detector score a face needs (default: characters.min_face_confidence, 0.8)")
 
 
 def _write_png(path: Path, image) -> str | None:
@@ -31,7 +32,7 @@ def _write_png(path: Path, image) -> str | None:
     return str(path.resolve())
 
 
-def _extend(report, out: Path | None, min_face_px: int) -> dict:
+def _extend(report, out: Path | None, min_face_px: int, min_confidence: float) -> dict:
     """The tracking report plus format, animated-region mask, verdict and advice (characters.py)."""
     from liveportrait_core import characters  # noqa: PLC0415
 
@@ -41,7 +42,7 @@ def _extend(report, out: Path | None, min_face_px: int) -> dict:
     d["mask_preview"] = d["region_preview"] = None
     if out is not None and report.face_found:
         try:
-            mask, overlay = characters.animated_region_mask(path, min_face_px)
+            mask, overlay = characters.animated_region_mask(path, min_face_px, min_confidence=min_confidence)
             d["mask_preview"] = _write_png(out / f"{path.stem}.mask.png", mask)
             d["region_preview"] = _write_png(out / f"{path.stem}.region.png", overlay)
         except characters.CharacterError as e:
@@ -71,6 +72,8 @@ def run(args: argparse.Namespace, settings) -> int:
     from liveportrait_core.tracking.mesh import TrackerUnavailable  # noqa: PLC0415
 
     min_face_px = settings.characters.min_face_px
+    if args.min_confidence is None:
+        args.min_confidence = settings.characters.min_face_confidence
     try:
         reports = character_check.check_characters(
             args.paths, args.out, previews=not args.no_preview, min_confidence=args.min_confidence,
@@ -84,6 +87,6 @@ def run(args: argparse.Namespace, settings) -> int:
     out = None if args.no_preview else Path(args.out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    rows = [_extend(r, out, min_face_px) for r in reports]
+    rows = [_extend(r, out, min_face_px, args.min_confidence) for r in reports]
     print(json.dumps(rows, indent=2) if args.json else _format(rows))
     return 0 if all(r["verdict"] != "unusable" for r in rows) else 1
