@@ -69,10 +69,44 @@ def test_no_input_at_all_ends_the_command_with_the_reason(capsys, monkeypatch):
     assert rc == 1 and "no input: camera 57" in err and "could not be opened" in err
 
 
-def test_demo_without_webcam_or_video_says_what_to_do(monkeypatch, capsys):
+def test_demo_without_webcam_drives_with_a_clip_of_the_bundled_photo(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr("liveportrait_core.capture.list_cameras", lambda platform=None: [])
-    assert cli.main(["demo"]) == 2
-    assert "--input" in capsys.readouterr().err
+    monkeypatch.setattr("liveportrait_core.paths.user_cache_dir", lambda: tmp_path / "cache")
+    rc = cli.main(["demo", "--record", str(tmp_path / "o.mp4"), "--models-dir", str(tmp_path / "none"),
+                   "--max-frames", "1"])
+    out = capsys.readouterr()
+    clip = tmp_path / "cache" / "demo-driving-v1.avi"
+    assert "driving with a clip of the bundled photo" in out.out and str(clip) in out.out
+    assert clip.is_file() and rc == 1 and "download-models" in out.err + out.out  # no weights in that folder
+    assert not [t for t in threading.enumerate() if t.name.startswith("lp-")]
+
+
+def test_demo_clip_shows_a_real_face_that_moves(tmp_path):
+    import cv2
+
+    from liveportrait_core import demo_clip
+    from liveportrait_core.settings import Settings
+    from liveportrait_core.tracking.tracker import FaceTracker
+
+    path = demo_clip.demo_clip(folder=tmp_path)
+    assert demo_clip.demo_clip(folder=tmp_path) == path and not list(tmp_path.glob("*.part*"))
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    ok, frame = cap.read()
+    while ok:
+        frames.append(frame)
+        ok, frame = cap.read()
+    cap.release()
+    assert len(frames) == demo_clip.FPS * demo_clip.SECONDS and frames[0].shape == (480, 640, 3)
+    rolls, centres = [], []
+    with FaceTracker(Settings().tracking) as tracker:
+        for i, frame in enumerate(frames):  # every frame, as a live run plays it
+            obs = tracker.process(frame, i / demo_clip.FPS)
+            assert obs.found, f"no face in demo frame {i}"
+            rolls.append(abs(obs.roll))
+            centres.append(obs.crop.rect.centre)
+    assert max(rolls) > 8.0  # the head tilts (about 12 degrees at most)
+    assert np.ptp(np.array(centres)[:, 0]) > 40  # and moves sideways
 
 
 def test_end_to_end_real_video_full_size_networks(recipe_models_dir, tmp_path, monkeypatch, capsys):

@@ -1,5 +1,5 @@
-"""``demo``: the bundled astronaut driven by the webcam (or by a video when there is no webcam), in a preview
-window, or into a recording with --record when there is no screen."""
+"""``demo``: the bundled astronaut driven by the webcam (or, without one, by a clip of the bundled photo moving),
+in a preview window, or into a recording with --record when there is no screen."""
 from __future__ import annotations
 
 import argparse
@@ -26,13 +26,22 @@ def run(args: argparse.Namespace, settings: Any) -> int:
         args.character = str(paths.DEFAULT_CHARACTERS_DIR / "astronaut.png")
     if not args.input:
         cameras = list_cameras()
-        if not cameras:
-            print(f"demo: {no_camera_message()}.\n"
-                  "      Drive the demo with any video of a face instead: "
-                  "python -m liveportrait_core demo --input my_face.mp4", file=sys.stderr)
-            return 2
-        args.input = str(cameras[0].index)
-        print(f"demo: webcam {cameras[0].index} ({cameras[0].name})")
+        if cameras:
+            args.input = str(cameras[0].index)
+            print(f"demo: webcam {cameras[0].index} ({cameras[0].name})")
+        else:
+            from liveportrait_core.demo_clip import demo_clip  # noqa: PLC0415
+
+            try:
+                args.input = str(demo_clip())
+            except OSError as e:
+                print(f"demo: {no_camera_message()}, and no demo clip: {e}.\n"
+                      "      Drive the demo with any video of a face: "
+                      "python -m liveportrait_core demo --input my_face.mp4", file=sys.stderr)
+                return 2
+            args.realtime = args.loop = True
+            print(f"demo: {no_camera_message()}; driving with a clip of the bundled photo moving "
+                  f"({args.input}); use --input VIDEO for your own face video")
         settings = settings.copy()
         settings.capture.source = args.input
     has_screen = not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or
