@@ -10,7 +10,7 @@ caller's thread. ``LivePortraitBackend`` is the product's backend: it wires
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -37,8 +37,8 @@ class Tracker(Protocol):
 
 
 class FrameCancelled(Exception):
-    """An animator gave up a frame because the engine is stopping (checked between the networks, so
-    that a stop does not wait for a whole CPU frame of several seconds)."""
+    """An animator gave up a frame (or a start) because the engine is stopping (checked between the
+    networks and after loading them, so that a stop does not wait for seconds of CPU work)."""
 
 
 class AnimatorStage(Protocol):
@@ -88,10 +88,13 @@ class LivePortraitBackend:
 
         return _TrackerAdapter(FaceTracker(settings.tracking))
 
+    #: Set by the engine to its stop flag; a load that finishes after a stop skips preparing characters.
+    should_stop: Callable[[], bool] = staticmethod(lambda: False)
+
     def create_animator(self, settings: Settings) -> AnimatorStage:
         from liveportrait_core.pipeline import Animator  # noqa: PLC0415 - imports torch
 
-        return Animator.from_settings(settings)
+        return Animator.from_settings(settings, should_stop=self.should_stop)
 
     def list_characters(self, settings: Settings) -> list[str]:
         from liveportrait_core.characters import list_character_files  # noqa: PLC0415

@@ -520,8 +520,12 @@ class Engine:
             if animator is None:
                 if self._state != "error":  # a retry keeps the error on show until it succeeds
                     self._set_state(sess, "starting", "loading models and character")
+                if hasattr(self._backend, "should_stop"):
+                    self._backend.should_stop = sess.stop.is_set
                 try:
                     animator = self._backend.create_animator(self._settings)
+                except FrameCancelled:
+                    return  # stopped while loading: preparing characters is not wanted any more
                 except Exception as e:  # noqa: BLE001 - missing weights, bad character... said in the status
                     self._report("inference", e)
                     self._set_state(sess, "error", str(e))

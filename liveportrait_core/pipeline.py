@@ -72,11 +72,14 @@ class Animator:
         self.update_settings(settings)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Animator":
-        """Load the networks (``model.*``), open the character library and select the active character."""
+    def from_settings(cls, settings: Settings, should_stop: Callable[[], bool] | None = None) -> "Animator":
+        """Load the networks (``model.*``), open the character library and select the active character.
+        ``should_stop`` is asked after the (seconds-long) load: a stopping engine skips the preparation."""
         from .models.loader import load_from_settings  # noqa: PLC0415
 
         models = load_from_settings(settings)
+        if should_stop is not None and should_stop():
+            raise FrameCancelled("the engine stopped while the models were loading")
         animator = cls(models, settings, CharacterLibrary(settings, models))
         names = animator.library.names()
         if not names:

@@ -186,3 +186,21 @@ def test_fit_frame_modes():
     cv = fit_frame(f, 100, 100, "cover")
     assert cv.shape == (100, 100, 4) and cv[..., 3].min() == 255
     assert fit_frame(f, 50, 70, "stretch").shape == (70, 50, 4)
+
+
+def test_a_stop_during_the_model_load_skips_preparing_characters(recipe_models_dir, tmp_path, monkeypatch):
+    """A reload while the weights load (seconds on a CPU) must not go on to prepare characters."""
+    from liveportrait_core.backend import FrameCancelled, LivePortraitBackend
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
+    settings = _settings(folder, tmp_path)
+    settings.model.models_dir = str(recipe_models_dir)
+    prepared: list[str] = []
+    monkeypatch.setattr(CharacterLibrary, "get", lambda self, name: prepared.append(name))
+    backend = LivePortraitBackend()
+    backend.should_stop = lambda: True
+    with pytest.raises(FrameCancelled):
+        backend.create_animator(settings)
+    assert prepared == []
