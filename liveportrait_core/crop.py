@@ -203,9 +203,8 @@ class PasteBack:
 
     def __init__(self, image: np.ndarray, M_c2o: np.ndarray, alpha: np.ndarray | None = None,
                  dsize: int = SOURCE_DSIZE, mask_ori: np.ndarray | None = None) -> None:
-        """``mask_ori``: the mask in the image made earlier for the same image, ``M_c2o`` and ``dsize``
-        (e.g. from the character cache), HxW, either uint8 0..255 (``mask_u8``) or float32 0..1
-        (``self.mask_ori``); given, the warp is skipped and the result is bit-identical."""
+        """``mask_ori``: the HxW uint8 mask made earlier for the same image, ``M_c2o`` and ``dsize`` (the
+        character cache's, ``mask_from_box``); given, the warp is skipped and the result is bit-identical."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"paste-back needs an HxWx3 uint8 image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
@@ -215,16 +214,10 @@ class PasteBack:
         self.M_c2o = np.asarray(M_c2o, np.float32)
         if mask_ori is None:
             mask = self._mask_in_image(dsize, w, h)
+        elif mask_ori.shape != (h, w) or mask_ori.dtype != np.uint8:
+            raise ValueError(f"paste-back mask is {mask_ori.shape} {mask_ori.dtype}, needs {(h, w)} uint8")
         else:
-            mask_ori = np.asarray(mask_ori)
-            if mask_ori.shape != (h, w):
-                raise ValueError(f"paste-back mask is {mask_ori.shape}, the image is {(h, w)}")
-            if mask_ori.dtype == np.uint8:
-                mask = mask_ori
-            elif mask_ori.dtype == np.float32:  # k/255 in float32: ×255 rounds back to k exactly
-                mask = np.clip(mask_ori * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            else:
-                raise ValueError(f"paste-back mask must be uint8 or float32, got {mask_ori.dtype}")
+            mask = mask_ori
         #: mask in the image, 0..1 (one channel of the official 3-channel ``mask_ori``)
         self.mask_ori = mask.astype(np.float32) / 255.0
         ys, xs = np.nonzero(mask)

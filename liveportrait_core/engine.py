@@ -96,7 +96,6 @@ class _Session:
         return self.captured, self.tracked, self.animated
 
 
-
 OUT_OF_MEMORY_ADVICE = ("out of GPU memory while animating: close other GPU applications, lower "
                         "characters.device_cache_size or use model.precision=fp16")
 
@@ -113,6 +112,7 @@ def _out_of_memory_advice(exc: BaseException) -> str:
     except Exception as e:  # noqa: BLE001 - advice must never fail
         _log.debug("empty_cache failed: %s", e)
     return OUT_OF_MEMORY_ADVICE
+
 
 class Engine:
     """Owns the pipeline threads; every public method is thread-safe and returns at once."""

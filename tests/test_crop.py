@@ -193,13 +193,13 @@ def test_precomputed_mask_skips_the_warp_and_pastes_identically(monkeypatch):
     monkeypatch.setattr(crop.PasteBack, "_mask_in_image", lambda *a: calls.append(a))
     full = crop.mask_from_box(roi, box, image.shape[:2])
     crops = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8), rng.integers(0, 256, (512, 512), dtype=np.uint8)
-    for given in (full, fresh.mask_ori):  # uint8 (the cache) or float32 (``mask_ori``)
-        again = crop.PasteBack(image, t.M_c2o, alpha, mask_ori=given)
-        assert again.roi == fresh.roi and np.array_equal(again.mask_ori, fresh.mask_ori)
-        assert np.array_equal(again.paste_bgra(*crops), fresh.paste_bgra(*crops))
+    again = crop.PasteBack(image, t.M_c2o, alpha, mask_ori=full)
+    assert again.roi == fresh.roi and np.array_equal(again.mask_ori, fresh.mask_ori)
+    assert np.array_equal(again.paste_bgra(*crops), fresh.paste_bgra(*crops))
     assert calls == []
-    with pytest.raises(ValueError, match="mask"):
-        crop.PasteBack(image, t.M_c2o, mask_ori=full[:-1])
+    for bad in (full[:-1], fresh.mask_ori):  # another size; not the uint8 mask
+        with pytest.raises(ValueError, match="mask"):
+            crop.PasteBack(image, t.M_c2o, mask_ori=bad)
     for bad in ((roi, box[:-1]), ((0, 0, 999, 999), box), (roi, box.astype(np.float32)), (np.array(roi, float), box)):
         with pytest.raises(ValueError, match="mask box"):
             crop.mask_from_box(*bad, image.shape[:2])

@@ -72,11 +72,10 @@ def run(args: argparse.Namespace, settings) -> int:
     from liveportrait_core.tracking.mesh import TrackerUnavailable  # noqa: PLC0415
 
     min_face_px = settings.characters.min_face_px
-    if args.min_confidence is None:
-        args.min_confidence = settings.characters.min_face_confidence
+    min_confidence = settings.characters.min_face_confidence if args.min_confidence is None else args.min_confidence
     try:
         reports = character_check.check_characters(
-            args.paths, args.out, previews=not args.no_preview, min_confidence=args.min_confidence,
+            args.paths, args.out, previews=not args.no_preview, min_confidence=min_confidence,
             min_face_px=min_face_px)
     except (ValueError, TrackerUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -87,6 +86,6 @@ def run(args: argparse.Namespace, settings) -> int:
     out = None if args.no_preview else Path(args.out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    rows = [_extend(r, out, min_face_px, args.min_confidence) for r in reports]
+    rows = [_extend(r, out, min_face_px, min_confidence) for r in reports]
     print(json.dumps(rows, indent=2) if args.json else _format(rows))
     return 0 if all(r["verdict"] != "unusable" for r in rows) else 1
