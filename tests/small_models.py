@@ -22,7 +22,7 @@ def reduced_models(device: str = "cpu", seed: int = 0):
     from liveportrait_core.models.loader import LivePortraitModels
     from liveportrait_core.models.motion import MotionConfig, MotionExtractor
     from liveportrait_core.models.recipe import recipe_state_dicts
-    from liveportrait_core.models.spade import SPADEConfig, SPADEDecoder
+    from liveportrait_core.models.spade import SPADEConfig, SPADEDecoder, SpectralNormConv2d
     from liveportrait_core.models.warping import WarpingConfig, WarpingNetwork
 
     torch.manual_seed(seed)
@@ -35,6 +35,12 @@ def reduced_models(device: str = "cpu", seed: int = 0):
             dm_block_expansion=4, dm_max_features=32, dm_num_blocks=3)),
         "spade_generator": SPADEDecoder(SPADEConfig(input_channels=64, out_channels=8, num_middle_blocks=1, hidden=8)),
     }
+    # spectral norm's stored u, v start at zero (sigma = 0: a NaN image); give them unit vectors
+    for m in mods["spade_generator"].modules():
+        if isinstance(m, SpectralNormConv2d):
+            with torch.no_grad():
+                m.weight_u.copy_(torch.nn.functional.normalize(torch.randn(m.weight_u.shape), dim=0))
+                m.weight_v.copy_(torch.nn.functional.normalize(torch.randn(m.weight_v.shape), dim=0))
     for name, sd in recipe_state_dicts(tuple(RETARGETING_MODULES)).items():
         mods[name] = build(name)
         mods[name].load_state_dict(sd, strict=True)

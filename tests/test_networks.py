@@ -128,3 +128,13 @@ def test_loaded_and_optimized_decoder_matches_reference(recipe_models, spade_out
     fast = recipe_models.run("spade_generator", t(load_vectors("warping_module")["out"]))
     assert rel_err(fast, v["out"]) < 1e-4
     assert rel_err(fast, spade_out) < 1e-4
+
+
+@pytest.mark.parametrize("key", ["out", "occlusion_map", "deformation"])
+def test_loaded_and_optimized_warping_matches_reference(recipe_models, warp_out, key):
+    """The loader's W (dense-motion heads by FFT on the CPU) against the official output and the plain path."""
+    a, w = load_vectors("appearance_feature_extractor"), load_vectors("warping_module")
+    fast = recipe_models.run("warping_module", t(a["f_s"]), kp_driving=t(w["kp_driving"]), kp_source=t(w["kp_source"]))
+    assert type(recipe_models["warping_module"]).__name__ == "FastWarpingNetwork"
+    assert rel_err(fast[key], w[key]) < 1e-4
+    assert rel_err(fast[key], warp_out[key]) < 1e-4

@@ -8,8 +8,16 @@ the same function, equal to the plain path within float32 rounding (tests/test_o
 * SPADE decoder (``FastSPADEDecoder``): the segmentation map's shared convs of every SPADE at one
   resolution run as one conv (they all read the same map), each SPADE's gamma and beta convs run as
   one conv with the ``1 +`` folded into the bias, and the shared convs at 128^2 and 256^2 run at
-  64^2 with the polyphase split (a 3x3 conv of a nearest-upsampled map is, per output phase, a 2x2
-  conv of the small map: 2.25x fewer multiply-adds);
+  64^2 with the polyphase split (a 3x3 conv of a nearest-upsampled map is, per output phase, a 1- or
+  2-tap filter per axis on the small map, and phases that read the same rows share it: 2.25x fewer
+  multiply-adds at 128^2, 5.8x at 256^2; ``UpsampledConv3x3``);
+* on CPUs, the big 3x3 convs (at least ``WINOGRAD_MIN_OUT_CHANNELS`` outputs) run as Winograd
+  F(4x4, 3x3) (``winograd.py``: 2.25x fewer multiply-adds, measured 1.3-2.1x faster per conv on an
+  AVX2 CPU; the smaller ones are faster direct). CUDA keeps cuDNN's own choice;
+* warping module on CPUs (``FastWarpingNetwork``): the dense-motion network's 7x7x7 mask head and 7x7
+  occlusion head, which read the same volume, run by block FFT from one set of spectra
+  (``fft_conv.py``: 12x fewer multiply-adds; measured 3x faster for the two heads), and the hourglass's
+  last 3x3x3 conv (142 -> 142 at 16x64x64) by Winograd in (h, w) (measured 1.45x);
 * on Linux CPUs, glibc's allocator is told to keep freed memory (``mallopt``) so that the large
   activations are not page-faulted and zeroed again every frame.
 
@@ -27,12 +35,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fft_conv import FFTMotionHeads
 from .spade import SPADE, SPADEDecoder, SPADEResnetBlock, SpectralNormConv2d
+from .warping import WarpingNetwork
+from .winograd import WinogradConv3x3
 
 if TYPE_CHECKING:
     from .loader import LivePortraitModels
 
 _log = logging.getLogger(__name__)
+
+#: a 3x3 conv with at least this many output channels runs as Winograd on the CPU (measured: from
+#: 256 outputs Winograd wins at every size in the decoder, below it the direct conv does)
+WINOGRAD_MIN_OUT_CHANNELS = 256
 
 
 # ------------------------------------------------------------------------------------------------
@@ -53,45 +68,70 @@ def fold_spectral_norm(module: nn.Module) -> int:
 # polyphase conv of a nearest-upsampled map
 
 
-def _phase_windows(s: int) -> list[int]:
-    """Low-resolution row offset where each output phase's 2-tap window starts (-1 or 0)."""
-    return [-1 if a < s / 2 else 0 for a in range(s)]
+def _phase_window(a: int, s: int) -> tuple[int, int]:
+    """Low-resolution rows (first, last, relative to i) that output row s*i + a of the 3x3 conv reads."""
+    return (a - 1) // s, (a + 1) // s
 
 
-def polyphase_weights(weight: torch.Tensor, bias: torch.Tensor | None, s: int
-                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """3x3 conv weights (C, Cin, 3, 3) on a map upsampled by ``s`` (nearest) -> (s*s*C, Cin, 2, 2).
+class UpsampledConv3x3(nn.Module):
+    """``conv3x3(nearest_upsample(x, s), padding=1)`` computed on the small map (s >= 1).
 
-    Output row s*i + a of the 3x3 conv reads upsampled rows s*i + a + dy (dy = -1, 0, 1), which are
-    low-resolution rows i + floor((a + dy) / s): at most two distinct rows per phase, so each phase is
-    a 2-tap filter on the small map (taps that land on the same row are summed).
+    Output row s*i + a reads upsampled rows s*i + a + dy (dy = -1, 0, 1), i.e. low-resolution rows
+    i + floor((a + dy) / s): one or two distinct rows, so each output phase (a, p) is a 1- or 2-tap
+    filter per axis on the small map (taps that land on the same row are summed). Phases that read
+    the same window compute the same values: for s = 4 the two middle phases of each axis read row i
+    only, so 9 distinct filters with 25 taps in all replace 16 x 9 taps of the upsampled conv (5.8x
+    fewer multiply-adds); s = 2 needs 16 taps (2.25x fewer); s = 1 is the plain 3x3 conv. Filters of
+    one shape run as one conv over the padded small map; each window then reads its own offset.
     """
-    w64 = weight.double()
-    win = _phase_windows(s)
-    # m[a, t, k]: 1 where tap k (dy = k - 1) of phase a lands on window row t.
-    m = torch.zeros(s, 2, 3, dtype=torch.float64, device=weight.device)
-    for a in range(s):
-        for k in range(3):
-            m[a, (a + k - 1) // s - win[a], k] = 1.0
-    w2 = torch.einsum("atk,buj,oikj->aboitu", m, m, w64)  # (s, s, C, Cin, 2, 2)
-    c = weight.shape[0]
-    w2 = w2.reshape(s * s * c, *w2.shape[3:]).to(weight.dtype).contiguous()
-    b2 = None if bias is None else bias.repeat(s * s).contiguous()
-    return w2, b2
 
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, scale: int):
+        super().__init__()
+        self.scale, self.out_channels = scale, weight.shape[0]
+        windows = sorted({_phase_window(a, scale) for a in range(scale)})
+        self.phase_window = [windows.index(_phase_window(a, scale)) for a in range(scale)]
+        # taps[wi][t, k] = 1 where tap k of window wi's phases lands on the window's row t
+        taps = []
+        for lo, hi in windows:
+            a = next(a for a in range(scale) if _phase_window(a, scale) == (lo, hi))
+            m = torch.zeros(hi - lo + 1, 3, dtype=torch.float64)
+            for k in range(3):
+                m[(a + k - 1) // scale - lo, k] = 1.0
+            taps.append(m)
+        self.windows = windows
+        self.groups: list[tuple[tuple[int, int], list[tuple[int, int]]]] = []  # (kernel shape, [(row w, col w)])
+        for wr in range(len(windows)):
+            for wc in range(len(windows)):
+                shape = (taps[wr].shape[0], taps[wc].shape[0])
+                group = next((g for g in self.groups if g[0] == shape), None)
+                if group is None:
+                    self.groups.append((shape, []))
+                    group = self.groups[-1]
+                group[1].append((wr, wc))
+        w64 = weight.detach().double()
+        for gi, (shape, members) in enumerate(self.groups):
+            w2 = torch.cat([torch.einsum("tk,uj,oikj->oitu", taps[wr], taps[wc], w64) for wr, wc in members])
+            self.register_buffer(f"weight_{gi}", w2.to(weight.dtype).contiguous(), persistent=False)
+            b2 = None if bias is None else bias.detach().repeat(len(members)).contiguous()
+            self.register_buffer(f"bias_{gi}", b2, persistent=False)
 
-def polyphase_conv(x: torch.Tensor, weight2: torch.Tensor, bias2: torch.Tensor | None, s: int) -> torch.Tensor:
-    """``conv3x3(nearest_upsample(x, s), padding=1)`` from the weights of ``polyphase_weights``."""
-    b, _, h, w = x.shape
-    z = F.conv2d(F.pad(x, (1, 1, 1, 1)), weight2, bias2)  # (b, s*s*c, h+1, w+1)
-    c = weight2.shape[0] // (s * s)
-    out = z.new_empty(b, c, h, s, w, s)
-    starts = [o + 1 for o in _phase_windows(s)]
-    for a in range(s):
-        for p in range(s):
-            ph = a * s + p
-            out[:, :, :, a, :, p] = z[:, ph * c:(ph + 1) * c, starts[a]:starts[a] + h, starts[p]:starts[p] + w]
-    return out.view(b, c, h * s, w * s)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        s, c = self.scale, self.out_channels
+        xp = F.pad(x, (1, 1, 1, 1))
+        by_window: dict[tuple[int, int], torch.Tensor] = {}
+        for gi, (_, members) in enumerate(self.groups):
+            z = F.conv2d(xp, getattr(self, f"weight_{gi}"), getattr(self, f"bias_{gi}"))
+            for j, (wr, wc) in enumerate(members):
+                r0, c0 = self.windows[wr][0] + 1, self.windows[wc][0] + 1
+                by_window[wr, wc] = z[:, j * c:(j + 1) * c, r0:r0 + h, c0:c0 + w]
+        if s == 1:
+            return by_window[0, 0].contiguous()
+        out = x.new_empty(b, c, h, s, w, s)
+        for a in range(s):
+            for p in range(s):
+                out[:, :, :, a, :, p] = by_window[self.phase_window[a], self.phase_window[p]]
+        return out.view(b, c, h * s, w * s)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,49 +144,65 @@ class _SharedConvs(nn.Module):
     def __init__(self, spades: list[SPADE], scale: int):
         super().__init__()
         convs = [sp.mlp_shared[0] for sp in spades]
-        w = torch.cat([c.weight for c in convs]).detach()
-        b = torch.cat([c.bias for c in convs]).detach()
-        self.scale = scale
         self.hidden = convs[0].out_channels
-        if scale == 1:
-            self.register_buffer("weight", w.contiguous(), persistent=False)
-            self.register_buffer("bias", b.contiguous(), persistent=False)
-        else:
-            w2, b2 = polyphase_weights(w, b, scale)
-            self.register_buffer("weight", w2, persistent=False)
-            self.register_buffer("bias", b2, persistent=False)
+        self.conv = UpsampledConv3x3(torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]), scale)
 
     def forward(self, seg: torch.Tensor) -> list[torch.Tensor]:
-        if self.scale == 1:
-            a = F.conv2d(seg, self.weight, self.bias, padding=1)
-        else:
-            a = polyphase_conv(seg, self.weight, self.bias, self.scale)
-        return list(torch.relu_(a).split(self.hidden, dim=1))
+        return list(torch.relu_(self.conv(seg)).split(self.hidden, dim=1))
+
+
+class _Conv3x3(nn.Module):
+    """A 3x3, padding-1 conv from given (derived) weights, computed directly."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.register_buffer("weight", weight.detach().contiguous(), persistent=False)
+        self.register_buffer("bias", None if bias is None else bias.detach().contiguous(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, padding=1)
+
+
+def conv3x3(weight: torch.Tensor, bias: torch.Tensor | None, winograd_min_out: int | None) -> nn.Module:
+    """The faster exact form of a 3x3 conv: Winograd from ``winograd_min_out`` outputs, else direct."""
+    if winograd_min_out is not None and weight.shape[0] >= winograd_min_out:
+        return WinogradConv3x3(weight, bias)
+    return _Conv3x3(weight, bias)
 
 
 class _FusedModulation(nn.Module):
     """One SPADE's gamma and beta convs as a single conv; returns (1 + gamma, beta)."""
 
-    def __init__(self, spade: SPADE):
+    def __init__(self, spade: SPADE, winograd_min_out: int | None):
         super().__init__()
         g, b = spade.mlp_gamma, spade.mlp_beta
         self.channels = g.out_channels
-        self.register_buffer("weight", torch.cat([g.weight, b.weight]).detach().contiguous(), persistent=False)
-        self.register_buffer("bias", torch.cat([g.bias + 1, b.bias]).detach().contiguous(), persistent=False)
+        self.conv = conv3x3(torch.cat([g.weight, b.weight]), torch.cat([g.bias + 1, b.bias]), winograd_min_out)
 
     def forward(self, x: torch.Tensor, actv: torch.Tensor) -> torch.Tensor:
-        gb = F.conv2d(actv, self.weight, self.bias, padding=1)
-        gamma1, beta = gb.split(self.channels, dim=1)
+        gamma1, beta = self.conv(actv).split(self.channels, dim=1)
         return torch.addcmul(beta, F.instance_norm(x, eps=1e-5), gamma1)
 
 
+def _spectral_conv3x3(conv: SpectralNormConv2d, winograd_min_out: int | None) -> nn.Module:
+    """A folded spectral-norm 3x3 conv as Winograd where that is faster; else the conv itself."""
+    if winograd_min_out is None or conv.out_channels < winograd_min_out:
+        return conv
+    fast = WinogradConv3x3(conv.folded_weight if conv.folded_weight is not None else conv.effective_weight(),
+                           conv.bias)
+    conv.folded_weight = None  # no longer used per frame; the plain module still works (unfolded)
+    return fast
+
+
 class _FastBlock(nn.Module):
-    def __init__(self, block: SPADEResnetBlock):
+    def __init__(self, block: SPADEResnetBlock, winograd_min_out: int | None):
         super().__init__()
-        self.block = block  # shares the (folded) convs
-        self.mod_0 = _FusedModulation(block.norm_0)
-        self.mod_1 = _FusedModulation(block.norm_1)
-        self.mod_s = _FusedModulation(block.norm_s) if block.learned_shortcut else None
+        self.block = block  # shares the 1x1 shortcut conv (and the 3x3 convs that stay direct)
+        self.conv_0 = _spectral_conv3x3(block.conv_0, winograd_min_out)
+        self.conv_1 = _spectral_conv3x3(block.conv_1, winograd_min_out)
+        self.mod_0 = _FusedModulation(block.norm_0, winograd_min_out)
+        self.mod_1 = _FusedModulation(block.norm_1, winograd_min_out)
+        self.mod_s = _FusedModulation(block.norm_s, winograd_min_out) if block.learned_shortcut else None
 
     def spades(self) -> list[SPADE]:
         b = self.block
@@ -155,28 +211,33 @@ class _FastBlock(nn.Module):
     def forward(self, x: torch.Tensor, actvs: list[torch.Tensor]) -> torch.Tensor:
         b = self.block
         shortcut = b.conv_s(self.mod_s(x, actvs[2])) if self.mod_s is not None else x
-        dx = b.conv_0(F.leaky_relu_(self.mod_0(x, actvs[0]), 0.2))
-        dx = b.conv_1(F.leaky_relu_(self.mod_1(dx, actvs[1]), 0.2))
+        dx = self.conv_0(F.leaky_relu_(self.mod_0(x, actvs[0]), 0.2))
+        dx = self.conv_1(F.leaky_relu_(self.mod_1(dx, actvs[1]), 0.2))
         return dx.add_(shortcut)
 
 
 class FastSPADEDecoder(nn.Module):
-    """The same function as a loaded ``SPADEDecoder``, computed with the rewrites listed above."""
+    """The same function as a loaded ``SPADEDecoder``, computed with the rewrites listed above.
 
-    def __init__(self, dec: SPADEDecoder):
+    ``winograd_min_out``: 3x3 convs with at least this many outputs run as Winograd F(4x4, 3x3)
+    (None: none do, as on CUDA). Expects the spectral norms folded (``fold_spectral_norm``).
+    """
+
+    def __init__(self, dec: SPADEDecoder, winograd_min_out: int | None = None):
         super().__init__()
         self.dec = dec
         n = dec.cfg.num_middle_blocks
-        self.middle = nn.ModuleList(_FastBlock(getattr(dec, f"G_middle_{i}")) for i in range(n))
-        self.up_0 = _FastBlock(dec.up_0)
-        self.up_1 = _FastBlock(dec.up_1)
+        self.fc = conv3x3(dec.fc.weight, dec.fc.bias, winograd_min_out)
+        self.middle = nn.ModuleList(_FastBlock(getattr(dec, f"G_middle_{i}"), winograd_min_out) for i in range(n))
+        self.up_0 = _FastBlock(dec.up_0, winograd_min_out)
+        self.up_1 = _FastBlock(dec.up_1, winograd_min_out)
         self.shared_64 = _SharedConvs([sp for blk in self.middle for sp in blk.spades()], 1)
         self.shared_128 = _SharedConvs(self.up_0.spades(), 2)
         self.shared_256 = _SharedConvs(self.up_1.spades(), 4)
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         dec = self.dec
-        x = dec.fc(feature)
+        x = self.fc(feature)
         actv = self.shared_64(feature)
         for i, blk in enumerate(self.middle):
             x = blk(x, actv[2 * i:2 * i + 2])
@@ -184,6 +245,30 @@ class FastSPADEDecoder(nn.Module):
         x = self.up_0(F.interpolate(x, scale_factor=2), self.shared_128(feature))
         x = self.up_1(F.interpolate(x, scale_factor=2), self.shared_256(feature))
         return torch.sigmoid(dec.conv_img(F.leaky_relu_(x, 0.2)))
+
+
+# ------------------------------------------------------------------------------------------------
+# warping module
+
+
+class FastWarpingNetwork(nn.Module):
+    """The same function as a loaded ``WarpingNetwork``, its dense-motion heads computed by FFT and
+    the hourglass's last (and largest) 3x3x3 conv by Winograd in (h, w)."""
+
+    def __init__(self, warp: WarpingNetwork):
+        super().__init__()
+        self.warp = warp
+        dm = warp.dense_motion_network
+        self.heads = FFTMotionHeads(dm.mask, dm.occlusion, dm.cfg.reshape_depth)
+        last = dm.hourglass.decoder.conv
+        self.hourglass_last_conv = WinogradConv3x3(last.weight, last.bias)
+
+    def forward(self, feature_3d: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+        dm = self.warp.dense_motion_network
+        motions, x = dm.hourglass_input(feature_3d, kp_driving, kp_source)
+        dense = dm.outputs(motions, *self.heads(dm.hourglass(x, self.hourglass_last_conv)))
+        return self.warp.warp_features(feature_3d, dense)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -211,13 +296,19 @@ def prepare_for_inference(models: "LivePortraitModels", channels_last: bool = Tr
     """Apply the exact rewrites in place (once, after loading). Idempotent."""
     if models.optimized:
         return
+    # Winograd and FFT trade arithmetic for memory and only pay against float32 direct convs on a CPU
+    # (CUDA has cuDNN's own algorithms; a bf16 CPU mode has oneDNN's bf16 kernels).
+    cpu_fp32 = models.device.type == "cpu" and models.dtype == torch.float32
     gen = models.modules.get("spade_generator")
     if gen is not None:
         fold_spectral_norm(gen)
-        fast = FastSPADEDecoder(gen)
+        fast = FastSPADEDecoder(gen, WINOGRAD_MIN_OUT_CHANNELS if cpu_fp32 else None)
         if channels_last and models.device.type == "cuda":
             fast = fast.to(memory_format=torch.channels_last)
         models.modules["spade_generator"] = fast.eval()
+    warp = models.modules.get("warping_module")
+    if warp is not None and cpu_fp32:
+        models.modules["warping_module"] = FastWarpingNetwork(warp).eval()
     if models.device.type == "cpu" and keep_freed_memory():
         _log.debug("glibc allocator set to keep freed memory (CPU inference)")
     models.optimized = True

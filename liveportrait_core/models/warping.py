@@ -75,12 +75,13 @@ class Decoder(nn.Module):
         self.conv = nn.Conv3d(self.out_filters, self.out_filters, 3, padding=1)
         self.norm = nn.BatchNorm3d(self.out_filters)
 
-    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, skips: list[torch.Tensor], final_conv: nn.Module | None = None) -> torch.Tensor:
+        """``final_conv``: a module computing the same function as ``self.conv`` (the CPU Winograd form)."""
         skips = list(skips)
         out = skips.pop()
         for block in self.up_blocks:
             out = torch.cat([block(out), skips.pop()], dim=1)
-        return F.relu(self.norm(self.conv(out)))
+        return F.relu(self.norm((final_conv or self.conv)(out)))
 
 
 class Hourglass(nn.Module):
@@ -92,8 +93,8 @@ class Hourglass(nn.Module):
         self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features)
         self.out_filters = self.decoder.out_filters
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+    def forward(self, x: torch.Tensor, final_conv: nn.Module | None = None) -> torch.Tensor:
+        return self.decoder(self.encoder(x), final_conv)
 
 
 class DenseMotionNetwork(nn.Module):
@@ -110,6 +111,13 @@ class DenseMotionNetwork(nn.Module):
 
     def forward(self, feature: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
+        motions, x = self.hourglass_input(feature, kp_driving, kp_source)
+        prediction = self.hourglass(x)
+        return self.outputs(motions, *self.heads(prediction))
+
+    def hourglass_input(self, feature: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the 22 candidate motions (b,k,d,h,w,3), the hourglass input (b, k*(c+1), d, h, w))."""
         feature = F.relu(self.norm(self.compress(feature)))
         b, c, d, h, w = feature.shape
         k = self.cfg.num_kp + 1
@@ -123,12 +131,19 @@ class DenseMotionNetwork(nn.Module):
         heat = keypoint_gaussians(grid, kp_driving.to(grid.dtype), self.cfg.kp_variance) \
             - keypoint_gaussians(grid, kp_source.to(grid.dtype), self.cfg.kp_variance)
         heat = torch.cat([heat.new_zeros(b, 1, d, h, w), heat], dim=1)
-        x = torch.cat([heat[:, :, None], deformed], dim=2).view(b, k * (c + 1), d, h, w)
-        prediction = self.hourglass(x)
-        mask = torch.softmax(self.mask(prediction), dim=1)
+        return motions, torch.cat([heat[:, :, None], deformed], dim=2).view(b, k * (c + 1), d, h, w)
+
+    def heads(self, prediction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mask logits (b,k,d,h,w), occlusion logits (b,1,h,w)); the occlusion conv sees depth as channels."""
+        b, _, _, h, w = prediction.shape
+        return self.mask(prediction), self.occlusion(prediction.reshape(b, -1, h, w))
+
+    @staticmethod
+    def outputs(motions: torch.Tensor, mask_logits: torch.Tensor, occlusion_logits: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+        mask = torch.softmax(mask_logits, dim=1)
         deformation = (motions.permute(0, 1, 5, 2, 3, 4) * mask[:, :, None]).sum(dim=1).permute(0, 2, 3, 4, 1)
-        occlusion = torch.sigmoid(self.occlusion(prediction.reshape(b, -1, h, w)))
-        return {"mask": mask, "deformation": deformation, "occlusion_map": occlusion}
+        return {"mask": mask, "deformation": deformation, "occlusion_map": torch.sigmoid(occlusion_logits)}
 
 
 class WarpingNetwork(nn.Module):
@@ -143,7 +158,10 @@ class WarpingNetwork(nn.Module):
     def forward(self, feature_3d: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor
                 ) -> dict[str, torch.Tensor]:
         """Note the official positional order: driving keypoints before source keypoints."""
-        dense = self.dense_motion_network(feature_3d, kp_driving, kp_source)
+        return self.warp_features(feature_3d, self.dense_motion_network(feature_3d, kp_driving, kp_source))
+
+    def warp_features(self, feature_3d: torch.Tensor, dense: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sample f_s with the dense motion, flatten depth into channels, two 2-D convs, occlusion."""
         deformation = dense["deformation"]
         out = F.grid_sample(feature_3d, deformation, align_corners=False)
         b, c, d, h, w = out.shape
