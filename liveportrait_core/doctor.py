@@ -241,7 +241,7 @@ def _guard(name: str, fn: Callable[[], Check | list[Check]]) -> list[Check]:
     except Exception as e:
         _log.debug("check %s crashed", name, exc_info=True)
         return [Check(name, FAIL, f"the check itself failed: {type(e).__name__}: {e}",
-                      "report this with the output of `python -m liveportrait_core doctor --json`")]
+                      f"report this with the output of `{paths.cli_command('doctor', '--json')}`")]
     return res if isinstance(res, list) else [res]
 
 

@@ -10,6 +10,22 @@ DEFAULT_MODELS_DIR = PROJECT_ROOT / "models"
 DEFAULT_CHARACTERS_DIR = PROJECT_ROOT / "characters"
 
 
+VENV_DIR = PROJECT_ROOT / ".venv"  #: where install.py makes the virtual environment
+
+
+def cli_command(*args: str) -> str:
+    """A ``python -m liveportrait_core ...`` command for the user to copy.
+
+    With the project's virtual environment present, its own Python by full path (quoted if the path has
+    spaces), so the command works from any folder without activating anything; else plain ``python``.
+    """
+    exe = VENV_DIR / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    py = str(exe) if exe.exists() else "python"
+    if " " in py:
+        py = f'"{py}"'
+    return " ".join((py, "-m", "liveportrait_core", *args))
+
+
 def user_cache_dir() -> Path:
     """Per-user cache for prepared characters (never inside the user's characters folder)."""
     if os.name == "nt":

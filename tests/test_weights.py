@@ -373,3 +373,18 @@ def test_download_manifest_detects_later_corruption(tmp_path, small_weights):
 def test_unreadable_manifest_is_ignored(tmp_path):
     (tmp_path / weights.MANIFEST_NAME).write_text("{not json")
     assert weights.read_manifest(tmp_path) == {}
+
+
+def test_download_fix_names_the_venv_python_when_there_is_one(tmp_path, monkeypatch):
+    """The suggested command works without activating anything: the venv's Python by full path."""
+    from liveportrait_core import paths
+
+    monkeypatch.setattr(paths, "VENV_DIR", tmp_path / "no venv here")
+    assert weights.download_fix("human") == "re-download with `python -m liveportrait_core download-models`"
+    venv = tmp_path / "my venv"
+    exe = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    exe.parent.mkdir(parents=True)
+    exe.write_text("")
+    monkeypatch.setattr(paths, "VENV_DIR", venv)
+    assert weights.download_fix("animal", again=False) == \
+        f'download with `"{exe}" -m liveportrait_core download-models --variant animal`'

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from liveportrait_core import paths
 from liveportrait_core.commands.run import add_run_arguments, run_engine
 
 NAME = "demo"
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace, settings: Any) -> int:
             except OSError as e:
                 print(f"demo: {no_camera_message()}, and no demo clip: {e}.\n"
                       "      Drive the demo with any video of a face: "
-                      "python -m liveportrait_core demo --input my_face.mp4", file=sys.stderr)
+                      f"{paths.cli_command('demo', '--input', 'my_face.mp4')}", file=sys.stderr)
                 return 2
             args.realtime = args.loop = True
             print(f"demo: {no_camera_message()}; driving with a clip of the bundled photo moving "

@@ -103,7 +103,7 @@ def checkpoint_paths(models_dir: str | os.PathLike[str], variant: str = "human")
 
 def download_fix(variant: str = "human", again: bool = True) -> str:
     """What to tell the user: the command that fetches the official files for ``variant``."""
-    cmd = "python -m liveportrait_core download-models" + ("" if variant == "human" else f" --variant {variant}")
+    cmd = paths.cli_command("download-models", *(() if variant == "human" else ("--variant", variant)))
     return f"{'re-download' if again else 'download'} with `{cmd}`"
 
 
