@@ -114,6 +114,8 @@ class WinogradConv3x3(nn.Module):
         xp = F.pad(x, (1, 1 + tw * TILE - w, 1, 1 + th * TILE - h, pd, pd))
         out = x.new_empty(b, self.out_channels, d, th * TILE, tw * TILE)
         band = max(1, BAND_WORK // (self.out_channels * d * tw))
+        if torch.compiler.is_compiling():
+            band = th  # one band: a traced loop would unroll into dozens of copies of the graph
         for i in range(b):
             tiles = xp[i].unfold(2, ALPHA, TILE).unfold(3, ALPHA, TILE)  # (c, d+2pd, th, tw, 6, 6), a view
             for r0 in range(0, th, band):
