@@ -280,26 +280,26 @@ def format_table(result: dict[str, Any]) -> str:
     names = {"appearance_feature_extractor": "appearance F (per source)", "motion_extractor": "motion M",
              "keypoints+stitching": "keypoint maths + stitching", "warping_module": "warping W",
              "spade_generator": "SPADE decoder G", "to_uint8": "to uint8", "frame": "per driven frame"}
-    head = f"{'stage (s)':30}" + "".join(f"{m:>12}" for m in modes) + f"{'official CPU':>14}"
+    head = f"{'stage (s)':30}" + "".join(f"{m:>14}" for m in modes) + f"{'official CPU':>14}"
     lines += ["", head, "-" * len(head)]
     for k, label in names.items():
         official = result["official_cpu_s"].get(k)
-        lines.append(f"{label:30}" + "".join(f"{result['modes'][m]['median_s'][k]:12.3f}" for m in modes)
+        lines.append(f"{label:30}" + "".join(f"{result['modes'][m]['median_s'][k]:14.3f}" for m in modes)
                      + (f"{official:14.3f}" if official is not None else f"{'':14}"))
     lines.append(f"{'per frame, process CPU time':30}"
-                 + "".join(f"{result['modes'][m]['median_s']['frame_cpu']:12.3f}" for m in modes))
+                 + "".join(f"{result['modes'][m]['median_s']['frame_cpu']:14.3f}" for m in modes))
     lines.append("-" * len(head))
-    lines.append(f"{'frame vs plain fp32':30}" + "".join(f"{result['modes'][m]['vs_plain']:11.2f}x" for m in modes))
+    lines.append(f"{'frame vs plain fp32':30}" + "".join(f"{result['modes'][m]['vs_plain']:13.2f}x" for m in modes))
     lines.append(f"{'frame CPU time vs plain fp32':30}"
-                 + "".join(f"{result['modes'][m]['cpu_vs_plain']:11.2f}x" for m in modes))
+                 + "".join(f"{result['modes'][m]['cpu_vs_plain']:13.2f}x" for m in modes))
     lines.append(f"{'frame vs official CPU 7.685 s':30}"
-                 + "".join(f"{result['modes'][m]['vs_official_cpu']:11.2f}x" for m in modes))
+                 + "".join(f"{result['modes'][m]['vs_official_cpu']:13.2f}x" for m in modes))
     lines.append(f"{'G output err vs plain fp32':30}"
-                 + "".join(f"{result['modes'][m]['err_vs_plain_fp32']:12.1e}" for m in modes))
+                 + "".join(f"{result['modes'][m]['err_vs_plain_fp32']:14.1e}" for m in modes))
     lines.append(f"{'image MAE vs plain (1/255)':30}"
-                 + "".join(f"{result['modes'][m]['image_mae_255']:12.3f}" for m in modes))
+                 + "".join(f"{result['modes'][m]['image_mae_255']:14.3f}" for m in modes))
     lines.append(f"{'image max diff (1/255)':30}"
-                 + "".join(f"{result['modes'][m]['image_max_255']:12d}" for m in modes))
+                 + "".join(f"{result['modes'][m]['image_max_255']:14d}" for m in modes))
     fb = {m: r["fell_back_to_fp32"] for m, r in result["modes"].items() if r["fell_back_to_fp32"]}
     if fb:
         lines.append(f"fell back to fp32 (non-finite output): {fb}")
