@@ -109,3 +109,21 @@ def test_fast_warping_network_equals_plain_in_float64():
     assert set(fast) == set(plain)
     for key in plain:
         torch.testing.assert_close(fast[key], plain[key], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("device, dtype, cpu_paths", [("cpu", torch.float32, True), ("cpu", torch.bfloat16, False),
+                                                      ("cuda", torch.float16, False)])
+def test_winograd_and_fft_only_for_cpu_float32(device, dtype, cpu_paths):
+    """CUDA keeps cuDNN's algorithms and a bf16 CPU mode oneDNN's bf16 kernels: the memory-for-arithmetic
+    rewrites are made for CPU float32 only (the decision is checked here with the modules on the CPU)."""
+    from liveportrait_core.models.optimize import prepare_for_inference
+    from tests.small_models import reduced_models
+
+    models = reduced_models()
+    models.device, models.dtype = torch.device(device), dtype
+    prepare_for_inference(models, channels_last=False)
+    assert (type(models["warping_module"]).__name__ == "FastWarpingNetwork") == cpu_paths
+    assert isinstance(models["spade_generator"], FastSPADEDecoder)
+    x = torch.randn(1, 64, 64, 64)
+    with torch.inference_mode():
+        assert torch.isfinite(models["spade_generator"](x)).all()

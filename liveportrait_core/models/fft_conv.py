@@ -26,7 +26,7 @@ FFT_SIZE = 40  #: transform side: >= BLOCK + kernel - 1, and a fast FFT length
 def _filter_spectrum(weight: torch.Tensor, n: int) -> torch.Tensor:
     """(..., k, k) correlation filters -> (n, n//2+1, ...) conjugate spectra, float64."""
     k = weight.shape[-1]
-    spec = torch.fft.rfft2(F.pad(weight.detach().double(), (0, n - k, 0, n - k))).conj()
+    spec = torch.fft.rfft2(F.pad(weight.detach().to("cpu", torch.float64), (0, n - k, 0, n - k))).conj()
     dims = weight.dim()
     return spec.permute(dims - 2, dims - 1, *range(dims - 2))
 
@@ -56,9 +56,10 @@ class FFTMotionHeads(nn.Module):
         # mask: (bins, k depth taps, 2*O, C); occlusion: (bins, 2, C*D)
         m = _filter_spectrum(mask.weight, fft_size)  # (n, m, O, C, k_depth)
         m = m.permute(0, 1, 4, 2, 3).reshape(-1, k, self.mask_out, self.channels)
-        self.register_buffer("mask_spectrum", _stack_real_imag(m, 2, dtype), persistent=False)
+        self.register_buffer("mask_spectrum", _stack_real_imag(m, 2, dtype).to(mask.weight.device), persistent=False)
         o = _filter_spectrum(occlusion.weight[0], fft_size).reshape(-1, 1, self.channels * depth)
-        self.register_buffer("occlusion_spectrum", _stack_real_imag(o, 1, dtype), persistent=False)
+        self.register_buffer("occlusion_spectrum", _stack_real_imag(o, 1, dtype).to(mask.weight.device),
+                             persistent=False)
         self.register_buffer("mask_bias", mask.bias.detach().view(-1, 1, 1, 1).clone(), persistent=False)
         self.register_buffer("occlusion_bias", occlusion.bias.detach().view(1, 1, 1).clone(), persistent=False)
 

@@ -108,10 +108,10 @@ class UpsampledConv3x3(nn.Module):
                     self.groups.append((shape, []))
                     group = self.groups[-1]
                 group[1].append((wr, wc))
-        w64 = weight.detach().double()
+        w64 = weight.detach().to("cpu", torch.float64)  # derived in float64 on the CPU (MPS has no float64)
         for gi, (shape, members) in enumerate(self.groups):
             w2 = torch.cat([torch.einsum("tk,uj,oikj->oitu", taps[wr], taps[wc], w64) for wr, wc in members])
-            self.register_buffer(f"weight_{gi}", w2.to(weight.dtype).contiguous(), persistent=False)
+            self.register_buffer(f"weight_{gi}", w2.to(weight.device, weight.dtype).contiguous(), persistent=False)
             b2 = None if bias is None else bias.detach().repeat(len(members)).contiguous()
             self.register_buffer(f"bias_{gi}", b2, persistent=False)
 

@@ -60,11 +60,10 @@ _BT, _G, _AT = transform_matrices()
 
 def transform_filter(weight: torch.Tensor) -> torch.Tensor:
     """(Cout, Cin, [kd,] 3, 3) -> (kd, 36, Cout, Cin): G g G^T per filter and depth tap, in float64."""
-    g = _G.to(weight.device)
-    w = weight.detach().double()
+    w = weight.detach().to("cpu", torch.float64)  # derived in float64 on the CPU (MPS has no float64)
     w = w[:, :, None] if w.dim() == 4 else w  # a 2-D conv is a 3-D conv with one depth tap
-    u = torch.einsum("ak,oitkl,bl->taboi", g, w, g)
-    return u.reshape(w.shape[2], ALPHA * ALPHA, *w.shape[:2]).to(weight.dtype).contiguous()
+    u = torch.einsum("ak,oitkl,bl->taboi", _G, w, _G)
+    return u.reshape(w.shape[2], ALPHA * ALPHA, *w.shape[:2]).to(weight.device, weight.dtype).contiguous()
 
 
 def _separable(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
