@@ -181,6 +181,12 @@ def test_benchmark_report_names_the_bottleneck_and_the_setting(capsys):
     assert "recipe (synthetic)" in table and "tracking" in table and "warping_module" in table
     assert "bottleneck: tracking" in table and "capture.width/height" in table and "7.7 s per frame" in table
     assert "model.device=cuda" in bench._advice("inference", "spade_generator", {**info, "device": "cpu"}, s)
+    from liveportrait_core.models import loader
+    for fast_bf16 in (True, False):  # bf16 is advised only where the CPU runs it natively
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(loader, "cpu_has_fast_bf16", lambda v=fast_bf16: v)
+            advice = bench._advice("inference", "spade_generator", {**info, "device": "cpu", "precision": "fp32"}, s)
+        assert ("bf16" in advice) == fast_bf16
     assert "fp16" in bench._advice("inference", "x", {**info, "precision": "fp32"}, s)
     with pytest.raises(SystemExit):
         cli.main(["benchmark", "--help"])

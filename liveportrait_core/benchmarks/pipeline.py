@@ -179,8 +179,13 @@ def _advice(stage: str, part: str, info: dict[str, Any], settings: Any) -> str:
     dev, prec = info.get("device", ""), info.get("precision", "")
     if stage == "inference":
         if dev == "cpu":
-            return ("run the networks on an NVIDIA GPU (model.device=cuda); on CPU, model.precision=bf16 is about "
-                    "2.5x faster (small image error, see docs/PERFORMANCE.md)")
+            from liveportrait_core.models.loader import cpu_has_fast_bf16  # noqa: PLC0415
+
+            advice = "run the networks on an NVIDIA GPU (model.device=cuda)"
+            if prec != "bf16" and cpu_has_fast_bf16():
+                advice += ("; this CPU has native bf16: try model.precision=bf16 (small image error; "
+                           "compare with `benchmark --modules --modes fp32,bf16`)")
+            return advice
         if prec == "fp32":
             return "model.precision=fp16 (half the work on the GPU)"
         if not settings.performance.compile:
