@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from liveportrait_core import paths  # standard library only: usable before anything is installed
+
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 #: The torch release the project is tested with; a CUDA machine gets the same release built for CUDA.
@@ -38,16 +40,13 @@ def say(msg: str) -> None:
 
 
 def venv_python() -> Path:
-    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    return paths.venv_python(VENV)
 
 
 def venv_command(*args: str) -> str:
     """A command for the user to copy: the venv's own Python by its full path (quoted when the path
     has spaces), so that it works from any folder and never picks up another ``python`` on PATH."""
-    exe = str(venv_python())
-    if " " in exe:
-        exe = f'"{exe}"'
-    return " ".join((exe, *args))
+    return paths.python_command(venv_python(), *args)
 
 
 def run(cmd: list[str], check: bool = True) -> int:

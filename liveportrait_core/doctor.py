@@ -69,8 +69,7 @@ def _install(args: str = "") -> str:
 
 
 def _pip(args: str) -> str:
-    exe = f'"{sys.executable}"' if " " in sys.executable else sys.executable
-    return f"{exe} -m pip install {args}"
+    return paths.python_command(sys.executable, "-m", "pip", "install", args)
 
 
 # ------------------------------------------------------------------------------------------------

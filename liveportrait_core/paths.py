@@ -13,17 +13,25 @@ DEFAULT_CHARACTERS_DIR = PROJECT_ROOT / "characters"
 VENV_DIR = PROJECT_ROOT / ".venv"  #: where install.py makes the virtual environment
 
 
+def venv_python(venv: Path) -> Path:
+    """The Python of a virtual environment (``Scripts/python.exe`` on Windows, ``bin/python`` elsewhere)."""
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def python_command(python: str | os.PathLike[str], *args: str) -> str:
+    """A command line for the user to copy: ``python`` quoted when its path has spaces, then ``args``."""
+    py = os.fspath(python)
+    return " ".join((f'"{py}"' if " " in py else py, *args))
+
+
 def cli_command(*args: str) -> str:
     """A ``python -m liveportrait_core ...`` command for the user to copy.
 
-    With the project's virtual environment present, its own Python by full path (quoted if the path has
-    spaces), so the command works from any folder without activating anything; else plain ``python``.
+    With the project's virtual environment present, its own Python by full path, so the command works
+    from any folder without activating anything; else plain ``python``.
     """
-    exe = VENV_DIR / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    py = str(exe) if exe.exists() else "python"
-    if " " in py:
-        py = f'"{py}"'
-    return " ".join((py, "-m", "liveportrait_core", *args))
+    exe = venv_python(VENV_DIR)
+    return python_command(exe if exe.exists() else "python", "-m", "liveportrait_core", *args)
 
 
 def user_cache_dir() -> Path:

@@ -81,7 +81,7 @@ class Decoder(nn.Module):
         out = skips.pop()
         for block in self.up_blocks:
             out = torch.cat([block(out), skips.pop()], dim=1)
-        return F.relu(self.norm((final_conv or self.conv)(out)))
+        return F.relu(self.norm((self.conv if final_conv is None else final_conv)(out)))
 
 
 class Hourglass(nn.Module):
