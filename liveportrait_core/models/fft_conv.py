@@ -50,7 +50,7 @@ class FFTMotionHeads(nn.Module):
         if (mask.kernel_size != (k, k, k) or occlusion.kernel_size != (k, k) or mask.padding != (k // 2,) * 3
                 or occlusion.padding != (k // 2,) * 2 or fft_size < block + k - 1):
             raise ValueError("FFTMotionHeads needs cubic/square kernels of one size with 'same' padding")
-        self.k, self.depth, self.block, self.fft_size = k, depth, block, fft_size
+        self.k, self.block, self.fft_size = k, block, fft_size
         self.channels, self.mask_out = mask.in_channels, mask.out_channels
         dtype = mask.weight.dtype
         # mask: (bins, k depth taps, 2*O, C); occlusion: (bins, 2, C*D)
@@ -67,6 +67,9 @@ class FFTMotionHeads(nn.Module):
         # FFTs have no half-precision CPU kernels: always run in the spectra's dtype.
         with torch.autocast(prediction.device.type, enabled=False):
             prediction = prediction.to(self.mask_spectrum.dtype)
+            if prediction.shape[0] == 1:  # the live case: no stacking copy
+                mask, occlusion = self._one(prediction[0])
+                return mask[None], occlusion[None]
             masks, occlusions = zip(*(self._one(p) for p in prediction))
             return torch.stack(masks), torch.stack(occlusions)
 

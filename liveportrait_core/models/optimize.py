@@ -116,8 +116,10 @@ class UpsampledConv3x3(nn.Module):
             self.register_buffer(f"bias_{gi}", b2, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
         s, c = self.scale, self.out_channels
+        if s == 1:  # one 3x3 filter: the plain conv (no padded copy)
+            return F.conv2d(x, self.weight_0, self.bias_0, padding=1)
+        b, _, h, w = x.shape
         xp = F.pad(x, (1, 1, 1, 1))
         by_window: dict[tuple[int, int], torch.Tensor] = {}
         for gi, (_, members) in enumerate(self.groups):
@@ -125,8 +127,6 @@ class UpsampledConv3x3(nn.Module):
             for j, (wr, wc) in enumerate(members):
                 r0, c0 = self.windows[wr][0] + 1, self.windows[wc][0] + 1
                 by_window[wr, wc] = z[:, j * c:(j + 1) * c, r0:r0 + h, c0:c0 + w]
-        if s == 1:
-            return by_window[0, 0].contiguous()
         out = x.new_empty(b, c, h, s, w, s)
         for a in range(s):
             for p in range(s):
