@@ -5,7 +5,7 @@ import logging
 import pytest
 import torch
 
-from liveportrait_core.models import weights
+from liveportrait_core.models import loader as loader_module, weights
 from liveportrait_core.models.layout import MODULE_NAMES, RETARGETING_MODULES
 from liveportrait_core.models.loader import (LivePortraitModels, ModelLoadError, _strict_load, cpu_has_fast_bf16,
                                              load_models, pick_device, pick_precision)
@@ -95,6 +95,10 @@ def test_device_and_precision_choices(caplog):
     assert pick_precision("auto", cpu) == torch.float32
     assert pick_precision("auto", torch.device("cuda")) == torch.float16
     assert pick_precision("bf16", cpu) == (torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
+    for native_bf16 in (True, False):  # both kinds of CPU, whichever this one is
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(loader_module, "cpu_has_fast_bf16", lambda v=native_bf16: v)
+            assert pick_precision("bf16", cpu) == (torch.bfloat16 if native_bf16 else torch.float32)
     with caplog.at_level(logging.WARNING):
         assert pick_precision("fp16", cpu) == torch.float32
     assert "fp16" in caplog.text

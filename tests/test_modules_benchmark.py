@@ -31,15 +31,22 @@ def _use_reduced_networks(monkeypatch) -> list[int]:
     return built
 
 
-def test_modules_benchmark_reports_each_mode_against_plain(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("native_bf16", [False, True], ids=["avx2-cpu", "bf16-cpu"])
+def test_modules_benchmark_reports_each_mode_against_plain(tmp_path, capsys, monkeypatch, native_bf16):
+    """The default modes follow the CPU: bf16 is added exactly when the CPU runs it natively (AMX /
+    avx512_bf16), so the test forces the capability check both ways and passes on either kind of CPU."""
+    import liveportrait_core.models.loader as loader
+
+    monkeypatch.setattr(loader, "cpu_has_fast_bf16", lambda: native_bf16)
     built = _use_reduced_networks(monkeypatch)
     out = tmp_path / "modules.json"
     assert cli.main(["benchmark", "--modules", "--random-weights", "--device", "cpu", "--repeats", "1",
                      "--json", str(out)]) == 0
     report = capsys.readouterr().out
     result = json.loads(out.read_text())
-    assert list(result["modes"]) == ["plain-fp32", "fp32"]
-    assert len(built) == 2  # the plain modules and the float32-prepared ones
+    expected = ["plain-fp32", "fp32"] + (["bf16"] if native_bf16 else [])
+    assert list(result["modes"]) == expected
+    assert len(built) == len(expected)  # the plain modules and one prepared set per precision
     fp32 = result["modes"]["fp32"]
     assert fp32["err_vs_plain_fp32"] < 1e-3 and fp32["image_max_255"] <= 1
     assert fp32["median_s"]["frame"] > 0 and fp32["vs_plain"] > 0
