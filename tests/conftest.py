@@ -1,7 +1,9 @@
 """Shared test fixtures. Reference data lives in ../shared beside the checkout; tests that need it skip
-cleanly when it is absent (users and some CI machines have none)."""
+cleanly when it is absent (a user's checkout has none) — unless ``LIVEPORTRAIT_REQUIRE_SHARED=1`` is set
+(``.ci/run`` sets it), in which case a missing ``../shared`` fails the run instead of skipping its tests."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +13,22 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 VECTORS = SHARED / "reference" / "vectors"
 TESTDATA = SHARED / "testdata"
+#: Set by CI: reference data is required, so its absence is a failure rather than a skip.
+REQUIRE_SHARED = os.environ.get("LIVEPORTRAIT_REQUIRE_SHARED", "") not in ("", "0")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REQUIRE_SHARED and not SHARED.is_dir():
+        pytest.exit(f"LIVEPORTRAIT_REQUIRE_SHARED is set but the reference data folder {SHARED} is missing",
+                    returncode=3)
 
 
 def shared_path(*parts: str) -> Path:
-    """A path under ../shared, or skip the test when it is not there."""
+    """A path under ../shared; skips the test when it is not there (fails under ``REQUIRE_SHARED``)."""
     p = SHARED.joinpath(*parts)
     if not p.exists():
+        if REQUIRE_SHARED:
+            pytest.fail(f"reference data missing (LIVEPORTRAIT_REQUIRE_SHARED is set): {p}", pytrace=False)
         pytest.skip(f"reference data not available: {p}")
     return p
 

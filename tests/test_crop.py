@@ -1,15 +1,11 @@
 """The crop and paste-back geometry reproduces the official reference vectors (crop_paste.npz)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from liveportrait_core import crop
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-VECTORS = SHARED / "reference" / "vectors" / "crop_paste.npz"
+from tests.conftest import shared_path
 
 
 def err(mine: np.ndarray, ref: np.ndarray) -> float:
@@ -19,9 +15,7 @@ def err(mine: np.ndarray, ref: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def ref():
-    if not VECTORS.exists():
-        pytest.skip(f"reference vectors not found at {VECTORS}")
-    return dict(np.load(VECTORS, allow_pickle=False))
+    return dict(np.load(shared_path("reference", "vectors", "crop_paste.npz"), allow_pickle=False))
 
 
 def _transform(ref, i: int, rotate: bool) -> crop.CropTransform:

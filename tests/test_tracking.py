@@ -13,10 +13,9 @@ from liveportrait_core.settings import TrackingSettings  # noqa: E402
 from liveportrait_core.tracking import FaceTracker  # noqa: E402
 from liveportrait_core.tracking.character import CharacterFaceFinder  # noqa: E402
 from liveportrait_core.tracking.debug_draw import draw_observation  # noqa: E402
+from tests.conftest import shared_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-CHARACTERS = SHARED / "testdata" / "characters"
 
 
 def _astronaut() -> np.ndarray:
@@ -30,10 +29,7 @@ def _astronaut() -> np.ndarray:
 
 
 def _shared_image(name: str) -> np.ndarray:
-    p = CHARACTERS / name
-    if not p.exists():
-        pytest.skip(f"shared test data not found: {p}")
-    return cv2.imread(str(p), cv2.IMREAD_COLOR)
+    return cv2.imread(str(shared_path("testdata", "characters", name)), cv2.IMREAD_COLOR)
 
 
 @pytest.fixture(scope="module")

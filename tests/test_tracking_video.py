@@ -12,15 +12,14 @@ pytest.importorskip("mediapipe")
 from liveportrait_core.settings import TrackingSettings  # noqa: E402
 from liveportrait_core.tracking import FaceTracker  # noqa: E402
 from liveportrait_core.tracking import landmarks as lm  # noqa: E402
+from tests.conftest import shared_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DRIVING = ROOT.parent / "shared" / "testdata" / "driving"
+
 
 
 def _frames(name: str, n: int) -> tuple[list[np.ndarray], float]:
-    p = DRIVING / name
-    if not p.exists():
-        pytest.skip(f"shared test data not found: {p}")
+    p = shared_path("testdata", "driving", name)
     cap = cv2.VideoCapture(str(p))
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     frames = []
