@@ -1,0 +1,71 @@
+"""The layers keep their direction: only the OBS glue touches OBS, and the networks depend on nothing above them.
+
+Read from the source with ``ast`` (nothing is imported), so a forbidden import inside a function counts too.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "liveportrait_core"
+OBS_GLUE = PACKAGE / "obs"
+NETWORKS = PACKAGE / "models"
+#: What the networks may import from the project: themselves and the folder helpers.
+NETWORKS_MAY_IMPORT = ("liveportrait_core.models", "liveportrait_core.paths")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module ``path`` imports (``from x import y`` gives ``x`` and ``x.y``)."""
+    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
+    return imported_by_source(path.read_text(encoding="utf-8"), package)
+
+
+def imported_by_source(source: str, package: str) -> set[str]:
+    tree = ast.parse(source)
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return names
+
+
+def _package_files(exclude: Path | None = None) -> list[Path]:
+    return [p for p in PACKAGE.rglob("*.py") if exclude is None or exclude not in p.parents]
+
+
+def _is_under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def test_imports_are_found_anywhere_and_relative_ones_resolved():
+    source = "import os\ndef f():\n    from ..engine import Engine\n    from . import loader\n    import obspython\n"
+    names = imported_by_source(source, "liveportrait_core.models")
+    assert {"os", "liveportrait_core.engine.Engine", "liveportrait_core.models.loader", "obspython"} <= names
+
+
+def test_nothing_outside_the_obs_glue_imports_obs():
+    offenders = {}
+    for path in _package_files(exclude=OBS_GLUE):
+        bad = {n for n in imported_modules(path)
+               if n == "obspython" or _is_under(n, "liveportrait_core.obs") or n == "obs_liveportrait"}
+        if bad:
+            offenders[str(path.relative_to(REPO))] = sorted(bad)
+    assert not offenders, f"only liveportrait_core/obs and obs_liveportrait.py may touch OBS: {offenders}"
+
+
+def test_the_networks_import_nothing_from_the_layers_above():
+    offenders = {}
+    for path in NETWORKS.rglob("*.py"):
+        bad = {n for n in imported_modules(path) if _is_under(n, "liveportrait_core")
+               and not any(_is_under(n, ok) for ok in NETWORKS_MAY_IMPORT) and n != "liveportrait_core"}
+        if bad:
+            offenders[str(path.relative_to(REPO))] = sorted(bad)
+    assert not offenders, f"the networks may import only {NETWORKS_MAY_IMPORT}: {offenders}"
