@@ -3,7 +3,8 @@
 Every setting lives in a dataclass field below, with its default and, in the field's metadata, what is
 allowed (``choices``, ``min``, ``max``) and a one-line ``help``. ``load``/``from_dict`` validate a
 YAML mapping against the schema and reject it with a message that names the key, the bad value and
-what is allowed (unknown keys get a "did you mean"). ``apply_overrides`` takes ``section.key=value``
+what is allowed (unknown keys get a "did you mean"); every mistake in a file is reported at once, one line
+each, so that a file with five mistakes takes one run to fix, not five. ``apply_overrides`` takes ``section.key=value``
 strings (CLI ``--set``) or a flat mapping (OBS properties) and validates them the same way.
 """
 from __future__ import annotations
@@ -22,7 +23,23 @@ import yaml
 
 
 class SettingsError(ValueError):
-    """A setting is wrong; the message names the key, the value and what is allowed."""
+    """One or more settings are wrong; each line names the key, the value and what is allowed.
+
+    ``errors`` holds the individual lines (one per bad key), ``str()`` all of them.
+    """
+
+    def __init__(self, message: str, errors: Iterable[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors: list[str] = list(errors) if errors is not None else [message]
+
+    @classmethod
+    def collected(cls, errors: list[str], where: str = "") -> "SettingsError":
+        """One error for all of ``errors``: the single line as it is, or a count and one line each."""
+        prefix = f"{where}: " if where else ""
+        if len(errors) == 1:
+            return cls(prefix + errors[0], errors)
+        lines = "\n".join(f"  {e}" for e in errors)
+        return cls(f"{prefix}{len(errors)} settings are wrong:\n{lines}", errors)
 
 
 def _f(default: Any, help: str, *, choices: Iterable[Any] | None = None, min: float | None = None,
@@ -290,26 +307,35 @@ def _unknown(key: str, known: Iterable[str]) -> SettingsError:
                          + f"; known here: {', '.join(sorted(known))}")
 
 
-def _update(obj: Any, data: Mapping[str, Any], prefix: str) -> None:
+def _update(obj: Any, data: Mapping[str, Any], prefix: str, errors: list[str]) -> None:
+    """Apply ``data`` to ``obj``; each bad key adds one line to ``errors`` and the rest still apply."""
     if not isinstance(data, Mapping):
-        raise SettingsError(f"setting '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {data!r}")
+        errors.append(f"setting '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {data!r}")
+        return
     hints = _field_types(type(obj))
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for name, value in data.items():
         key = f"{prefix}{name}"
         if name not in fields:
-            raise _unknown(key, fields)
+            errors.append(str(_unknown(key, fields)))
+            continue
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            _update(getattr(obj, name), value or {}, key + ".")
-        else:
+            _update(getattr(obj, name), value or {}, key + ".", errors)
+            continue
+        try:
             setattr(obj, name, _coerce(key, value, tp, fields[name].metadata))
+        except SettingsError as e:
+            errors.append(str(e))
 
 
 def from_dict(data: Mapping[str, Any] | None) -> Settings:
-    """Defaults updated by ``data`` (nested mapping as in YAML), validated."""
+    """Defaults updated by ``data`` (nested mapping as in YAML), validated; every bad key is reported."""
     s = Settings()
-    _update(s, data or {}, "")
+    errors: list[str] = []
+    _update(s, data or {}, "", errors)
+    if errors:
+        raise SettingsError.collected(errors)
     return s
 
 
@@ -327,7 +353,7 @@ def load(path: str | os.PathLike[str]) -> Settings:
     try:
         return from_dict(data)
     except SettingsError as e:
-        raise SettingsError(f"{p}: {e}") from None
+        raise SettingsError.collected(e.errors, where=str(p)) from None
 
 
 def dump(settings: Settings) -> str:
@@ -346,15 +372,23 @@ def save(settings: Settings, path: str | os.PathLike[str]) -> None:
 def apply_overrides(settings: Settings, overrides: Iterable[str] | Mapping[str, Any]) -> Settings:
     """A validated copy of ``settings`` with ``section.key=value`` overrides applied."""
     out = settings.copy()
-    items = overrides.items() if isinstance(overrides, Mapping) else (_split(o) for o in overrides)
-    for dotted, value in items:
+    errors: list[str] = []
+    items = overrides.items() if isinstance(overrides, Mapping) else overrides
+    for item in items:
+        try:
+            dotted, value = item if isinstance(overrides, Mapping) else _split(item)
+        except SettingsError as e:
+            errors.append(str(e))
+            continue
         parts = dotted.strip().split(".")
         nested: dict[str, Any] = {}
         cur = nested
         for part in parts[:-1]:
             cur = cur.setdefault(part, {})
         cur[parts[-1]] = value
-        _update(out, nested, "")
+        _update(out, nested, "", errors)
+    if errors:
+        raise SettingsError.collected(errors)
     return out
 
 

@@ -136,6 +136,35 @@ def test_section_must_be_a_mapping():
     assert "setting 'capture' must be a mapping" in _error(S.from_dict, {"capture": 5})
 
 
+def test_every_mistake_in_a_file_is_reported_at_once(tmp_path):
+    """Five mistakes, one run: one line per bad key (with its path) in a single SettingsError."""
+    p = tmp_path / "five.yaml"
+    p.write_text("capture:\n  fps: 1000\n  mirror: maybe\n"
+                 "animation:\n  regoin: exp\n  driving_multiplier: lots\n"
+                 "outputs: 5\n"
+                 "model:\n  device: cpu\n")  # the one good key among them
+    with pytest.raises(SettingsError) as e:
+        S.load(p)
+    keys = ["capture.fps", "capture.mirror", "animation.regoin", "animation.driving_multiplier", "'outputs'"]
+    assert len(e.value.errors) == 5
+    for key, line in zip(keys, e.value.errors):
+        assert key in line and "\n" not in line
+    msg = str(e.value)
+    assert msg.splitlines()[0] == f"{p}: 5 settings are wrong:"
+    assert msg.splitlines()[1:] == [f"  {line}" for line in e.value.errors]
+    assert "did you mean 'animation.region'?" in msg and "out of range" in msg
+
+
+def test_every_bad_override_is_reported_at_once():
+    with pytest.raises(SettingsError) as e:
+        S.apply_overrides(Settings(), ["capture.fps=0", "animation.region", "animation.region=exp",
+                                       "outputs.nope=1"])
+    assert [line.split(":")[0] for line in e.value.errors] == [
+        "setting 'capture.fps'", "override 'animation.region' must look like section.key=value, e.g. animation.region=exp",
+        "unknown setting 'outputs.nope'; known here"]
+    assert str(e.value).startswith("3 settings are wrong:\n  setting 'capture.fps'")
+
+
 # ------------------------------------------------------------------------------------------------
 # overrides
 
