@@ -5,8 +5,14 @@ can be called through ctypes: ``obs_register_source_s`` with a prefix of ``struc
 real source type ("LivePortrait" in Add Source), and ``obs_source_output_video2`` hands it frames from any
 thread (libobs copies the pixels, so the caller's buffer is free again when the call returns).
 
-Struct layouts are per libobs version, so registration happens only for versions whose headers were checked
-(``KNOWN_MAJOR_VERSIONS``); anything else is refused with a message and the script falls back to Spout2/NDI.
+Struct layouts are per libobs version. ``tests/data/obs_abi.json`` records, for every OBS release from 28.0.0
+to the newest one checked (and obs-studio's master branch), the fields and values used here as read from that
+release's headers (``scripts/obs_abi.py``); ``tests/test_obs_abi.py`` checks the classes below against each.
+Those majors (``CHECKED_MAJOR_VERSIONS``) register silently. A newer major registers too, with a warning: from
+28 to 32 libobs only appended fields to ``obs_source_info`` (we pass the size of our prefix, and
+``obs_register_source_s`` copies that many bytes into a zeroed struct, accepting any older, smaller layout by
+design) and never changed ``obs_source_frame2`` or the values we send. Older or unreadable versions are
+refused with a message, and the script falls back to Spout2/NDI. See docs/OBS.md ("Which OBS versions").
 
 Process lifetime: OBS may call ``destroy`` after ``script_unload`` (when it tears sources down at exit) and the
 type stays registered after the script is reloaded, so the CFUNCTYPE objects, the registered struct and the
@@ -30,9 +36,9 @@ log = logging.getLogger(__name__)
 SOURCE_ID = "liveportrait_source"
 SOURCE_DISPLAY_NAME = b"LivePortrait"
 
-#: OBS major versions whose ``obs_source_info`` prefix and ``obs_source_frame2`` layout match the classes
-#: below (checked against libobs/obs-source.h and obs.h of 28.0-31.x; measured in 29.0.2).
-KNOWN_MAJOR_VERSIONS = range(28, 32)
+#: OBS major versions whose every release's headers match the classes below (tests/data/obs_abi.json, checked
+#: by tests/test_obs_abi.py; measured in a running OBS 29.0.2). A newer major is tried with a warning.
+CHECKED_MAJOR_VERSIONS = range(28, 33)
 
 OBS_SOURCE_TYPE_INPUT = 0
 OBS_SOURCE_VIDEO = 1 << 0
@@ -49,7 +55,7 @@ _VP = ctypes.c_void_p
 
 
 class ObsSourceFrame2(ctypes.Structure):
-    """``struct obs_source_frame2`` (libobs/obs.h, unchanged 28-31)."""
+    """``struct obs_source_frame2`` (libobs/obs.h, unchanged from 28.0.0 to 32.2.2 and master)."""
 
     _fields_ = [
         ("data", ctypes.c_void_p * MAX_AV_PLANES),
@@ -94,15 +100,25 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
 
 
-def check_version(version_string: str) -> tuple[int, int, int]:
-    """The parsed version, or LibobsUnavailable when the struct layouts are not known for it."""
+def checked_range() -> str:
+    return f"{CHECKED_MAJOR_VERSIONS.start}-{CHECKED_MAJOR_VERSIONS.stop - 1}"
+
+
+def check_version(version_string: str) -> tuple[tuple[int, int, int], str]:
+    """(parsed version, warning): the warning is empty for a checked major and says what is assumed for a newer
+    one; LibobsUnavailable for an older or unreadable version (its layouts were never checked)."""
     v = parse_version(version_string)
-    if v is None or v[0] not in KNOWN_MAJOR_VERSIONS:
+    if v is None or v[0] < CHECKED_MAJOR_VERSIONS.start:
         raise LibobsUnavailable(
             f"OBS {version_string or '(unknown version)'} is not a version this script's in-process source was "
-            f"checked against (OBS {KNOWN_MAJOR_VERSIONS.start}-{KNOWN_MAJOR_VERSIONS.stop - 1}), so it is not "
-            f"registered to protect OBS from a mismatched memory layout. " + FALLBACK_ADVICE)
-    return v
+            f"checked against (OBS {checked_range()}), so it is not registered to protect OBS from a mismatched "
+            f"memory layout. " + FALLBACK_ADVICE)
+    if v[0] in CHECKED_MAJOR_VERSIONS:
+        return v, ""
+    return v, (f"OBS {version_string} is newer than the versions this script's in-process source was checked "
+               f"against (OBS {checked_range()}); it is used anyway, because libobs has only ever added fields at "
+               f"the end of the source description and accepts an older one (docs/OBS.md, 'Which OBS versions'). "
+               f"If the LivePortrait source misbehaves, untick Output > OBS source and use Spout2 or NDI instead.")
 
 
 def library_candidates(platform: str = sys.platform) -> list[str]:
@@ -178,7 +194,7 @@ class LibobsSource:
 
     def __init__(self, obs_version: str, platform: str = sys.platform,
                  loader: Callable[[str], ctypes.CDLL] = load_libobs) -> None:
-        self.version = check_version(obs_version)
+        self.version, self.warning = check_version(obs_version)
         ka = _keepalive()
         if ka.lib is None:
             lib = loader(platform)
@@ -214,6 +230,8 @@ class LibobsSource:
         ka.lib.obs_register_source_s(ctypes.byref(info), ctypes.sizeof(info))
         ka.registered = True
         log.info("registered OBS source type '%s' (libobs %d.%d.%d through ctypes)", SOURCE_ID, *self.version)
+        if self.warning:
+            log.warning("%s", self.warning)
         return True
 
     @staticmethod
