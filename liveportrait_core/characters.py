@@ -24,7 +24,7 @@ import numpy as np
 
 from . import crop as crop_mod
 from . import paths
-from .images import ImageError, LoadedImage, list_images, load_image
+from .images import CHARACTER_DIVISION, CHARACTER_MAX_DIM, ImageError, LoadedImage, list_images, load_image
 from .settings import CharacterSettings, Settings
 
 _log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ def file_digest(path: Path) -> str:
 def cache_key(content_digest: str, model_id: str) -> str:
     """Content + model + what shapes the preparation (crop parameters, size limit, code version)."""
     parts = [content_digest, model_id, f"v{PREPARATION_VERSION}", f"crop{crop_mod.SOURCE_SCALE}/"
-             f"{crop_mod.SOURCE_VY_RATIO}/{crop_mod.SOURCE_DSIZE}", "limit1280/2"]
+             f"{crop_mod.SOURCE_VY_RATIO}/{crop_mod.SOURCE_DSIZE}", f"limit{CHARACTER_MAX_DIM}/{CHARACTER_DIVISION}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 

@@ -22,6 +22,13 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 #: Official ``source_max_dim`` / ``source_division``.
 OFFICIAL_MAX_DIM = 1280
 OFFICIAL_DIVISION = 2
+#: A character's longest side is scaled down to this when it is loaded (the official ``source_max_dim``;
+#: not a setting): it bounds the per-frame paste-back and the memory a character holds, and the networks
+#: see a 512x512 face crop either way. ``outputs.width/height`` scale the frames from there.
+CHARACTER_MAX_DIM = OFFICIAL_MAX_DIM
+#: The official code crops sides to even numbers (for its video writer), losing a row or column of odd
+#: sizes; characters keep their exact size and only the video recorder rounds (outputs/recorder.py).
+CHARACTER_DIVISION = 1
 #: Refuse images whose decoded size would exhaust memory (about 16K×16K).
 MAX_PIXELS = 16384 * 16384
 
@@ -50,10 +57,10 @@ class LoadedImage:
         return np.dstack([self.bgr, a])
 
 
-def load_image(path: str | os.PathLike[str], *, limit: bool = False, max_dim: int = OFFICIAL_MAX_DIM,
-               division: int = OFFICIAL_DIVISION) -> LoadedImage:
-    """Decode ``path``; with ``limit`` apply the official ``resize_to_limit`` (longest side ≤ ``max_dim``,
-    sides a multiple of ``division`` by cropping the last rows/columns)."""
+def load_image(path: str | os.PathLike[str], *, limit: bool = False, max_dim: int = CHARACTER_MAX_DIM,
+               division: int = CHARACTER_DIVISION) -> LoadedImage:
+    """Decode ``path``; with ``limit`` apply ``resize_to_limit`` (longest side ≤ ``max_dim``, sides a
+    multiple of ``division`` by cropping the last rows/columns: by default the exact size is kept)."""
     p = Path(path)
     if p.suffix.lower() not in IMAGE_EXTENSIONS:
         raise ImageError(f"{p}: unsupported file type '{p.suffix}'; use one of {', '.join(IMAGE_EXTENSIONS)}")
@@ -72,6 +79,9 @@ def load_image(path: str | os.PathLike[str], *, limit: bool = False, max_dim: in
     bgr, alpha = to_bgr_alpha(img, name=str(p))
     if limit:
         bgr, alpha = resize_to_limit(bgr, alpha, max_dim=max_dim, division=division)
+        if bgr.shape[:2] != img.shape[:2] and max(img.shape[:2]) > max_dim > 0:
+            _log.info("%s: %dx%d scaled down to %dx%d (characters are limited to %d px on the longest side)",
+                      p.name, img.shape[1], img.shape[0], bgr.shape[1], bgr.shape[0], max_dim)
     return LoadedImage(path=p, bgr=bgr, alpha=alpha, original_size=original)
 
 

@@ -153,8 +153,11 @@ class AnimationSettings:
 class OutputSettings:
     """Where animated frames go; several at once."""
 
-    width: int = _f(0, "output width in pixels (0: the character image's size)", min=0, max=7680)
-    height: int = _f(0, "output height in pixels (0: the character image's size)", min=0, max=4320)
+    width: int = _f(0, "output width in pixels (0: the character image's exact width; characters are scaled down "
+                    "to 1280 px on their longest side when loaded, a fixed limit, so larger sizes are upscaled)",
+                    min=0, max=7680)
+    height: int = _f(0, "output height in pixels (0: the character image's exact height, within the same 1280 px "
+                     "limit)", min=0, max=4320)
     fit: str = _f("contain", "how the character fills the output size", choices=("contain", "cover", "stretch"))
     paste_back: bool = _f(True, "paste the animated face into the full character image (off: the 512x512 crop)")
     obs_source: bool = _f(True, "frames into the OBS source registered by the script")
@@ -163,7 +166,8 @@ class OutputSettings:
     ndi: bool = _f(False, "NDI sender (any OS, needs cyndilib)")
     ndi_name: str = _f("LivePortrait", "NDI sender name")
     preview: bool = _f(False, "preview window (OpenCV)")
-    record: str = _f("", "record to this .mp4 file or PNG folder (empty: off)")
+    record: str = _f("", "record to this .mp4 file or PNG folder (empty: off); a video's odd side gets one row or "
+                     "column of background (encoders need even sides), a PNG sequence keeps the exact size")
 
 
 @dataclass

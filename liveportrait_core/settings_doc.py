@@ -29,8 +29,9 @@ python -m liveportrait_core preview --config my_settings.yaml --set animation.re
 ```
 
 A YAML file holds any subset of the sections below; what it leaves out keeps its default. Wrong names,
-types and values are refused with a message that names the key and what is allowed. Relative folders are
-relative to the project folder. True/false values also accept yes/no, on/off and 1/0.
+types and values are refused with a message that names the key and what is allowed; every mistake in the
+file is listed at once, one line each. Relative folders are relative to the project folder.
+True/false values also accept yes/no, on/off and 1/0.
 
 ```yaml
 animation:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import cv2
 import numpy as np
@@ -110,11 +111,22 @@ def test_animated_webp_uses_first_frame(tmp_path, caplog):
 
 def test_resize_to_limit_matches_official_rule(tmp_path):
     arr = np.zeros((1001, 2561, 3), np.uint8)
-    img = load_image(_write(tmp_path / "big.png", arr), limit=True)
+    img = load_image(_write(tmp_path / "big.png", arr), limit=True, division=images.OFFICIAL_DIVISION)
     # official: new_w = 1280, new_h = int(1001 * 1280 / 2561) = 500, then even sides
     assert img.size == (1280, 500)
-    small = load_image(_write(tmp_path / "odd.png", np.zeros((33, 31, 3), np.uint8)), limit=True)
-    assert small.size == (30, 32)
+    small = images.resize_to_limit(np.zeros((33, 31, 3), np.uint8), division=images.OFFICIAL_DIVISION)[0]
+    assert small.shape[:2] == (32, 30)
+
+
+def test_characters_keep_their_exact_size_and_are_capped_at_1280(tmp_path, caplog):
+    """Odd sides are kept (564x729 stays 564x729, not 564x728); the longest side is capped at 1280 px
+    (the official limit, not a setting) and the load says so."""
+    odd = load_image(_write(tmp_path / "odd.png", np.zeros((729, 564, 3), np.uint8)), limit=True)
+    assert odd.size == (564, 729)
+    with caplog.at_level(logging.INFO, logger="liveportrait_core.images"):
+        big = load_image(_write(tmp_path / "big.png", np.zeros((1001, 2561, 3), np.uint8)), limit=True)
+    assert big.size == (1280, 500) and big.original_size == (2561, 1001)
+    assert "2561x1001 scaled down to 1280x500" in caplog.text and "1280 px" in caplog.text
 
 
 def test_resize_keeps_alpha_aligned():

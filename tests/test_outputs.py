@@ -2,6 +2,7 @@
 convention; preview composition; missing packages / wrong OS give clear messages."""
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -152,6 +153,27 @@ def test_mp4_recording_keeps_every_frame_in_order(tmp_path):
     assert len(blues) == 11
     assert all(abs(b - i * 20) <= 4 for i, b in enumerate(blues))  # lossy codec: close, and in order
     assert cap.get(cv2.CAP_PROP_FPS) == 25
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_video_of_odd_size_keeps_every_pixel_and_says_so(tmp_path, caplog, suffix):
+    """The encoder needs even sides: a 63x47 frame is recorded as 64x48 with one column and one row of
+    background added (OpenCV alone would drop a row and a column), and the log says why."""
+    rec = VideoRecorder(tmp_path / f"odd{suffix}", fps=10, background=(0, 0, 0))
+    rec.open()
+    f = _frame(0, h=47, w=63, alpha=255)
+    f.bgra[..., :3] = 0
+    f.bgra[-1, :, :3] = 255  # a white last row and column: they must survive
+    f.bgra[:, -1, :3] = 255
+    with caplog.at_level(logging.INFO, logger="liveportrait_core.outputs.recorder"):
+        rec.send(f)
+        rec.close()
+    assert "63x47" in caplog.text and "64x48" in caplog.text and "even sides" in caplog.text
+    ok, img = cv2.VideoCapture(str(tmp_path / f"odd{suffix}")).read()
+    assert ok and img.shape == (48, 64, 3)
+    luma = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(int)
+    assert luma[46, 8:56].mean() > 180 and luma[8:40, 62].mean() > 180  # the frame's last row and column
+    assert luma[47, 8:56].mean() < 80 and luma[8:40, 63].mean() < 80  # the added background (black)
 
 
 def test_live_recording_follows_capture_times(tmp_path):

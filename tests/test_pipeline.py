@@ -109,6 +109,20 @@ def test_crop_output_without_paste_back(tmp_path, recipe_models, monkeypatch):
     assert frame[:, :70, 3].max() == 0 and frame[90, 160, 3] == 255  # letterboxed, transparent bars
 
 
+def test_odd_sized_character_keeps_its_exact_size(tmp_path, recipe_models, monkeypatch):
+    """outputs.width/height 0: the frame is the character's exact size, odd sides included (564x729)."""
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    img = cv2.imread(str(shared_path("testdata", "characters", "s1.jpg")))
+    cv2.imwrite(str(folder / "odd.png"), cv2.resize(img, (564, 729), interpolation=cv2.INTER_AREA))
+    settings = _settings(folder, tmp_path)
+    animator = Animator(recipe_models, settings, CharacterLibrary(settings, recipe_models))
+    animator.select_character(0)
+    monkeypatch.setattr(animator, "render_crop", lambda x_d: np.full((512, 512, 3), 128, np.uint8))
+    (tracked, lost) = _driving_frames([0])
+    assert animator.animate(tracked[0][1], tracked[0][0]).shape == (729, 564, 4)
+
+
 def test_a_stop_cancels_the_frame_between_the_networks(tmp_path, recipe_models, monkeypatch):
     """On a CPU W and G take seconds each: a stopping engine must not wait for both."""
     from liveportrait_core.backend import FrameCancelled

@@ -12,12 +12,16 @@ _log = logging.getLogger(__name__)
 
 MAX_GAP_S = 2.0  #: a longer stall (model reload...) is not filled with more than this many seconds of copies
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+#: A recording target with one of these suffixes is refused: it is neither a video nor (by its name) a folder.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 class VideoRecorder:
     """Writes frames to a video file with OpenCV. Video codecs have no alpha, so transparent parts are
     composited over ``background`` (BGR); the first frame fixes the size and later frames of another
-    size (a character switch) are resized to it, so that the file stays playable.
+    size (a character switch) are resized to it, so that the file stays playable. Video encoders need
+    even sides (OpenCV would silently drop the last row or column), so an odd side gets one row or
+    column of ``background`` added, and the log says so; a PNG sequence keeps the exact size.
 
     ``timed``: live frames arrive at whatever rate the engine manages, but a video file has a fixed
     rate; each frame is then written as many times as its capture time says (or skipped when frames
@@ -35,6 +39,7 @@ class VideoRecorder:
         self._writer = None
         self._size: tuple[int, int] | None = None
         self._bg: np.ndarray | None = None
+        self._pad = (0, 0)  #: rows, columns of background added for the encoder's even size
 
     def open(self) -> None:
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
@@ -46,15 +51,22 @@ class VideoRecorder:
     def _start(self, w: int, h: int) -> None:
         import cv2
 
+        ew, eh = w + w % 2, h + h % 2  # the encoder's even size
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.path.suffix.lower()])
-        self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (w, h))
+        self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (ew, eh))
         if not self._writer.isOpened():
             self._writer = None
             raise RuntimeError(f"OpenCV could not open {self.path} for writing")
         self._size = (w, h)
+        self._pad = (eh - h, ew - w)
         self._bg = np.empty((h, w, 3), np.uint8)
         self._bg[:] = self.background
-        _log.info("recording %dx%d at %.2f fps to %s", w, h, self.fps, self.path)
+        _log.info("recording %dx%d at %.2f fps to %s", ew, eh, self.fps, self.path)
+        if (ew, eh) != (w, h):
+            added = " and ".join(n for n, odd in (("column", w % 2), ("row", h % 2)) if odd)
+            _log.info("the frames are %dx%d; the video encoder needs even sides, so the recording is %dx%d with "
+                      "one %s of background colour added (a PNG sequence keeps the exact size)",
+                      w, h, ew, eh, added)
 
     def _copies(self, frame: PublishedFrame) -> int:
         """How many times to write this frame (1 unless ``timed``)."""
@@ -83,6 +95,9 @@ class VideoRecorder:
         else:
             w = cv2.cvtColor(alpha, cv2.COLOR_GRAY2BGR).astype(np.float32) * (1.0 / 255.0)
             bgr = cv2.blendLinear(bgra[:, :, :3], self._bg, w[:, :, 0], 1.0 - w[:, :, 0])
+        if any(self._pad):
+            bgr = cv2.copyMakeBorder(bgr, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_CONSTANT,
+                                     value=self.background)
         for _ in range(copies):
             self._writer.write(bgr)
         self.frames_written += copies
@@ -123,9 +138,21 @@ class PngSequenceRecorder:
         pass
 
 
+def check_target(target: str | Path) -> None:
+    """Refuse a recording target named like an image (``out.png`` would otherwise become a folder of that
+    name): ValueError naming the two kinds of target."""
+    p = Path(target).expanduser()
+    if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir():
+        raise ValueError(f"cannot record to {p.name}: a recording is a video file "
+                         f"({', '.join(VIDEO_SUFFIXES)}, e.g. out.mp4) or a folder for PNG frames with alpha "
+                         f"(e.g. {p.with_suffix('').name}_frames)")
+
+
 def make_recorder(target: str | Path, fps: float, name: str = "record",
                   timed: bool = False) -> VideoRecorder | PngSequenceRecorder:
-    """A video recorder for a file name with a video suffix, else a PNG sequence in that folder."""
+    """A video recorder for a file name with a video suffix, else a PNG sequence in that folder
+    (ValueError for a name like an image, see ``check_target``)."""
+    check_target(target)
     p = Path(target).expanduser()
     if p.suffix.lower() in VIDEO_SUFFIXES:
         return VideoRecorder(p, fps, name=name, timed=timed)
