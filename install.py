@@ -7,8 +7,9 @@ Python Settings, 64-bit 3.10-3.12; Linux: the system Python 3), so that OBS can 
     python3 install.py            # .venv, dependencies, official weights, checks, then the demo
 
 Steps: create ``.venv`` beside this file; install torch first (the CUDA build when an NVIDIA driver
-is present, otherwise the default build), then ``requirements.txt``; download and verify the
-official weights into ``models/``; run ``doctor``; start ``demo``. Every step can be skipped, and a
+is present, otherwise the default build), then this project, editable, with the dependencies that
+``pyproject.toml`` declares (``pip install -e .``), which also makes the ``liveportrait`` command; download
+and verify the official weights into ``models/``; run ``doctor``; start ``demo``. Every step can be skipped, and a
 step that cannot work here (no network for the weights, no GPU) says why and what to do, without
 undoing the others. Only the standard library is used, because nothing else is installed yet.
 """
@@ -43,10 +44,15 @@ def venv_python() -> Path:
     return paths.venv_python(VENV)
 
 
-def venv_command(*args: str) -> str:
-    """A command for the user to copy: the venv's own Python by its full path (quoted when the path
-    has spaces), so that it works from any folder and never picks up another ``python`` on PATH."""
-    return paths.python_command(venv_python(), *args)
+def venv_cli() -> Path:
+    """The ``liveportrait`` command that ``pip install -e .`` puts into the venv."""
+    return paths.venv_script(VENV)
+
+
+def cli_command(*args: str) -> str:
+    """A command for the user to copy: the venv's ``liveportrait`` by its full path (quoted when the path
+    has spaces), so that it works from any folder without activating anything."""
+    return paths.python_command(venv_cli(), *args)
 
 
 def run(cmd: list[str], check: bool = True) -> int:
@@ -82,7 +88,8 @@ def has_nvidia_gpu() -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--dev", action="store_true", help="also install the test tools (requirements-dev.txt)")
+    ap.add_argument("--dev", action="store_true",
+                    help="also install the test tools (the [dev] extra of pyproject.toml)")
     ap.add_argument("--torch", choices=("auto", "cuda", "default"), default="auto",
                     help="torch build: auto = CUDA when an NVIDIA driver is found; default = pip's default build")
     ap.add_argument("--torch-index", default=TORCH_CUDA_INDEX,
@@ -108,19 +115,21 @@ def main() -> int:
         say("no NVIDIA driver found: installing the default torch build (on this machine it runs on the CPU;"
             " use --torch cuda to force the CUDA build)")
     run(torch_cmd)
-    run([py, "-m", "pip", "install", "-r", ROOT / ("requirements-dev.txt" if args.dev else "requirements.txt")])
+    # the project itself, editable: the CLI and the OBS script run these very files
+    run([py, "-m", "pip", "install", "-e", f"{ROOT}[dev]" if args.dev else str(ROOT)])
+    cli = venv_cli()
 
     ready = True
     if not args.no_models:
-        if run([py, "-m", "liveportrait_core", "download-models"], check=False) != 0:
+        if run([cli, "download-models"], check=False) != 0:
             ready = False
             say("the official weights could not be downloaded (see above); everything else is installed. "
-                f"Run `{venv_command('-m', 'liveportrait_core', 'download-models')}` when you are online, or copy "
+                f"Run `{cli_command('download-models')}` when you are online, or copy "
                 "the files into models/ as models/README.md shows.")
-    if run([py, "-m", "liveportrait_core", "doctor"], check=False) != 0:
+    if run([cli, "doctor"], check=False) != 0:
         ready = False
-    doctor = venv_command("-m", "liveportrait_core", "doctor")
-    demo = venv_command("-m", "liveportrait_core", "demo")
+    doctor = cli_command("doctor")
+    demo = cli_command("demo")
     if not ready:
         say(f"{'set up' if args.no_run else 'not starting the demo'}: `doctor` above lists what is missing and "
             f"how to fix it; check again with `{doctor}`, then start the demo with `{demo}`.")
@@ -129,7 +138,7 @@ def main() -> int:
         say(f"set up and ready; start the demo with `{demo}`.")
         return 0
     say("starting the demo (close its window or press q to stop)")
-    return run([py, "-m", "liveportrait_core", "demo"], check=False)
+    return run([cli, "demo"], check=False)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``python -m liveportrait_core <command>``.
+"""``liveportrait <command>``: the console command ``pip install -e .`` makes (``python -m liveportrait_core``
+runs the same).
 
 Each command lives in its own module under ``liveportrait_core/commands/`` and exposes ``NAME``, ``HELP``,
 ``add_arguments(parser)`` and ``run(args, settings) -> int``. Command modules are discovered, so adding
@@ -15,7 +16,7 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from liveportrait_core import __version__, commands, log, settings as settings_mod
+from liveportrait_core import __version__, commands, log, paths, settings as settings_mod
 
 _log = logging.getLogger(__name__)
 
@@ -42,9 +43,9 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m liveportrait_core",
+        prog=paths.CLI_NAME,  # the console command pyproject.toml declares; `python -m liveportrait_core` runs the same
         description="LivePortrait for OBS: animate a character image from your webcam.")
-    parser.add_argument("--version", action="version", version=f"liveportrait_core {__version__}")
+    parser.add_argument("--version", action="version", version=f"{paths.CLI_NAME} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))

@@ -11,7 +11,9 @@ import importlib.metadata
 import importlib.util
 import logging
 import platform
+import shutil
 import struct
+import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,20 +58,68 @@ def _version(dist: str) -> str | None:
 def _install(args: str = "") -> str:
     """How README.md tells users to run install.py: ``python3 install.py`` on Linux and macOS,
     ``py -3.X install.py`` on Windows (the launcher picks the Python OBS uses; 3.X is this Python's
-    version when OBS can load it, else 3.12). Run in the project folder, with the Python that OBS uses."""
+    version when OBS can load it, else 3.12), with install.py by its full path so that it works from any
+    folder."""
+    script = paths.quote_arg(str(paths.PROJECT_ROOT / "install.py"))
     if sys.platform == "win32":
         v = sys.version_info
         lo, hi = OBS_PYTHONS
         usable = struct.calcsize("P") == 8 and lo <= (v.major, v.minor) <= hi
         minor = v.minor if usable else hi[1]
-        cmd = f"py -3.{minor} install.py"
+        cmd = f"py -3.{minor} {script}"
     else:
-        cmd = "python3 install.py"
+        cmd = f"python3 {script}"
     return f"{cmd} {args}".rstrip()
 
 
+def _python() -> str:
+    """The Python whose packages these checks looked at: this interpreter, unless it is not a Python at
+    all (inside OBS ``sys.executable`` is OBS itself), then the project's venv Python."""
+    venv = paths.venv_python(paths.VENV_DIR)
+    if not Path(sys.executable).name.lower().startswith("python") and venv.exists():
+        return str(venv)
+    return sys.executable
+
+
 def _pip(args: str) -> str:
-    return paths.python_command(sys.executable, "-m", "pip", "install", args)
+    return paths.python_command(_python(), "-m", "pip", "install", args)
+
+
+def _nvidia_driver_present() -> bool:
+    """Whether this machine has an NVIDIA driver (NVML loads, or ``nvidia-smi -L`` lists a GPU), i.e.
+    whether a CUDA build of torch could help at all. Never raises."""
+    try:
+        import pynvml
+    except ImportError:
+        pynvml = None
+    if pynvml is not None:
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError_LibraryNotFound:
+            return False
+        except Exception:  # a driver that is installed but does not answer is still a driver
+            return True
+        try:
+            return pynvml.nvmlDeviceGetCount() > 0
+        except Exception:
+            return True
+        finally:
+            try:
+                pynvml.nvmlShutdown()
+            except Exception:
+                pass
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return False
+    try:
+        return subprocess.run([exe, "-L"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+#: What running on the CPU means, for the checks that find no usable GPU.
+CPU_PATH = ("the networks run on the CPU: seconds per frame, enough to check characters and the set-up, "
+            "far too slow for live animation (see docs/PERFORMANCE.md)")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -91,7 +141,7 @@ def check_python() -> Check:
 
 def check_torch(settings: Settings) -> Check:
     if importlib.util.find_spec("torch") is None:
-        return Check("torch", FAIL, "PyTorch is not installed", f"in the project folder run `{_install()}`")
+        return Check("torch", FAIL, "PyTorch is not installed", f"run `{_install()}`")
     import torch
 
     cuda_build = torch.version.cuda
@@ -108,15 +158,24 @@ def check_torch(settings: Settings) -> Check:
             return Check("torch", FAIL, f"{detail}; model.device is cuda but this Mac has MPS only",
                          "--set model.device=auto")
         return Check("torch", OK, f"{detail}; Apple MPS available (slower than an NVIDIA GPU)")
+    if not _nvidia_driver_present():
+        # no NVIDIA GPU: a CUDA build of torch would change nothing, so none is suggested
+        detail += f"; no NVIDIA GPU or driver on this machine, so {CPU_PATH}"
+        if want in ("cuda", "mps"):
+            return Check("torch", FAIL, f"{detail}; model.device is {want}, which this machine does not have",
+                         "--set model.device=auto (or cpu)")
+        return Check("torch", WARN, detail,
+                     "nothing to install here; for live animation use a PC with an NVIDIA GPU "
+                     "(docs/INSTALLATION.md)")
     if cuda_build:
-        detail += "; but no CUDA device is usable (no NVIDIA GPU or driver)"
-        fix = "install or update the NVIDIA driver (https://www.nvidia.com/Download/index.aspx)"
+        detail += "; an NVIDIA driver is installed, but torch cannot use the GPU (driver too old for this CUDA build?)"
+        fix = "update the NVIDIA driver (https://www.nvidia.com/Download/index.aspx)"
     else:
-        detail += "; it cannot use an NVIDIA GPU"
+        detail += "; this machine has an NVIDIA GPU, which this build of torch cannot use"
         fix = cuda_fix
     if want in ("cuda", "mps"):
         return Check("torch", FAIL, f"{detail}; model.device is {want}", fix + " or --set model.device=auto")
-    return Check("torch", WARN, detail + "; networks run on the CPU, far below 60 FPS", fix)
+    return Check("torch", WARN, f"{detail}; until then {CPU_PATH}", fix)
 
 
 def check_gpu() -> Check:
@@ -128,8 +187,9 @@ def check_gpu() -> Check:
     try:
         pynvml.nvmlInit()
     except pynvml.NVMLError_LibraryNotFound:
-        return Check("gpu", WARN, "no NVIDIA driver (NVML library not found); no NVIDIA GPU can be used",
-                     "on a PC with an NVIDIA GPU install its driver: https://www.nvidia.com/Download/index.aspx")
+        return Check("gpu", WARN, "no NVIDIA driver (NVML library not found), so no NVIDIA GPU is used; "
+                     "the CPU runs the networks",
+                     "only if this PC has an NVIDIA GPU: install its driver, https://www.nvidia.com/Download/index.aspx")
     except pynvml.NVMLError as e:
         return Check("gpu", WARN, f"the NVIDIA driver does not answer: {e}", "reinstall or update the NVIDIA driver")
     try:
@@ -182,8 +242,9 @@ def check_weights(settings: Settings) -> list[Check]:
     reports = weights.verify_models(root, variant, deep=True, check_hash=settings.model.verify_checksums)
     if all(r.status == "missing" for r in reports):
         return [Check("weights", FAIL, f"no LivePortrait weights ({variant}) in {root}",
-                      weights.download_fix(variant, again=False))]
-    return [Check(f"weights:{r.file}", OK if r.ok else FAIL, r.message, r.fix) for r in reports]
+                      weights.download_fix(variant, again=False, models_dir=root))]
+    status = {"ok": OK, "differs": WARN}
+    return [Check(f"weights:{r.file}", status.get(r.status, FAIL), r.message, r.fix) for r in reports]
 
 
 def _importable(module: str) -> tuple[bool, str]:
@@ -213,11 +274,6 @@ def check_outputs(settings: Settings) -> list[Check]:
     ok, why = _importable("cyndilib")
     checks.append(Check("output:ndi", OK, "NDI available (cyndilib)") if ok else
                   Check("output:ndi", FAIL if out.ndi else WARN, f"NDI: cyndilib {why}", _pip('"cyndilib>=0.1.3"')))
-    if importlib.util.find_spec("pyvirtualcam") is not None:
-        checks.append(Check("output:virtualcam", OK, "virtual camera available (pyvirtualcam)"))
-    else:
-        checks.append(Check("output:virtualcam", WARN, "virtual camera: pyvirtualcam is not installed (optional)",
-                            _pip("pyvirtualcam")))
     return checks
 
 

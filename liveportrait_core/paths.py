@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import sysconfig
 from pathlib import Path
 
 #: The checkout (or unpacked release) that holds ``liveportrait_core/`` and ``obs_liveportrait.py``.
@@ -11,6 +13,8 @@ DEFAULT_CHARACTERS_DIR = PROJECT_ROOT / "characters"
 
 
 VENV_DIR = PROJECT_ROOT / ".venv"  #: where install.py makes the virtual environment
+#: The console command that ``pyproject.toml`` declares (``liveportrait = liveportrait_core.cli:main``).
+CLI_NAME = "liveportrait"
 
 
 def venv_python(venv: Path) -> Path:
@@ -18,20 +22,47 @@ def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def venv_script(venv: Path, name: str = CLI_NAME) -> Path:
+    """A console script that pip installed into a virtual environment (``Scripts/NAME.exe`` on Windows)."""
+    return venv / ("Scripts" if os.name == "nt" else "bin") / (f"{name}.exe" if os.name == "nt" else name)
+
+
+def quote_arg(arg: str) -> str:
+    """``arg`` as the user's shell needs it in a copied command: as is when plain, else quoted
+    (POSIX shell quoting; double quotes on Windows, whose shells take those)."""
+    if os.name == "nt":
+        return f'"{arg}"' if any(c.isspace() for c in arg) or "&" in arg else arg
+    return shlex.quote(arg)
+
+
 def python_command(python: str | os.PathLike[str], *args: str) -> str:
-    """A command line for the user to copy: ``python`` quoted when its path has spaces, then ``args``."""
-    py = os.fspath(python)
-    return " ".join((f'"{py}"' if " " in py else py, *args))
+    """A command line for the user to copy: ``python`` (or any program) quoted when its path needs it,
+    then ``args`` (already quoted by the caller where needed)."""
+    return " ".join((quote_arg(os.fspath(python)), *args))
+
+
+def cli_executable() -> Path | None:
+    """The installed ``liveportrait`` command by full path: the project's ``.venv`` first, then the
+    environment of the running Python (a user's own venv); None when the package is not installed."""
+    candidates = [venv_script(VENV_DIR)]
+    scripts = sysconfig.get_path("scripts")
+    if scripts:
+        candidates.append(Path(scripts) / venv_script(Path(), CLI_NAME).name)
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def cli_command(*args: str) -> str:
-    """A ``python -m liveportrait_core ...`` command for the user to copy.
+    """A ``liveportrait ...`` command for the user to copy, that works from any folder.
 
-    With the project's virtual environment present, its own Python by full path, so the command works
-    from any folder without activating anything; else plain ``python``.
+    The installed console script by full path (no activation needed, never another ``python`` on PATH).
+    Not installed (install.py not run yet): ``python -m liveportrait_core ...`` with the project's venv
+    Python when there is one, which works only from the project folder until install.py has run.
     """
-    exe = venv_python(VENV_DIR)
-    return python_command(exe if exe.exists() else "python", "-m", "liveportrait_core", *args)
+    exe = cli_executable()
+    if exe is not None:
+        return python_command(exe, *args)
+    py = venv_python(VENV_DIR)
+    return python_command(py if py.exists() else "python", "-m", "liveportrait_core", *args)
 
 
 def user_cache_dir() -> Path:

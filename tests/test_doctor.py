@@ -32,11 +32,14 @@ def test_doctor_on_this_machine(tmp_path, capsys):
             assert c["fix"], f"{c['name']} has no fix"
     weights = checks["weights"]
     assert weights["status"] == "FAIL" and "no LivePortrait weights" in weights["detail"]
-    assert "python -m liveportrait_core download-models" in weights["fix"]
-    if not torch.cuda.is_available():  # e.g. the CPU-only CI machine: said, with the CUDA install command
-        assert checks["torch"]["status"] == "WARN" and "CPU" in checks["torch"]["detail"]
-        if torch.version.cuda is None:
-            assert "--index-url https://download.pytorch.org/whl/cu" in checks["torch"]["fix"]
+    # the fix fetches into the folder that was checked (bug 10), with the installed command
+    assert f"liveportrait download-models --models-dir {tmp_path / 'no_weights'}`" in weights["fix"].replace(".exe", "")
+    if not torch.cuda.is_available():  # e.g. the CPU-only CI machine: said, and what it means
+        assert checks["torch"]["status"] == "WARN" and "run on the CPU" in checks["torch"]["detail"]
+        # a CUDA build is suggested only where an NVIDIA driver could use it
+        suggested = "--index-url https://download.pytorch.org/whl/cu" in checks["torch"]["fix"]
+        assert suggested == (torch.version.cuda is None and doctor._nvidia_driver_present())
+    assert "output:virtualcam" not in checks  # nothing offers a virtual camera
     assert checks["python"]["status"] in ("OK", "WARN") and "-bit)" in checks["python"]["detail"]
     assert checks["characters"]["status"] == "OK"  # the sample character ships with the project
 
@@ -49,9 +52,19 @@ def test_gpu_check_matches_nvml_on_this_machine():
     except pynvml.NVMLError_LibraryNotFound:
         check = doctor.check_gpu()
         assert check.status == "WARN" and "no NVIDIA driver" in check.detail and check.fix
-    else:
+        assert doctor._nvidia_driver_present() is False
+        return
+    try:
+        names = [pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
+                 for i in range(pynvml.nvmlDeviceGetCount())]
+    finally:
         pynvml.nvmlShutdown()
-        assert doctor.check_gpu().status in ("OK", "WARN")
+    names = [n.decode() if isinstance(n, bytes) else n for n in names]
+    check = doctor.check_gpu()
+    if names:
+        assert check.status == "OK" and all(n in check.detail for n in names), check.detail
+    else:
+        assert check.status == "WARN" and "no GPU found" in check.detail and check.fix
 
 
 def test_no_nvidia_driver_is_a_warning_with_a_fix(monkeypatch):
@@ -64,7 +77,9 @@ def test_no_nvidia_driver_is_a_warning_with_a_fix(monkeypatch):
     fake = types.SimpleNamespace(nvmlInit=init, NVMLError_LibraryNotFound=LibraryNotFound, NVMLError=Exception)
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     check = doctor.check_gpu()
-    assert check.status == "WARN" and "no NVIDIA driver" in check.detail and "nvidia.com" in check.fix
+    assert check.status == "WARN" and "no NVIDIA driver" in check.detail and "the CPU runs" in check.detail
+    assert check.fix.startswith("only if this PC has an NVIDIA GPU") and "nvidia.com" in check.fix
+    assert doctor._nvidia_driver_present() is False
 
 
 def test_gpu_found(monkeypatch):
@@ -162,23 +177,32 @@ def test_quick_skips_the_hashes(monkeypatch, capsys):
     assert seen["s"].model.verify_checksums is False
 
 
+def _install_py() -> str:
+    from liveportrait_core import paths
+
+    return paths.quote_arg(str(paths.PROJECT_ROOT / "install.py"))
+
+
 @pytest.mark.parametrize("platform,version,expected", [
-    ("linux", (3, 12), "python3 install.py --torch cuda"),
-    ("darwin", (3, 11), "python3 install.py --torch cuda"),
-    ("win32", (3, 12), "py -3.12 install.py --torch cuda"),
-    ("win32", (3, 10), "py -3.10 install.py --torch cuda"),
-    ("win32", (3, 13), "py -3.12 install.py --torch cuda"),  # OBS cannot load 3.13: README's 3.12
+    ("linux", (3, 12), "python3 {} --torch cuda"),
+    ("darwin", (3, 11), "python3 {} --torch cuda"),
+    ("win32", (3, 12), "py -3.12 {} --torch cuda"),
+    ("win32", (3, 10), "py -3.10 {} --torch cuda"),
+    ("win32", (3, 13), "py -3.12 {} --torch cuda"),  # OBS cannot load 3.13: README's 3.12
 ])
 def test_install_fixes_use_the_commands_readme_shows(monkeypatch, platform, version, expected):
+    """As README.md runs install.py, with the script by its full path so that the fix works from any folder."""
     monkeypatch.setattr(doctor.sys, "platform", platform)
     monkeypatch.setattr(doctor.sys, "version_info", types.SimpleNamespace(major=version[0], minor=version[1]))
+    expected = expected.format(_install_py())
     assert doctor._install("--torch cuda") == expected
     assert doctor._install() == expected.removesuffix(" --torch cuda")
 
 
-@pytest.mark.parametrize("platform,command", [("linux", "python3 install.py"), ("win32", "py -3.12 install.py")])
+@pytest.mark.parametrize("platform,command", [("linux", "python3"), ("win32", "py -3.12")])
 def test_fixes_never_say_a_bare_python_install(monkeypatch, platform, command):
     """Every fix that runs install.py names it as README.md does, never `python install.py`."""
+    command = f"{command} {_install_py()}"
     monkeypatch.setattr(doctor.sys, "platform", platform)
     v = types.SimpleNamespace(major=3, minor=9, micro=0)
     monkeypatch.setattr(doctor.sys, "version_info", v)
@@ -186,19 +210,99 @@ def test_fixes_never_say_a_bare_python_install(monkeypatch, platform, command):
     assert py.status == "WARN" and f"run `{command}` with it" in py.fix
     monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda name: None)
     torch_missing = doctor.check_torch(Settings())
-    assert torch_missing.status == "FAIL" and torch_missing.fix == f"in the project folder run `{command}`"
+    assert torch_missing.status == "FAIL" and torch_missing.fix == f"run `{command}`"
     for check in (py, torch_missing):
         assert "python install.py" not in check.fix
 
 
-def test_cpu_torch_fix_offers_install_with_torch_cuda(monkeypatch):
+@pytest.fixture
+def no_usable_gpu(monkeypatch):
+    """torch sees no CUDA and no MPS device, whatever this machine has."""
     import torch
 
-    if torch.cuda.is_available() or torch.version.cuda is not None:
-        pytest.skip("this machine's torch is a CUDA build")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        pytest.skip("Apple MPS")
+    if mps is not None:
+        monkeypatch.setattr(mps, "is_available", lambda: False)
     monkeypatch.setattr(doctor.sys, "platform", "linux")
+    return torch
+
+
+def test_cpu_torch_with_an_nvidia_gpu_offers_the_cuda_build(monkeypatch, no_usable_gpu):
+    monkeypatch.setattr(no_usable_gpu.version, "cuda", None)
+    monkeypatch.setattr(doctor, "_nvidia_driver_present", lambda: True)
     check = doctor.check_torch(Settings())
-    assert check.status == "WARN" and check.fix.endswith(" (or `python3 install.py --torch cuda`)")
+    assert check.status == "WARN" and "NVIDIA GPU, which this build of torch cannot use" in check.detail
+    assert "--index-url https://download.pytorch.org/whl/cu" in check.fix
+    assert check.fix.endswith(f" (or `python3 {_install_py()} --torch cuda`)")
+
+
+@pytest.mark.parametrize("cuda_build", [None, "12.8"])
+def test_no_nvidia_gpu_says_cpu_and_suggests_no_cuda_reinstall(monkeypatch, no_usable_gpu, cuda_build):
+    """A machine without an NVIDIA GPU is told what the CPU path means, never to install a CUDA build."""
+    monkeypatch.setattr(no_usable_gpu.version, "cuda", cuda_build)
+    monkeypatch.setattr(doctor, "_nvidia_driver_present", lambda: False)
+    check = doctor.check_torch(Settings())
+    assert check.status == "WARN"
+    assert "no NVIDIA GPU or driver on this machine" in check.detail and doctor.CPU_PATH in check.detail
+    assert "seconds per frame" in check.detail and "too slow for live animation" in check.detail
+    for cuda_advice in ("--index-url", "--torch cuda", "force-reinstall", "driver"):
+        assert cuda_advice not in check.fix
+    assert check.fix.startswith("nothing to install here")
+    s = Settings()
+    s.model.device = "cuda"
+    check = doctor.check_torch(s)
+    assert check.status == "FAIL" and "model.device is cuda" in check.detail
+    assert check.fix.startswith("--set model.device=auto") and "--index-url" not in check.fix
+
+
+def test_cuda_torch_with_a_driver_but_no_usable_gpu_asks_for_a_driver_update(monkeypatch, no_usable_gpu):
+    monkeypatch.setattr(no_usable_gpu.version, "cuda", "12.8")
+    monkeypatch.setattr(doctor, "_nvidia_driver_present", lambda: True)
+    check = doctor.check_torch(Settings())
+    assert check.status == "WARN" and "torch cannot use the GPU" in check.detail
+    assert check.fix.startswith("update the NVIDIA driver")
+
+
+def test_nvidia_driver_presence_falls_back_to_nvidia_smi(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails: nvidia-ml-py missing
+    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
+    assert doctor._nvidia_driver_present() is False
+    monkeypatch.setattr(doctor.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(doctor.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=0))
+    assert doctor._nvidia_driver_present() is True
+
+
+def test_weight_file_that_differs_from_the_official_one_is_a_warning(tmp_path):
+    from liveportrait_core.models import layout, weights
+    from liveportrait_core.models.recipe import recipe_weights
+
+    name = "appearance_feature_extractor"
+    weights.write_checkpoints(tmp_path, {name: recipe_weights((name,))[name]})  # right layout, other bytes
+    s = Settings()
+    s.model.models_dir = str(tmp_path)
+    check = {c.name: c for c in doctor.check_weights(s)}[f"weights:{name}"]
+    rel = layout.checkpoint_files("human")[name]
+    assert check.status == "WARN" and f"{rel} is not the official file" in check.detail
+    assert "SHA-256" in check.detail and "download-models" in check.fix and str(tmp_path) in check.fix
+    assert "[WARN] weights:appearance_feature_extractor" in doctor.format_report([check])
+
+
+def test_no_virtual_camera_check():
+    """Nothing in the project offers a virtual camera, so doctor does not list one."""
+    assert [c.name for c in doctor.check_outputs(Settings())] == ["output:spout", "output:ndi"]
+
+
+def test_pip_fixes_inside_obs_name_the_venv_python(monkeypatch, tmp_path):
+    """Inside OBS ``sys.executable`` is OBS itself: pip fixes name the project's venv Python instead."""
+    from liveportrait_core import paths
+
+    venv = tmp_path / ".venv"
+    py = paths.venv_python(venv)
+    py.parent.mkdir(parents=True)
+    py.write_text("")
+    monkeypatch.setattr(paths, "VENV_DIR", venv)
+    monkeypatch.setattr(doctor.sys, "executable", "/usr/bin/obs")
+    assert doctor._pip("x").startswith(f"{py} -m pip install")
+    monkeypatch.setattr(doctor.sys, "executable", "/somewhere/python3.11")
+    assert doctor._pip("x").startswith("/somewhere/python3.11 -m pip install")

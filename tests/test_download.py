@@ -140,7 +140,12 @@ def test_download_verifies_and_moves_into_place(tmp_path, monkeypatch, small_lay
                                               tmp_path / weights.MANIFEST_NAME])  # no staging left
     assert (tmp_path / AFE_REL).read_bytes() == source_files[AFE_REL].read_bytes()
     assert weights.read_manifest(tmp_path)[AFE_REL]["sha256"] == checksums[AFE_REL][1]
-    assert [r.status for r in weights.verify_models(tmp_path)] == ["ok", "ok"]
+    # the fake hub serves recipe weights, not the official bytes: usable, and said to differ from the pinned hash
+    assert [r.status for r in weights.verify_models(tmp_path)] == ["differs", "differs"]
+    with monkeypatch.context() as m:  # had the hub served the official files, they would be plainly "ok"
+        for rel, sha in checksums.items():
+            m.setitem(weights.OFFICIAL_CHECKSUMS, rel, sha)
+        assert [r.status for r in weights.verify_models(tmp_path)] == ["ok", "ok"]
 
     # a second run finds both files valid and downloads nothing
     fake.calls.clear()

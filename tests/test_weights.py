@@ -139,7 +139,41 @@ def _read_error(root: Path, names=(AFE,)) -> str:
 def test_missing_file(tmp_path):
     msg = _read_error(tmp_path)
     assert AFE_REL in msg.replace(os.sep, "/") and "missing" in msg
-    assert "python -m liveportrait_core download-models" in msg
+    assert f"liveportrait download-models --models-dir {tmp_path}`" in msg.replace(".exe", "")
+
+
+def _hinted_command(text: str) -> list[str]:
+    """The ``download-models`` command a message tells the user to run, as argv after the program."""
+    import re
+    import shlex
+
+    (cmd,) = {c for c in re.findall(r"`([^`]*download-models[^`]*)`", text)}
+    argv = shlex.split(cmd, posix=os.name != "nt")
+    return argv[argv.index("download-models"):]
+
+
+@pytest.mark.parametrize("how", ["read", "verify"])
+def test_fix_hint_downloads_into_the_folder_that_failed(tmp_path, small_weights, how):
+    """Bug 10: following the hint fetches the files into the --models-dir that was checked, not models/."""
+    from liveportrait_core import cli
+
+    root = tmp_path / "my models"  # a space, so the folder must be quoted to survive copy-paste
+    path = _afe(root, small_weights)
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.9)])  # truncated: "re-download"
+    texts = ([_read_error(root, names=(AFE, "spade_generator"))] if how == "read" else
+             [r.fix for r in weights.verify_models(root, check_hash=False) if r.file in (AFE, "spade_generator")])
+    for text in texts:
+        argv = _hinted_command(text)
+        args = cli.build_parser().parse_args(argv)
+        assert weights.models_root(cli.load_settings(args).model.models_dir) == root, text
+
+
+def test_fix_hint_for_the_default_folder_has_no_models_dir():
+    from liveportrait_core import paths
+
+    for models_dir in ("models", paths.DEFAULT_MODELS_DIR):
+        fix = weights.download_fix("animal", again=False, models_dir=models_dir)
+        assert _hinted_command(fix) == ["download-models", "--variant", "animal"]
 
 
 def test_missing_animal_file_names_the_animal_download(tmp_path):
@@ -351,10 +385,13 @@ def test_checksum_match_and_corruption(tmp_path, small_weights, monkeypatch):
     assert _report(weights.verify_models(tmp_path, check_hash=False), AFE).status == "ok"
 
 
-def test_a_different_official_layout_file_is_used_with_a_note(tmp_path, small_weights):
+def test_a_different_official_layout_file_is_used_but_said_to_differ(tmp_path, small_weights):
     _afe(tmp_path, small_weights)  # the official size is 3,387,959 bytes; ours differs
     rep = _report(weights.verify_models(tmp_path), AFE)
-    assert rep.status == "ok" and "not byte-identical" in rep.message
+    assert rep.status == "differs" and rep.ok  # usable, never replaced behind the user's back
+    assert f"{AFE_REL} is not the official file" in rep.message and "3,387,959" in rep.message
+    assert rep.sha256[:12] in rep.message and "5279bb865429" in rep.message
+    assert "delete it and re-download" in rep.fix and "download-models" in rep.fix
 
 
 def test_download_manifest_detects_later_corruption(tmp_path, small_weights):
@@ -375,16 +412,26 @@ def test_unreadable_manifest_is_ignored(tmp_path):
     assert weights.read_manifest(tmp_path) == {}
 
 
-def test_download_fix_names_the_venv_python_when_there_is_one(tmp_path, monkeypatch):
-    """The suggested command works without activating anything: the venv's Python by full path."""
+def test_download_fix_names_the_installed_command_by_full_path(tmp_path, monkeypatch):
+    """The suggested command works from any folder without activating anything: the venv's ``liveportrait``
+    by full path; before install.py has installed it, the venv's Python with ``-m``."""
+    import shlex
+
     from liveportrait_core import paths
 
     monkeypatch.setattr(paths, "VENV_DIR", tmp_path / "no venv here")
+    monkeypatch.setattr(paths.sysconfig, "get_path", lambda name: str(tmp_path / "no scripts here"))
     assert weights.download_fix("human") == "re-download with `python -m liveportrait_core download-models`"
     venv = tmp_path / "my venv"
-    exe = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    exe.parent.mkdir(parents=True)
-    exe.write_text("")
+    py = paths.venv_python(venv)
+    py.parent.mkdir(parents=True)
+    py.write_text("")
     monkeypatch.setattr(paths, "VENV_DIR", venv)
+    quoted_py = f'"{py}"' if os.name == "nt" else shlex.quote(str(py))
     assert weights.download_fix("animal", again=False) == \
-        f'download with `"{exe}" -m liveportrait_core download-models --variant animal`'
+        f"download with `{quoted_py} -m liveportrait_core download-models --variant animal`"
+    cli = paths.venv_script(venv)
+    cli.write_text("")
+    quoted_cli = f'"{cli}"' if os.name == "nt" else shlex.quote(str(cli))
+    assert weights.download_fix("animal", again=False) == \
+        f"download with `{quoted_cli} download-models --variant animal`"

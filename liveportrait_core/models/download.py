@@ -119,7 +119,7 @@ def _hf_download(repo_id: str, rel: str, staging: Path, revision: str | None, to
 
 
 def _verify_staged(file: str, rel: str, staged: Path, expected: tuple[int, str, str] | None,
-                   variant: str) -> str:
+                   variant: str, models_dir: Path) -> str:
     """Size, hash and layout of a freshly downloaded file; returns its SHA-256 or raises."""
     size = staged.stat().st_size
     sha = weights.sha256_file(staged)
@@ -130,7 +130,7 @@ def _verify_staged(file: str, rel: str, staged: Path, expected: tuple[int, str, 
                                 f"({size:,} bytes, SHA-256 {sha[:16]}...; expected {want_size:,} bytes, "
                                 f"{want_sha[:16]}...). It was deleted; run the command again (a proxy or "
                                 f"an interrupted transfer can corrupt downloads).")
-    _, problems = weights._read_file(file, staged, layout.modules_in_file(file), variant)
+    _, problems = weights._read_file(file, staged, layout.modules_in_file(file), variant, models_dir)
     if problems:
         raise DownloadError(f"{rel}: the downloaded file is not usable and was deleted: " + " | ".join(problems))
     return sha
@@ -206,7 +206,7 @@ def download_models(models_dir: str | os.PathLike[str], variant: str = "human", 
                 raise DownloadError(f"downloading {rel} from {repo_id} failed: {type(e).__name__}: "
                                     f"{weights._short(e)}\n" + _manual_help(root, rels)) from None
             try:
-                sha = _verify_staged(file, rel, staged, expected.get(rel), variant)
+                sha = _verify_staged(file, rel, staged, expected.get(rel), variant, root)
             except DownloadError:
                 staged.unlink(missing_ok=True)
                 raise

@@ -70,7 +70,7 @@ class FileReport:
 
     file: str  #: official file key, e.g. "spade_generator"
     path: Path
-    status: str  #: "ok", "missing" or "bad"
+    status: str  #: "ok", "differs" (usable, not byte-identical to the known file), "missing" or "bad"
     size: int | None
     message: str
     fix: str
@@ -78,7 +78,8 @@ class FileReport:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """Usable: "ok", or "differs" (official layout, other bytes: e.g. converted to fp16; kept, never replaced)."""
+        return self.status in ("ok", "differs")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -101,9 +102,16 @@ def checkpoint_paths(models_dir: str | os.PathLike[str], variant: str = "human")
     return {k: root / rel for k, rel in layout.checkpoint_files(variant).items()}
 
 
-def download_fix(variant: str = "human", again: bool = True) -> str:
-    """What to tell the user: the command that fetches the official files for ``variant``."""
-    cmd = paths.cli_command("download-models", *(() if variant == "human" else ("--variant", variant)))
+def download_fix(variant: str = "human", again: bool = True,
+                 models_dir: str | os.PathLike[str] | None = None) -> str:
+    """What to tell the user: the command that fetches the official files for ``variant`` into the folder
+    that was checked (``--models-dir DIR`` unless it is the default one, so following it fixes that folder)."""
+    args = [] if variant == "human" else ["--variant", variant]
+    if models_dir is not None:
+        root = models_root(models_dir)
+        if root.resolve() != paths.DEFAULT_MODELS_DIR.resolve():
+            args += ["--models-dir", paths.quote_arg(str(root))]
+    cmd = paths.cli_command("download-models", *args)
     return f"{'re-download' if again else 'download'} with `{cmd}`"
 
 
@@ -122,10 +130,11 @@ def _torch():
     return torch
 
 
-def load_checkpoint(path: Path, variant: str = "human") -> Any:
-    """``torch.load`` that never runs code from the file; failures become a ``WeightsError``."""
+def load_checkpoint(path: Path, variant: str = "human", models_dir: str | os.PathLike[str] | None = None) -> Any:
+    """``torch.load`` that never runs code from the file; failures become a ``WeightsError`` whose fix
+    names ``models_dir`` (the folder ``path`` belongs to)."""
     torch = _torch()
-    fix = download_fix(variant)
+    fix = download_fix(variant, models_dir=models_dir)
     kind = _sniff(path)
     if kind:
         raise WeightsError(f"{path}: not a PyTorch checkpoint: {kind}. Delete it and {fix}.")
@@ -140,7 +149,7 @@ def load_checkpoint(path: Path, variant: str = "human") -> Any:
         raise WeightsError(f"{path}: not a PyTorch checkpoint (corrupt, or a different kind of file). "
                            f"Delete it and {fix}.") from None
     except FileNotFoundError:
-        raise WeightsError(f"{path}: file not found; {download_fix(variant, again=False)}.") from None
+        raise WeightsError(f"{path}: file not found; {download_fix(variant, False, models_dir)}.") from None
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError) as e:
         raise WeightsError(f"{path}: cannot be read (truncated or corrupt: {_short(e)}). "
                            f"Delete it and {fix}.") from None
@@ -227,24 +236,27 @@ def check_state_dict(name: str, sd: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _read_file(file: str, path: Path, names: Iterable[str], variant: str) -> tuple[dict[str, dict], list[str]]:
-    """Load one file and check the wanted modules; returns (state_dicts, problems)."""
+def _read_file(file: str, path: Path, names: Iterable[str], variant: str,
+               models_dir: str | os.PathLike[str] | None = None) -> tuple[dict[str, dict], list[str]]:
+    """Load one file and check the wanted modules; returns (state_dicts, problems). Fixes name
+    ``models_dir``, the models folder the file belongs to."""
+    fix = download_fix(variant, models_dir=models_dir)
     if not path.is_file():
-        return {}, [f"{path}: missing ({file}); {download_fix(variant, again=False)}"]
+        return {}, [f"{path}: missing ({file}); {download_fix(variant, False, models_dir)}"]
     try:
-        obj = load_checkpoint(path, variant)
+        obj = load_checkpoint(path, variant, models_dir)
         parts = split_file(file, obj)
     except WeightsError as e:
         return {}, [str(e)]
     except ValueError as e:
-        return {}, [f"{path}: not the official {file} checkpoint: it {e}; {download_fix(variant)}"]
+        return {}, [f"{path}: not the official {file} checkpoint: it {e}; {fix}"]
     out: dict[str, dict] = {}
     problems: list[str] = []
     for name in names:
         p = check_state_dict(name, parts[name])
         if p:
             problems.append(f"{path}: does not match the official layout: " + " | ".join(p)
-                            + f"; {download_fix(variant)}")
+                            + f"; {fix}")
         else:
             out[name] = parts[name]
     return out, problems
@@ -268,7 +280,7 @@ def read_state_dicts(models_dir: str | os.PathLike[str], variant: str = "human",
     out: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     for file, mods in _files_for(names).items():
-        got, p = _read_file(file, files[file], mods, variant)
+        got, p = _read_file(file, files[file], mods, variant, models_dir)
         out.update(got)
         problems += p
     if problems:
@@ -370,7 +382,7 @@ def record_verified(models_dir: str | os.PathLike[str], rel: str, size: int, sha
     files = read_manifest(models_dir)
     files[rel] = {"size": size, "sha256": sha256, "source": source}
     text = json.dumps({"about": "SHA-256 of LivePortrait weight files verified when they were downloaded; "
-                                "`python -m liveportrait_core doctor` compares the files with it.",
+                                "`liveportrait doctor` compares the files with it.",
                        "files": dict(sorted(files.items()))}, indent=1)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / (MANIFEST_NAME + ".tmp")
@@ -400,15 +412,16 @@ def verify_models(models_dir: str | os.PathLike[str], variant: str = "human", de
     Shallow: present and of plausible size. ``deep``: also loads each file (safely) and checks keys and
     shapes, and with ``check_hash`` compares the SHA-256 with the official one (or the one recorded at
     download). A file that is not byte-identical to the official one but has the official layout (e.g.
-    converted to fp16) is reported ok with a note; same size but different bytes is corruption: bad.
+    converted to fp16) is usable but reported "differs", which says so; same size but different bytes is
+    corruption: bad. Every fix names ``models_dir`` unless it is the default folder.
     """
-    fix = download_fix(variant)
+    fix = download_fix(variant, models_dir=models_dir)
     reports: list[FileReport] = []
     for file, path in checkpoint_paths(models_dir, variant).items():
         rel = layout.checkpoint_files(variant)[file]
         if not path.is_file():
             reports.append(FileReport(file, path, "missing", None, f"{rel} is missing",
-                                      download_fix(variant, again=False)))
+                                      download_fix(variant, False, models_dir)))
             continue
         size = path.stat().st_size
         lo, hi = size_bounds(file)
@@ -421,7 +434,7 @@ def verify_models(models_dir: str | os.PathLike[str], variant: str = "human", de
         if not deep:
             reports.append(FileReport(file, path, "ok", size, f"{rel} present ({size:,} bytes; not loaded)", ""))
             continue
-        _, problems = _read_file(file, path, layout.modules_in_file(file), variant)
+        _, problems = _read_file(file, path, layout.modules_in_file(file), variant, models_dir)
         if problems:
             reports.append(FileReport(file, path, "bad", size, " | ".join(problems), f"delete it and {fix}"))
             continue
@@ -447,8 +460,11 @@ def _compare_hash(models_dir: str | os.PathLike[str], rel: str, report: FileRepo
                           f"({report.sha256[:12]}... instead of {sha[:12]}...)")
         report.fix = f"delete it and {fix}"
     else:
-        report.message += (f"; not byte-identical to the {source} file ({report.size:,} bytes instead of "
-                           f"{size:,}), but keys and shapes match, so it is used")
+        report.status = "differs"
+        report.message = (f"{rel} is not the {source} file: {report.size:,} bytes instead of {size:,}, "
+                          f"SHA-256 {report.sha256[:12]}... instead of {sha[:12]}...; its keys and shapes match, "
+                          f"so it is used, but its results may differ from the official weights")
+        report.fix = f"if you did not convert it on purpose (e.g. to fp16), delete it and {fix}"
 
 
 def summary(reports: Iterable[FileReport]) -> str:
