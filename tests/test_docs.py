@@ -2,7 +2,8 @@
 
 Commands are collected from fenced code blocks (lines) and inline code spans that start with a Python
 interpreter (``python``, ``python3``, ``python3.12``, ``py -3.12``, ``.venv/bin/python``,
-``.venv\\Scripts\\python``). For each one:
+``.venv\\Scripts\\python``) or with the ``liveportrait`` command (bare, ``.venv/bin/liveportrait``,
+``…\\.venv\\Scripts\\liveportrait.exe``), which stands for ``python -m liveportrait_core``. For each one:
 
 1. its arguments are parsed by the real parser (``cli.build_parser()``, or install.py's own parser,
    stopped right after parsing), so a documented flag, sub-command or choice the code does not accept
@@ -36,6 +37,9 @@ DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 #: How a documented interpreter is written; each is replaced by sys.executable.
 INTERPRETER = re.compile(r"^(?:\.venv[/\\](?:bin|Scripts)[/\\]python(?:\.exe)?|py -3(?:\.\d+)?|python(?:3(?:\.\d+)?)?)"
                          r"(?=\s|$)")
+#: The console command pyproject.toml declares, bare or by its path in a venv: ``python -m liveportrait_core``.
+CLI_PROGRAM = re.compile(r"^(?:\S*[/\\]\.venv[/\\](?:bin|Scripts)[/\\]|\.venv[/\\](?:bin|Scripts)[/\\])?"
+                         r"liveportrait(?:\.exe)?(?=\s|$)")
 #: Inline spans that are usage synopses, not commands: only their flags are checked.
 SYNOPSIS = re.compile(r"[\[\]|<>…]|\.\.\.")
 
@@ -97,10 +101,13 @@ def _commands_in(path: Path) -> list[DocCommand]:
     out = []
     for cmd, synopsis in found:
         m = INTERPRETER.match(cmd)
-        if not m:
+        program = CLI_PROGRAM.match(cmd) if not m else None
+        if not (m or program):
             continue
-        rest = cmd[m.end():].strip()
+        rest = cmd[(m or program).end():].strip()
         argv = tuple(rest.split()) if synopsis else tuple(shlex.split(rest))
+        if program:
+            argv = ("-m", "liveportrait_core", *argv)
         if argv:
             out.append(DocCommand(doc, cmd, argv, synopsis))
     return out
@@ -155,6 +162,8 @@ def _check_cli_arguments(c: DocCommand, tmp_path: Path) -> None:
     parser = cli.build_parser()
     if not argv or argv[0].startswith("<"):
         return  # the bare program name
+    if argv in (["--help"], ["--version"]):
+        return  # the program's own options (run below)
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices  # noqa: SLF001
     assert argv[0] in subs, f"{c.where}: no command {argv[0]!r}; the code has {sorted(subs)}"
     if c.synopsis:  # only the flags of a usage line can be checked
@@ -210,6 +219,9 @@ def _check_script_arguments(c: DocCommand, monkeypatch) -> None:
     "python -m liveportrait_core no-such-command",
     "python -m liveportrait_core preview --set animation.region=nonsense",
     "python -m liveportrait_core check-character PATH [--no-such-flag]",
+    "liveportrait no-such-command",
+    ".venv/bin/liveportrait benchmark --bogus",
+    "C:\\LP\\.venv\\Scripts\\liveportrait.exe doctor --no-such-flag",
     "python3 install.py --torch rocm",
     "py -3.12 install.py --no-such-flag",
 ])
@@ -260,6 +272,8 @@ def _runnable() -> list[tuple[str, tuple[str, ...]]]:
             argv = _cli_argv(c)
             if not argv:
                 plan.setdefault(("-m", "liveportrait_core"), c.where)
+            elif argv in (["--help"], ["--version"]):
+                plan.setdefault(("-m", "liveportrait_core", *argv), c.where)
             elif argv[0] in RUN_AS_DOCUMENTED:
                 plan.setdefault(("-m", "liveportrait_core", *(STAND_INS.get(a, a) for a in argv)), c.where)
             else:
