@@ -160,7 +160,8 @@ def test_every_bad_override_is_reported_at_once():
         S.apply_overrides(Settings(), ["capture.fps=0", "animation.region", "animation.region=exp",
                                        "outputs.nope=1"])
     assert [line.split(":")[0] for line in e.value.errors] == [
-        "setting 'capture.fps'", "override 'animation.region' must look like section.key=value, e.g. animation.region=exp",
+        "setting 'capture.fps'",
+        "override 'animation.region' must look like section.key=value, e.g. animation.region=exp",
         "unknown setting 'outputs.nope'; known here"]
     assert str(e.value).startswith("3 settings are wrong:\n  setting 'capture.fps'")
 
