@@ -33,7 +33,7 @@ from liveportrait_core.outputs.base import Output, PublishedFrame
 from liveportrait_core.outputs.callback import CallbackOutput, FrameCallback
 from liveportrait_core.outputs.runner import OutputRunner
 from liveportrait_core.settings import Settings
-from liveportrait_core.stats import EngineStatus, StageTimer, SystemMonitor
+from liveportrait_core.stats import RECENT_ERROR_S, EngineStatus, StageTimer, SystemMonitor
 
 __all__ = ["Engine", "EngineStatus", "PublishedFrame"]
 
@@ -137,6 +137,7 @@ class Engine:
         self._paused = False
         self._state = "stopped"
         self._message = ""
+        self._command_error: tuple[str, float] | None = None  # the message a failed command set, and when
         self._errors: deque[str] = deque(maxlen=MAX_ERRORS)
         self._last_error_t: float | None = None
         self._error_counts: dict[str, int] = {}
@@ -246,7 +247,8 @@ class Engine:
 
     def select_character(self, key: int | str) -> None:
         """Switch to the character in slot ``key`` (0-based) or with that file name."""
-        self._animator_cmds.put(f"select character {key!r}", lambda a: self._set_character(a.select_character(key)))
+        what = f"select character {key + 1}" if isinstance(key, int) else f"select character {key!r}"  # as hotkeys
+        self._animator_cmds.put(what, lambda a: self._set_character(a.select_character(key)))
 
     def next_character(self, step: int = 1) -> None:
         self._animator_cmds.put("next character", lambda a: self._set_character(a.next_character(step)))
@@ -306,6 +308,9 @@ class Engine:
         with self._lock:
             sess = self._session
             runners = dict(self._runners)
+            err = self._command_error
+            if err is not None and self._message == err[0] and time.perf_counter() - err[1] > RECENT_ERROR_S:
+                self._message, self._command_error = "", None  # a failed command's message expires like errors
             st = EngineStatus(state=self._state, message=self._message, character=self._character,
                               tracking=self._tracking_state, errors=list(self._errors),
                               target_fps=self._settings.performance.target_fps)
@@ -503,6 +508,11 @@ class Engine:
                 self._report(f"{stage} ({what})", e, logging.WARNING)
                 with self._lock:
                     self._message = f"{what}: {e}"
+                    self._command_error = (self._message, time.perf_counter())
+            else:  # the failure is out of date once a later command works
+                with self._lock:
+                    if self._command_error is not None and self._message == self._command_error[0]:
+                        self._message, self._command_error = "", None
 
     # ---------------------------------------------------------------------------- inference stage
     def _inference_loop(self, sess: _Session) -> None:

@@ -22,12 +22,19 @@ LOG_ERROR, LOG_WARNING, LOG_INFO, LOG_DEBUG = 100, 200, 300, 400
 OBS_FRONTEND_EVENT_SCENE_COLLECTION_CHANGED = 13
 OBS_FRONTEND_EVENT_EXIT = 17
 OBS_FRONTEND_EVENT_FINISHED_LOADING = 26
+OBS_BOUNDS_NONE, OBS_BOUNDS_STRETCH, OBS_BOUNDS_SCALE_INNER = 0, 1, 2
+SWIG_NULL_WARNING = "get_current_scene: SWIG failed to convert obs object"
 
 
 class vec2:  # noqa: N801 - SWIG name
     def __init__(self) -> None:
         self.x = 0.0
         self.y = 0.0
+
+
+class obs_video_info:  # noqa: N801 - SWIG name
+    def __init__(self) -> None:
+        self.base_width = self.base_height = 0
 
 
 class _Counted:
@@ -46,6 +53,7 @@ class Prop:
     long_description: str = ""
     callback: Callable[..., Any] | None = None
     group: "Props | None" = None
+    visible: bool = True
 
 
 class Props:
@@ -115,6 +123,7 @@ class FakeObs:
         self.logs: list[tuple[int, str]] = []
         self.event_callbacks: list[Callable[[int], None]] = []
         self.current_scene: Scene | None = self.add_scene("Scene")
+        self.canvas = (640, 360)
 
     # -------------------------------------------------------------- test helpers
     def add_scene(self, name: str) -> Scene:
@@ -273,6 +282,17 @@ class FakeObs:
     def obs_property_set_modified_callback(self, p: Prop, cb: Callable[..., Any]) -> None:
         p.callback = cb
 
+    def obs_property_set_visible(self, p: Prop, visible: bool) -> None:
+        p.visible = bool(visible)
+
+    def obs_property_visible(self, p: Prop) -> bool:
+        return p.visible
+
+    def modify(self, props: Props, name: str, data: "Data") -> Any:
+        """What OBS does when the user changes property ``name``: its modified callback, if any."""
+        p = self.obs_properties_get(props, name)
+        return p.callback(props, p, data) if p is not None and p.callback is not None else None
+
     def obs_property_button_clicked(self, p: Prop, _data: Any) -> Any:
         return p.callback(None, p)
 
@@ -338,11 +358,21 @@ class FakeObs:
         self.event_callbacks.remove(cb)
 
     def obs_frontend_get_current_scene(self) -> Source | None:
-        if self.current_scene is None:  # OBS is still loading the scene collection
+        if self.current_scene is None:  # OBS is still loading the scene collection: the binding warns
+            self.logs.append((LOG_WARNING, SWIG_NULL_WARNING))
             return None
         src = self.current_scene.source
         src.refs += 1
         return src
+
+    def obs_frontend_get_scene_names(self) -> list[str]:
+        if self.current_scene is None:  # still loading: no scenes yet
+            return []
+        return [s.name for s in self.sources.values() if s.scene is not None]
+
+    def obs_get_video_info(self, ovi: obs_video_info) -> bool:
+        ovi.base_width, ovi.base_height = self.canvas
+        return True
 
     def obs_frontend_get_scenes(self) -> list[Source]:
         out = [s for s in self.sources.values() if s.scene is not None]
@@ -419,3 +449,4 @@ for _name, _value in list(globals().items()):  # the module's constants are attr
     if _name.isupper() and isinstance(_value, int):
         setattr(FakeObs, _name, _value)
 FakeObs.vec2 = vec2  # type: ignore[attr-defined]
+FakeObs.obs_video_info = obs_video_info  # type: ignore[attr-defined]

@@ -536,3 +536,24 @@ def test_stop_from_a_frame_callback_does_not_deadlock(tmp_path):
     eng.start()
     assert _wait(lambda: bool(result))
     assert eng.status().state == "stopped" and not eng.running
+
+
+def test_a_failed_character_command_names_the_hotkey_slot_and_clears_when_a_later_one_works(tmp_path, monkeypatch):
+    """Issue 12 bug 8: hotkey "character 9" (slot 8) was reported as "select character 8: …", and the message
+    stayed in the status line for good."""
+    backend, out = FakeBackend(), Collect()
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 10)), realtime=True, loop=True), [out], backend=backend)
+    eng.start()
+    assert _wait(lambda: len(out.frames) >= 2)
+    eng.select_character(8)  # hotkey "character 9"; the fake has 3 characters
+    assert _wait(lambda: eng.status().message.startswith("select character 9: "))
+    eng.select_character("b.png")
+    assert _wait(lambda: eng.status().character == "b.png")
+    assert _wait(lambda: eng.status().message == "")  # the error list keeps it for RECENT_ERROR_S
+    eng.select_character(8)
+    assert _wait(lambda: eng.status().message.startswith("select character 9: "))
+    now = time.perf_counter()
+    monkeypatch.setattr(engine_mod.time, "perf_counter", lambda: now + engine_mod.RECENT_ERROR_S + 1)
+    assert eng.status().message == ""  # expires like the error list
+    monkeypatch.undo()
+    eng.stop()

@@ -62,7 +62,7 @@ class FakeEngine:
 
 class FakeLibobs:
     def __init__(self, version: str) -> None:
-        libobs_source.check_version(version)
+        self.version, self.warning = libobs_source.check_version(version)
         self.frames: list[tuple[int, int]] = []
         self.cleared = 0
 
@@ -115,7 +115,8 @@ def test_every_schema_setting_is_a_property_in_its_group(obs):
     props = c.build_properties()
     groups = {p.name: p for p in props.props.values() if p.kind == "group"}
     assert [g.description for g in groups.values()] == [
-        "Character", "Camera", "Animation", "Output", "Performance", "Models", "Status"]
+        "Status", "Character and camera", "Character options", "Camera options", "Animation", "Output",
+        "Performance", "Models"]
     for key, default, _help, meta in schema.describe():
         gkey = properties.group_of(key)
         p = obs.obs_properties_get(groups[gkey].group, key)
@@ -130,6 +131,7 @@ def test_every_schema_setting_is_a_property_in_its_group(obs):
             assert p.extra["min"] == meta.get("min", p.extra["min"])
             assert p.extra["max"] == meta.get("max", p.extra["max"])
     assert obs.obs_properties_get(groups["lp.group.camera"].group, "capture.fps") is not None
+    assert obs.obs_properties_get(groups["lp.group.basics"].group, "capture.source") is not None
     assert obs.obs_properties_get(groups["lp.group.performance"].group, "model.precision") is not None
     buttons = {p.name for p in props.walk() if p.kind == "button"}
     assert {"lp.start_stop", "lp.calibrate", "lp.add_source", "lp.open_characters", "lp.check_character",
@@ -380,11 +382,12 @@ def test_spout_and_ndi_sources_created_or_explained(obs):
 
 def test_unknown_obs_version_falls_back_with_a_message(obs, monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
-    obs.version = "40.1.0"
+    obs.version = "27.2.4"
     obs.register_source_type(scene.NDI_SOURCE_ID)
     c, (e,), data = loaded(obs)
     assert c.libobs is None
-    assert "40.1.0" in c.description() and "sends frames through NDI" in c.description()
+    status = c.status_text()
+    assert "frames → NDI" in status and "27.2.4" in status and "sends frames through NDI" in status
     assert e.settings.outputs.ndi is True  # the engine sends NDI instead
     msg = c.add_sources_to_scene()
     assert "checked against" in msg and obs.sources[f"{SOURCE_NAME} (NDI)"].type_id == "ndi_source"
@@ -398,10 +401,12 @@ def test_unknown_obs_version_falls_back_with_a_message(obs, monkeypatch):
 
 
 @pytest.mark.parametrize("version,ok", [("29.0.2.1-1+b1", True), ("28.1.2", True), ("31.0.0-rc1", True),
-                                        ("27.2.4", False), ("32.0.0", False), ("", False), ("garbage", False)])
+                                        ("32.2.2", True), ("40.1.0", True),
+                                        ("27.2.4", False), ("", False), ("garbage", False)])
 def test_version_check(version, ok):
     if ok:
-        assert libobs_source.check_version(version)[0] in libobs_source.KNOWN_MAJOR_VERSIONS
+        (major, _minor, _patch), warning = libobs_source.check_version(version)
+        assert (major in libobs_source.CHECKED_MAJOR_VERSIONS) == (warning == "")
     else:
         with pytest.raises(LibobsUnavailable, match="Spout2"):
             libobs_source.check_version(version)
@@ -680,3 +685,211 @@ def test_shutdown_waits_for_engine_threads_within_one_budget(monkeypatch):
     assert shutdown.join_engine_threads(30.0) == ["lp-stuck"]  # the budget is spent: no second 30 s wait
     stuck.set()
     slow.join(5)
+
+
+# ------------------------------------------------------------------ issue 12: versions, status, panel, scene
+
+
+class StatusEngine(FakeEngine):
+    """A FakeEngine with ``status()``: the live character changes when a switch command is applied."""
+
+    def __init__(self, settings, live="a.png", errors=()):
+        super().__init__(settings)
+        self.live, self.errors = live, list(errors)
+        self.slots = ["a.png", "b.png", "c.png"]
+
+    def status(self):
+        return SimpleNamespace(character=self.live, errors=list(self.errors), message="")
+
+    def select_character(self, key):
+        super().select_character(key)
+        self.live = self.slots[key] if isinstance(key, int) and key < len(self.slots) else self.live
+
+
+def loaded_with(obs, engine_cls, values=None, **engine_kw):
+    engines: list = []
+
+    def factory(s):
+        engines.append(engine_cls(s, **engine_kw))
+        return engines[-1]
+
+    c = ScriptController(obs, engine_factory=factory, libobs_factory=FakeLibobs)
+    data = obs.obs_data_create()
+    data.values.update(values or {})
+    c.defaults(data)
+    c.load(data)
+    c._starter.join(5)
+    return c, engines[0], data
+
+
+@pytest.mark.parametrize("version,checked", [("32.2.2", True), ("29.0.2.1-1+b1", True), ("33.0.1", False)])
+def test_obs_32_and_newer_get_the_in_process_source_and_status_says_why(obs, version, checked, caplog):
+    """Bug 2: OBS 32 was refused (Spout2/NDI fallback); a newer, unchecked major is tried with a warning."""
+    obs.version = version
+    c, (e,), data = loaded(obs)
+    assert c.libobs is not None and e.settings.outputs.ndi is False and e.settings.outputs.spout is False
+    status = c.status_text()
+    assert "frames → OBS source 'LivePortrait' in-process" in status
+    if checked:
+        assert "checked layout" in status and not c.libobs_warning
+    else:
+        assert "newer than the checked 28-32" in status and "33.0.1" in c.libobs_warning
+    finish(obs, c, data)
+
+
+def test_real_libobs_source_warns_in_the_log_on_a_newer_obs(monkeypatch, caplog):
+    ka = libobs_source._keepalive()
+    monkeypatch.setattr(ka, "lib", None)
+    monkeypatch.setattr(ka, "registered", False)
+    lib = _FakeLib().bind()
+    src = libobs_source.LibobsSource("33.0.0", loader=lambda _p: lib)
+    with caplog.at_level("WARNING"):
+        src.register()
+    assert "33.0.0 is newer than" in caplog.text and src.warning
+
+
+def test_one_status_the_description_has_none(obs):
+    """Bug 7: the description (asked once, before script_load) said "Status: stopped" while Status said running."""
+    c, (e,), data = loaded(obs)
+    assert "Status:" not in c.description() and "stopped" not in c.description()
+    status = obs.obs_properties_get(c.build_properties(), "lp.status").description
+    assert status.startswith("12.0 FPS") and "(as of " in status
+    c.stop()
+    assert c.status_text().startswith("stopped (press Start)")
+    finish(obs, c, data)
+
+
+def test_character_hotkey_9_reports_character_9(obs):
+    """Bug 8: hotkey "character 9" reported "character 8"."""
+    c, (e,), data = loaded(obs)
+    assert c.select_character(8) == "character 9"
+    assert e.calls[-1] == ("select_character", 8)
+    finish(obs, c, data)
+
+
+def test_an_error_leaves_status_once_its_cause_is_gone(obs, monkeypatch):
+    """Bug 8: an error stayed in Status for minutes; it goes at the next frame, and any message after a while."""
+    c, (e,), data = loaded(obs)
+    c.message = "calibrate failed: engine exploded"
+    assert "calibrate failed" in c.status_text()
+    (cb,) = e.callbacks.values()
+    cb(SimpleNamespace(bgra=np.zeros((2, 2, 4), np.uint8)))  # the engine publishes again
+    assert "calibrate failed" not in c.status_text()
+    c.message = "calibrating: look at the camera with a neutral face"
+    cb(SimpleNamespace(bgra=np.zeros((2, 2, 4), np.uint8)))
+    assert "calibrating" in c.status_text()  # not an error: stays until it expires
+    now = ctl.time.monotonic()
+    monkeypatch.setattr(ctl.time, "monotonic", lambda: now + ctl.MESSAGE_TTL_S + 1)
+    assert "calibrating" not in c.status_text()
+    finish(obs, c, data)
+
+
+def test_a_failed_start_message_goes_when_the_engine_starts(obs):
+    calls = []
+
+    def factory(s):
+        calls.append(s)
+        if len(calls) == 1:
+            raise RuntimeError("weights missing")
+        return FakeEngine(s)
+
+    c = ScriptController(obs, engine_factory=factory, libobs_factory=FakeLibobs)
+    data = obs.obs_data_create()
+    c.defaults(data)
+    c.load(data)
+    c._starter.join(5)
+    assert "engine failed to start: weights missing" in c.status_text()
+    c.start()
+    c._starter.join(5)
+    assert "failed" not in c.status_text()
+    finish(obs, c, data)
+
+
+def test_loading_during_obs_startup_logs_no_swig_warning(obs):
+    """Bug 13: script_load asked for the current scene while OBS had none: the binding logged
+    "get_current_scene: SWIG failed to convert obs object" at every OBS start."""
+    obs.register_source_type(SOURCE_ID)
+    scene_obj, obs.current_scene = obs.current_scene, None  # OBS starting: the collection is loading
+    c, _, data = loaded(obs)
+    assert obs.logs == [] and obs.scene_names(scene_obj) == []
+    obs.current_scene = scene_obj
+    obs.emit(obs.OBS_FRONTEND_EVENT_FINISHED_LOADING)
+    assert SOURCE_NAME in obs.scene_names(scene_obj)
+    assert not any("SWIG" in m for _l, m in obs.logs)
+    finish(obs, c, data)
+
+
+def test_status_names_the_live_character_and_why_the_chosen_one_is_not(obs):
+    """Bug 4 (OBS): characters.active names a character the engine refused."""
+    reason = "02:00:00 character 'broken.png': no face found (0.12 < 0.5)"
+    c, e, data = loaded_with(obs, StatusEngine, {"characters.active": "broken.png"}, live="a.png",
+                             errors=[reason])
+    status = c.status_text()
+    assert "live character: a.png; chosen broken.png is not used: " + reason in status
+    assert data.values["characters.active"] == "broken.png"  # the user's choice is kept, not replaced
+    e.live = "broken.png"
+    assert "live character" not in c.status_text()
+    finish(obs, c, data)
+
+
+def test_hotkey_switch_becomes_the_chosen_character_and_survives_a_reload(obs):
+    """After a reload the character reverted to the panel's choice; the panel did not follow hotkeys."""
+    c, e, data = loaded_with(obs, StatusEngine, {"characters.active": "a.png"})
+    obs.trigger_hotkey("liveportrait.character_3")
+    obs.run_timers()  # the status timer sees the new live character
+    assert data.values["characters.active"] == "c.png" and c.settings.characters.active == "c.png"
+    assert obs.obs_properties_get(c.build_properties(), properties.CHARACTER_KEY) is not None
+    assert "live character" not in c.status_text()
+    c.save(data)
+    finish(obs, c, data)
+    c2, e2, data2 = loaded_with(obs, StatusEngine, json.loads(json.dumps(data.values)))
+    assert e2.settings.characters.active == "c.png"
+    finish(obs, c2, data2)
+
+
+def test_a_refused_panel_choice_is_not_overwritten_without_a_hotkey(obs):
+    c, e, data = loaded_with(obs, StatusEngine, {"characters.active": "broken.png"}, live="a.png")
+    obs.run_timers(3)
+    assert data.values["characters.active"] == "broken.png"
+    finish(obs, c, data)
+
+
+def test_panel_puts_status_start_character_and_camera_first_and_hides_the_rest(obs):
+    c, _, data = loaded(obs)
+    props = c.build_properties()
+    top = list(props.props.values())
+    assert [p.name for p in top[:3]] == ["lp.group.status", "lp.group.basics", properties.SHOW_ADVANCED_KEY]
+    status = [p.name for p in top[0].group.props.values()]
+    assert status[:2] == ["lp.status", "lp.start_stop"] and ctl.KEY_AUTOSTART in status
+    assert [p.name for p in top[1].group.props.values()][:2] == [properties.CHARACTER_KEY, "capture.source"]
+    advanced = [p for p in top[3:] if p.kind == "group"]
+    assert advanced and not any(p.visible for p in advanced)
+    assert sum(1 for p in top[0].group.walk()) + sum(1 for p in top[1].group.walk()) < 15
+    data.values[properties.SHOW_ADVANCED_KEY] = True
+    assert obs.modify(props, properties.SHOW_ADVANCED_KEY, data) is True
+    assert all(p.visible for p in advanced)
+    assert all(p.visible for p in top[4:] if p.kind == "group"
+               for p in [obs.obs_properties_get(c.build_properties(), p.name)])  # stays open on refresh
+    finish(obs, c, data)
+
+
+def test_first_add_fits_the_source_to_the_canvas_and_a_user_placement_is_kept(obs):
+    obs.register_source_type(SOURCE_ID)
+    c, _, data = loaded(obs)
+    item = obs.obs_scene_find_source(obs.current_scene, SOURCE_NAME)
+    assert item.bounds_type == obs.OBS_BOUNDS_SCALE_INNER and item.bounds == (640.0, 360.0)
+    assert item.pos == (0.0, 0.0) and item.align == scene.OBS_ALIGN_TOP_LEFT
+    assert item.bounds_align == scene.OBS_ALIGN_CENTER
+    item.bounds_type, item.pos, item.scale = 0, (10.0, 20.0), (0.3, 0.3)  # the user moves it
+    c.save(data)
+    saved = json.loads(json.dumps(data.values))
+    finish(obs, c, data)
+    obs2 = FakeObs()
+    scene_obj, obs2.current_scene = obs2.current_scene, None
+    obs2.register_source_type(SOURCE_ID)
+    c2, _, data2 = loaded(obs2, saved)
+    obs2.current_scene = scene_obj
+    obs2.emit(obs2.OBS_FRONTEND_EVENT_FINISHED_LOADING)
+    (it,) = [i for i in scene_obj.items if i.source.name == SOURCE_NAME]
+    assert it.bounds_type == 0 and it.pos == (10.0, 20.0) and it.scale == (0.3, 0.3)
+    finish(obs2, c2, data2)

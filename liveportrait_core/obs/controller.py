@@ -26,6 +26,7 @@ from liveportrait_core.obs import properties, scene, shutdown
 from liveportrait_core.obs.environment import EnvironmentReport
 from liveportrait_core.obs.hotkeys import Hotkeys
 from liveportrait_core.obs.libobs_source import SOURCE_ID, LibobsSource, LibobsUnavailable
+from liveportrait_core.obs.libobs_source import checked_range as libobs_checked_range
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ KEY_AUTOSTART = "lp.autostart"
 KEY_PLACEMENTS = "lp.placements"
 KEY_FIRST_RUN_DONE = "lp.first_run_done"
 STATUS_INTERVAL_MS = 1000
+#: A button's or hotkey's result stays in Status this long; an error also goes at the next frame or start.
+MESSAGE_TTL_S = 30.0
+#: How long a hotkey's character switch is awaited before the panel stops waiting to follow it.
+SWITCH_FOLLOW_S = 120.0
 LOG_STATUS_EVERY_S = 10.0
 UNLOAD_BUDGET_S = 0.8
 #: Engine output names for the per-output hotkeys, and the setting each mirrors.
@@ -87,12 +92,14 @@ class ScriptController:
         self.data: Any = None  # the script's obs_data (owned by OBS for the script's lifetime)
         self.hotkeys = Hotkeys(obs)
         self.libobs: LibobsSource | None = None
-        self.libobs_problem = ""
+        self.libobs_problem = ""  # why there is no in-process source (frames go through Spout2/NDI)
+        self.libobs_warning = ""  # in-process source on an OBS newer than the checked ones
         self.expressions = list(DEFAULT_EXPRESSIONS)
         self.expression_state: dict[str, bool] = {}
         self.output_state: dict[str, bool] = {}
         self.paused = False
-        self.message = ""  # last user-facing result of a button (shown in Status)
+        self._message: tuple[str, float, bool] = ("", 0.0, False)  # (text, when, is an error)
+        self._switch_from: tuple[float, str] | None = None  # (when, live character) of a hotkey switch
         self.engine: Any = None
         self._frame_handle: Any = None
         self._lock = threading.RLock()
@@ -113,16 +120,37 @@ class ScriptController:
         self.obs.obs_data_set_default_bool(data, KEY_AUTOSTART, True)
         self.obs.obs_data_set_default_bool(data, KEY_FIRST_RUN_DONE, False)
         self.obs.obs_data_set_default_string(data, KEY_PLACEMENTS, "[]")
+        self.obs.obs_data_set_default_bool(data, properties.SHOW_ADVANCED_KEY, False)
 
     def description(self) -> str:
+        """Fixed text: OBS asks for it once, before ``script_load``, so anything live belongs in Status."""
         text = ("<b>LivePortrait for OBS</b> — your webcam animates a character image, live, with "
-                "transparency. Pick a character, then press <i>Start</i>. Hotkeys: Settings &gt; Hotkeys "
-                "(LivePortrait …).")
+                "transparency. The engine starts by itself; <i>Status</i> below says what it is doing. "
+                "Hotkeys: Settings &gt; Hotkeys (LivePortrait …).")
         if self.env is not None and not self.env.ok:
             text += f"<p style='color:#e55'><b>Set-up needed:</b> {self.env.problem}</p>"
-        if self.libobs_problem:
-            text += f"<p style='color:#e90'>{self.libobs_problem}</p>"
-        return text + f"<p>Status: {self.status_text()}</p>"
+        return text
+
+    # ------------------------------------------------------------------ the message line of Status
+    @property
+    def message(self) -> str:
+        """The last button/hotkey result, for ``MESSAGE_TTL_S``; an error goes earlier once its cause is gone."""
+        text, when, _err = self._message
+        return text if text and time.monotonic() - when < MESSAGE_TTL_S else ""
+
+    @message.setter
+    def message(self, text: str) -> None:
+        self.note(text)
+
+    def note(self, text: str, error: bool | None = None) -> None:
+        if error is None:
+            error = any(w in text for w in ("failed", "not running", "cannot", "error"))
+        self._message = (text or "", time.monotonic(), bool(error))
+
+    def _clear_error(self) -> None:
+        """The engine works again (it started, or a frame was published): an error message is out of date."""
+        if self._message[2]:
+            self._message = ("", 0.0, False)
 
     def load(self, data: Any) -> None:
         t0 = time.perf_counter()
@@ -133,6 +161,7 @@ class ScriptController:
         for e in self.setting_errors:
             log.warning("ignored setting: %s", e)
         self.output_state = {k: bool(getattr(self.settings.outputs, k)) for k, _t in OUTPUT_TOGGLES}
+        log.info("%s", self.frames_route())
         self.expression_state = {e: self.obs.obs_data_get_bool(data, properties.EXPRESSION_PREFIX + e)
                                  for e in self.expressions}
         self._register_hotkeys(data)
@@ -216,25 +245,28 @@ class ScriptController:
             return cb
 
         buttons = {
-            "lp.group.character": [("lp.open_characters", "Open characters folder", b(self.open_characters_folder)),
-                                   ("lp.check_character", "Check character", b(self.check_character))],
-            "lp.group.output": [("lp.add_source", "Add source to current scene", b(self.add_sources_to_scene))],
+            properties.STATUS_GROUP: [("lp.start_stop", "Stop" if self.running else "Start", b(self.toggle_running)),
+                                      ("lp.refresh", "Refresh status", b(lambda: None)),
+                                      ("lp.calibrate", "Calibrate neutral face", b(self.calibrate))],
+            properties.BASICS_GROUP: [("lp.add_source", "Add source to current scene", b(self.add_sources_to_scene)),
+                                      ("lp.open_characters", "Open characters folder", b(self.open_characters_folder)),
+                                      ("lp.check_character", "Check character", b(self.check_character))],
             "lp.group.models": [("lp.verify_models", "Verify models", b(self.verify_models)),
                                 ("lp.download_models", "Download models", b(self.download_models))],
-            "lp.group.status": [("lp.start_stop", "Stop" if self.running else "Start", b(self.toggle_running)),
-                                ("lp.calibrate", "Calibrate neutral face", b(self.calibrate)),
-                                ("lp.refresh", "Refresh status", b(lambda: None))],
         }
 
         def top(props: Any) -> None:
             if self.env is not None and not self.env.ok:
                 obs.obs_properties_add_text(props, "lp.setup", "Set-up needed: " + self.env.problem,
                                             obs.OBS_TEXT_INFO)
-            obs.obs_properties_add_bool(props, KEY_AUTOSTART, "Start when OBS starts")
 
+        def status_extra(group: Any) -> None:
+            obs.obs_properties_add_bool(group, KEY_AUTOSTART, "Start when OBS starts")
+
+        show = bool(self.data is not None and obs.obs_data_get_bool(self.data, properties.SHOW_ADVANCED_KEY))
         return properties.build(obs, character_folder=self.settings.characters.folder,
                                 expressions=self.expressions, buttons=buttons, status_text=self.status_text(),
-                                extra_top=top)
+                                extra_top=top, status_extra=status_extra, show_advanced=show)
 
     # ------------------------------------------------------------------ engine
     @property
@@ -275,6 +307,7 @@ class ScriptController:
             if settings != self.settings:
                 engine.update_settings(self.settings)
             self._refresh_expressions(engine)
+            self._clear_error()
             log.info("engine started in %.2f s (import and construction on this thread)",
                      time.perf_counter() - t0)
         except Exception as e:  # noqa: BLE001
@@ -332,6 +365,8 @@ class ScriptController:
     def _on_frame(self, frame: Any) -> None:
         """Publish thread: hand the frame to libobs (which copies it)."""
         try:
+            if self._message[2]:
+                self._clear_error()
             if self.libobs is not None and self.output_state.get("obs_source", True):
                 self.libobs.push(frame.bgra)
                 self._frames_pushed += 1
@@ -350,10 +385,58 @@ class ScriptController:
 
     def select_character(self, key: int | str) -> str:
         """``key``: a file name, or the 0-based slot (hotkey "character 1" is slot 0)."""
-        return self._engine_call("select_character", key) or f"character {key}"
+        what = f"character {key + 1}" if isinstance(key, int) else f"character {key}"
+        self._expect_switch()
+        return self._engine_call("select_character", key) or what
 
     def next_character(self, step: int = 1) -> str:
-        return self._engine_call("next_character", step) or "next character"
+        self._expect_switch()
+        return self._engine_call("next_character", step) or ("next character" if step > 0 else "previous character")
+
+    def _expect_switch(self) -> None:
+        """A hotkey switch: once the engine reports another live character, it becomes the chosen one."""
+        self._switch_from = (time.monotonic(), self._live_character())
+
+    def _live_character(self) -> str:
+        st = self._engine_status()
+        return str(getattr(st, "character", "") or "") if st is not None else ""
+
+    def _engine_status(self) -> Any:
+        engine = self.engine
+        status = getattr(engine, "status", None)
+        if status is None:
+            return None
+        try:
+            return status()
+        except Exception:  # noqa: BLE001 - status is informative only
+            log.debug("engine status failed", exc_info=True)
+            return None
+
+    def _follow_hotkey_switch(self) -> None:
+        """The panel's Character follows a hotkey switch (and keeps it after a reload or restart). A character
+        chosen in the panel is never replaced this way: only a switch the user asked for is written back."""
+        pending = self._switch_from
+        if pending is None:
+            return
+        since, before = pending
+        live = self._live_character()
+        if live and live != before:
+            self._switch_from = None
+            if live != self.settings.characters.active:
+                self._set_chosen_character(live)
+        elif time.monotonic() - since > SWITCH_FOLLOW_S:
+            self._switch_from = None
+
+    def _set_chosen_character(self, name: str) -> None:
+        settings = self.settings.copy()
+        settings.characters.active = name
+        self.settings = settings
+        if self.data is not None and not self.unloaded:
+            self.obs.obs_data_set_string(self.data, properties.CHARACTER_KEY, name)
+        engine = self.engine
+        if engine is not None:
+            engine.update_settings(settings)  # a rebuilt animator starts with it too
+        log.info("character %s (from a hotkey) is now the chosen one", name)
 
     def calibrate(self) -> str:
         return self._engine_call("calibrate") or "calibrating: look at the camera with a neutral face"
@@ -420,11 +503,27 @@ class ScriptController:
             self.libobs = self._libobs_factory(self.obs.obs_get_version_string())
             self.libobs.register()
             self.libobs_problem = ""
+            self.libobs_warning = str(getattr(self.libobs, "warning", "") or "")
         except (LibobsUnavailable, OSError, AttributeError) as e:
             self.libobs = None
             fallback = "Spout2" if sys.platform == "win32" else "NDI"
             self.libobs_problem = f"{e} Until then the script sends frames through {fallback}."
             log.warning("in-process OBS source unavailable: %s", self.libobs_problem)
+
+    def frames_route(self) -> str:
+        """Where the frames go and why, for Status and the log."""
+        o = self.settings.outputs
+        others = [n for n, on in (("Spout2", o.spout), ("NDI", o.ndi)) if on]
+        if self.libobs is None:
+            via = " and ".join(others) or "nothing that OBS shows"
+            return f"frames → {via} (no in-process source: {self.libobs_problem})"
+        version = ".".join(map(str, getattr(self.libobs, "version", ()) or ())) or "?"
+        if not self.output_state.get("obs_source", o.obs_source):
+            return "frames → " + (" and ".join(others) or "no OBS output") + " (Output › OBS source is off)"
+        why = (f"OBS {version} is newer than the checked {libobs_checked_range()}, tried anyway: see the log"
+               if self.libobs_warning else f"OBS {version}, checked layout")
+        extra = "".join(f" + {n}" for n in others)
+        return f"frames → OBS source '{SOURCE_NAME}' in-process ({why}){extra}"
 
     def add_sources_to_scene(self) -> str:
         """The button: our source (and Spout2/NDI receivers when those outputs are on) into the current scene."""
@@ -449,11 +548,15 @@ class ScriptController:
         return "; ".join(m for m in msgs if m) or "no output that OBS shows is enabled (see Output)"
 
     def _frontend_ready(self) -> bool:
-        scene_src = self.obs.obs_frontend_get_current_scene()
-        if scene_src is None:
+        """Whether OBS has its scenes (the script was loaded into a running OBS, not during start-up).
+
+        Asks for the scene names: while OBS is still loading the collection there are none, and unlike
+        ``obs_frontend_get_current_scene`` (NULL then) the binding logs nothing ("get_current_scene: SWIG
+        failed to convert obs object" at every OBS start)."""
+        try:
+            return bool(self.obs.obs_frontend_get_scene_names())
+        except Exception:  # noqa: BLE001 - an OBS without the frontend API: scene work waits for its event
             return False
-        self.obs.obs_source_release(scene_src)
-        return True
 
     def _on_frontend_event(self, event: int) -> None:
         """UI thread. Scene work once a collection is loaded; stop early when OBS exits."""
@@ -480,6 +583,7 @@ class ScriptController:
 
     # ------------------------------------------------------------------ status
     def status_text(self) -> str:
+        """The one status (panel and log): engine state, live character, where frames go, last result."""
         parts = []
         engine = self.engine
         if engine is not None:
@@ -487,21 +591,43 @@ class ScriptController:
                 parts.append(engine.status_line())
             except Exception as e:  # noqa: BLE001
                 parts.append(f"status unavailable: {e}")
+            chosen = self._character_note()
+            if chosen:
+                parts.append(chosen)
         elif self._starter is not None and self._starter.is_alive():
             parts.append("starting (loading torch, MediaPipe and the models)…")
+        elif self.env is not None and not self.env.ok:
+            parts.append("not running: set-up needed (see above)")
         else:
-            parts.append("stopped")
+            parts.append("stopped (press Start)")
         if self.paused:
             parts.append("paused")
+        parts.append(self.frames_route())
         if self.libobs is not None:
             parts.append(f"OBS source frames: {self._frames_pushed}")
         if self.setting_errors:
             parts.append("ignored settings: " + "; ".join(self.setting_errors))
         if self.message:
             parts.append(self.message)
-        return " | ".join(parts)
+        return " | ".join(parts) + time.strftime(" (as of %H:%M:%S)")
+
+    def _character_note(self) -> str:
+        """When the chosen character (Character in the panel) is not the live one: which is live, and why the
+        chosen one is not, in the engine's words."""
+        chosen = self.settings.characters.active
+        st = self._engine_status()
+        if not chosen or st is None:
+            return ""
+        live = str(getattr(st, "character", "") or "")
+        if not live or _same_character(live, chosen):
+            return ""
+        reasons = [str(m) for m in [*getattr(st, "errors", [])[::-1], getattr(st, "message", "")]
+                   if m and _stem(chosen) in str(m)]
+        why = reasons[0] if reasons else "it is being prepared or cannot be used (see the log)"
+        return f"live character: {live}; chosen {chosen} is not used: {why}"
 
     def _status_timer(self) -> None:
+        self._follow_hotkey_switch()
         now = time.monotonic()
         if self.engine is not None and now - self._last_status_log >= LOG_STATUS_EVERY_S:
             self._last_status_log = now
@@ -574,3 +700,12 @@ def _run_command(name: str, args: list[str], settings: schema.Settings) -> str:
         return f"this version has no working '{name}' command"
     rc = int(parsed._module.run(parsed, settings) or 0)
     return "done" if rc == 0 else f"failed (exit {rc}); the OBS log has the details"
+
+
+def _stem(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+def _same_character(live: str, chosen: str) -> bool:
+    """The engine names characters by file name (or ``folder/file``); the panel may hold a stem."""
+    return live == chosen or live.endswith("/" + chosen) or _stem(live) == _stem(chosen) and "." not in chosen

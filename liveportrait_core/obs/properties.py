@@ -18,10 +18,17 @@ from liveportrait_core import settings as schema
 
 log = logging.getLogger(__name__)
 
-#: Scripts-dialog groups: (group key, label, dotted keys or section prefixes ending in ".").
+#: The panel, top to bottom: Status (state, Start/Stop), then the character and the camera, then one switch that
+#: shows the advanced groups below it (hidden by default: about 70 settings a first run does not need).
+STATUS_GROUP = "lp.group.status"
+BASICS_GROUP = "lp.group.basics"
+SHOW_ADVANCED_KEY = "lp.show_advanced"
+#: Settings in the basics group, in this order (everything else is advanced).
+BASIC_KEYS = ("characters.active", "capture.source")
+#: Advanced groups: (group key, label, dotted keys or section prefixes ending in ".").
 GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("lp.group.character", "Character", ("characters.", "hotkeys.")),
-    ("lp.group.camera", "Camera", ("capture.",)),
+    ("lp.group.character", "Character options", ("characters.", "hotkeys.")),
+    ("lp.group.camera", "Camera options", ("capture.",)),
     ("lp.group.animation", "Animation", ("animation.", "tracking.")),
     ("lp.group.output", "Output", ("outputs.",)),
     ("lp.group.performance", "Performance", ("performance.", "model.device", "model.precision", "log_level")),
@@ -58,7 +65,9 @@ def rows() -> list[SettingRow]:
 
 
 def group_of(key: str) -> str:
-    """The group key a dotted setting belongs to (the first matching entry in GROUPS wins)."""
+    """The group key a dotted setting belongs to (the basics, else the first matching entry in GROUPS)."""
+    if key in BASIC_KEYS:
+        return BASICS_GROUP
     for gkey, _label, members in GROUPS:
         for m in members:
             if key == m or (m.endswith(".") and key.startswith(m)):
@@ -194,27 +203,58 @@ Button = tuple[str, str, Callable[..., Any]]
 
 def build(obs: Any, *, character_folder: str, expressions: Iterable[str] = (),
           buttons: Mapping[str, Iterable[Button]] | None = None, status_text: str = "",
-          extra_top: Callable[[Any], None] | None = None) -> Any:
-    """All properties, grouped. ``buttons`` maps a group key to (key, text, callback) buttons for it."""
+          extra_top: Callable[[Any], None] | None = None, status_extra: Callable[[Any], None] | None = None,
+          show_advanced: bool = False) -> Any:
+    """All properties: Status, the basics, the advanced switch, the advanced groups (hidden unless
+    ``show_advanced``). ``buttons`` maps a group key to (key, text, callback) buttons for it."""
     props = obs.obs_properties_create()
     if extra_top is not None:
         extra_top(props)
+    buttons = buttons or {}
+    status = obs.obs_properties_create()
+    obs.obs_properties_add_text(status, "lp.status", status_text or "Not running", obs.OBS_TEXT_INFO)
     groups = {gkey: obs.obs_properties_create() for gkey, _l, _m in GROUPS}
+    groups[BASICS_GROUP] = obs.obs_properties_create()
     characters = list_characters(character_folder)
-    for r in rows():
-        _add_setting(obs, groups[group_of(r.key)], r, characters)
+    by_key = {r.key: r for r in rows()}
+    for key in BASIC_KEYS:
+        _add_setting(obs, groups[BASICS_GROUP], by_key[key], characters)
+    for r in by_key.values():
+        if r.key not in BASIC_KEYS:
+            _add_setting(obs, groups[group_of(r.key)], r, characters)
     anim = groups["lp.group.animation"]
     for e in expressions:
         p = obs.obs_properties_add_bool(anim, EXPRESSION_PREFIX + e, "Expression: " + e.replace("_", " "))
         obs.obs_property_set_long_description(p, f"hold the '{e}' expression on top of tracking "
                                                  "(also a hotkey in Settings > Hotkeys)")
-    status = obs.obs_properties_create()
-    obs.obs_properties_add_text(status, "lp.status", status_text or "Not running", obs.OBS_TEXT_INFO)
-    all_groups = [(g, lbl, groups[g]) for g, lbl, _m in GROUPS] + [("lp.group.status", "Status", status)]
-    for gkey, lbl, gprops in all_groups:
-        for key, text, cb in (buttons or {}).get(gkey, ()):
+
+    def add_group(gkey: str, lbl: str, gprops: Any) -> Any:
+        for key, text, cb in buttons.get(gkey, ()):
             obs.obs_properties_add_button(gprops, key, text, cb)
-        obs.obs_properties_add_group(props, gkey, lbl, obs.OBS_GROUP_NORMAL, gprops)
+        return obs.obs_properties_add_group(props, gkey, lbl, obs.OBS_GROUP_NORMAL, gprops)
+
+    for key, text, cb in buttons.get(STATUS_GROUP, ()):
+        obs.obs_properties_add_button(status, key, text, cb)
+    if status_extra is not None:
+        status_extra(status)
+    obs.obs_properties_add_group(props, STATUS_GROUP, "Status", obs.OBS_GROUP_NORMAL, status)
+    add_group(BASICS_GROUP, "Character and camera", groups[BASICS_GROUP])
+    switch = obs.obs_properties_add_bool(props, SHOW_ADVANCED_KEY, "Show advanced settings")
+    obs.obs_property_set_long_description(switch, "every engine setting, in groups (animation, output, "
+                                                  "performance, models, …)")
+    advanced = [add_group(g, lbl, groups[g]) for g, lbl, _m in GROUPS]
+    for g in advanced:
+        obs.obs_property_set_visible(g, show_advanced)
+
+    def on_switch(props_: Any, _prop: Any, settings: Any) -> bool:
+        show = obs.obs_data_get_bool(settings, SHOW_ADVANCED_KEY)
+        for gkey, _l, _m in GROUPS:
+            p = obs.obs_properties_get(props_, gkey)
+            if p is not None:
+                obs.obs_property_set_visible(p, show)
+        return True  # redraw the panel
+
+    obs.obs_property_set_modified_callback(switch, on_switch)
     return props
 
 

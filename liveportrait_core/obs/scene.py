@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 SPOUT_SOURCE_ID = "spout_capture"
 NDI_SOURCE_ID = "ndi_source"
 SPOUT_COMPOSITE_PREMULTIPLIED = 4  # obs-spout2-plugin "compositemode": premultiplied alpha
+OBS_BOUNDS_SCALE_INNER = 2  # enum obs_bounds_type: fit inside the bounds, keeping the aspect ratio
+OBS_ALIGN_CENTER = 0
+OBS_ALIGN_TOP_LEFT = 5  # OBS_ALIGN_LEFT | OBS_ALIGN_TOP
 SPOUT_HELP = ("Spout2 Capture is not installed: get the Spout2 plugin for OBS from "
               "https://github.com/Off-World-Live/obs-spout2-plugin/releases (Windows only), restart OBS, "
               "then press 'Add source to current scene' again.")
@@ -100,12 +103,42 @@ def ensure_in_current_scene(obs: Any, type_id: str, name: str, settings: Mapping
             if src is None:
                 return f"OBS could not create a '{type_id}' source"
         try:
-            obs.obs_scene_add(scene, src)
+            item = obs.obs_scene_add(scene, src)
+            fitted = fit_to_canvas(obs, item) if item is not None else ""
         finally:
             obs.obs_source_release(src)
-        return f"{'created' if created else 'added'} '{name}' in scene '{scene_name}'"
+        return f"{'created' if created else 'added'} '{name}' in scene '{scene_name}'{fitted}"
     finally:
         obs.obs_source_release(scene_src)
+
+
+def canvas_size(obs: Any) -> tuple[int, int] | None:
+    """The base (canvas) resolution, e.g. (1920, 1080); None when OBS cannot say."""
+    try:
+        ovi = obs.obs_video_info()
+        if not obs.obs_get_video_info(ovi):
+            return None
+        return int(ovi.base_width), int(ovi.base_height)
+    except Exception:  # noqa: BLE001 - an older binding: leave the item where OBS put it
+        return None
+
+
+def fit_to_canvas(obs: Any, item: Any) -> str:
+    """A newly added item fills the canvas, centred, keeping the aspect ratio (OBS's "Fit to screen"): a
+    720x720 character on a 640x360 canvas no longer overflows it. Only on first add: a placement the user
+    made is saved and restored as it is."""
+    size = canvas_size(obs)
+    if size is None or min(size) <= 0:
+        return ""
+    pos, bounds = obs.vec2(), obs.vec2()
+    pos.x = pos.y = 0.0
+    bounds.x, bounds.y = float(size[0]), float(size[1])
+    obs.obs_sceneitem_set_alignment(item, OBS_ALIGN_TOP_LEFT)
+    obs.obs_sceneitem_set_pos(item, pos)
+    obs.obs_sceneitem_set_bounds_type(item, int(getattr(obs, "OBS_BOUNDS_SCALE_INNER", OBS_BOUNDS_SCALE_INNER)))
+    obs.obs_sceneitem_set_bounds_alignment(item, OBS_ALIGN_CENTER)
+    obs.obs_sceneitem_set_bounds(item, bounds)
+    return f", fitted to the {size[0]}x{size[1]} canvas"
 
 
 def capture_placements(obs: Any, name: str) -> list[dict[str, Any]]:
