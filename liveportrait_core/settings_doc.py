@@ -25,7 +25,7 @@ The same settings drive the OBS script and the command line. On the command line
 `--config FILE` and override single values with `--set section.key=value` (repeatable), e.g.
 
 ```
-python -m liveportrait_core preview --config my_settings.yaml --set animation.region=exp --set outputs.ndi=true
+liveportrait preview --config my_settings.yaml --set animation.region=exp --set outputs.ndi=true
 ```
 
 A YAML file holds any subset of the sections below; what it leaves out keeps its default. Wrong names,

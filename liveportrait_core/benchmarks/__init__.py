@@ -1,4 +1,4 @@
-"""Benchmarks behind ``python -m liveportrait_core benchmark``.
+"""Benchmarks behind ``liveportrait benchmark``.
 
 Each module exposes ``add_arguments(parser)`` (optional), ``run(args, settings) -> dict`` (the
 measured figures, JSON-serialisable, including a ``system`` block saying on which machine) and
