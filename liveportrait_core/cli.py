@@ -16,7 +16,7 @@ import sys
 from types import ModuleType
 from typing import Sequence
 
-from liveportrait_core import __version__, commands, log, paths, settings as settings_mod
+from liveportrait_core import __version__, commands, exits, log, paths, settings as settings_mod
 
 _log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{paths.CLI_NAME} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules():
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           epilog=getattr(mod, "EPILOG", None))
         add_settings_arguments(p)
         mod.add_arguments(p)
         p.set_defaults(_module=mod)
@@ -69,6 +70,13 @@ def load_settings(args: argparse.Namespace) -> settings_mod.Settings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status (``exits``). ``argv`` None means this is the process's own command line
+    (``liveportrait``, ``python -m liveportrait_core``): the process is then ended safely (``exits.leave``)."""
+    code = _main(argv)
+    return exits.leave(code) if argv is None else code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -84,4 +92,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._module.run(args, s) or 0)
     except KeyboardInterrupt:
-        return 130
+        return exits.INTERRUPTED

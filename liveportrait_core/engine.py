@@ -8,8 +8,10 @@ are queued and applied by the thread that owns that object, between frames.
 
 Rules the engine keeps (docs/ENGINE.md):
 * ``start()`` returns at once; torch, MediaPipe and the weights load on the stage threads.
-* ``stop()`` returns within its timeout; a stage busy in a long inference finishes on its own
-  (daemon thread) and its result is thrown away.
+* ``stop()`` returns within its timeout; the outputs are joined first (a recording is finalised),
+  then the stages. A stage busy in a native call that cannot be interrupted (the model load, one
+  network) finishes on its own and its result is thrown away; ``join()`` waits for it. A process
+  must not exit while such a thread runs (Python would kill it inside C++: SIGABRT), see the CLI.
 * An exception in any stage is caught, logged, listed in ``status().errors`` and the stage goes on.
 * A lost camera is reopened with backoff while the character idles.
 """
@@ -44,6 +46,31 @@ IDLE_FPS = 30.0  #: rate of idle frames while the capture is lost
 BACKOFF_S = (0.5, 10.0)  #: first and longest wait before reopening a lost capture / rebuilding a stage
 STAGES = ("capture", "tracking", "inference", "publish")
 MAX_ERRORS = 20
+STILL_FINISHING = "a stage is finishing its last frame"
+LOADING = "loading the networks and preparing the character"
+#: Errors whose message says what to do (missing weights, unusable character, settings, camera): logged
+#: without a traceback (it is logged at DEBUG), since it would only bury the fix. By module and class name,
+#: so that the engine never imports torch to test for them.
+USER_ERRORS = (("liveportrait_core.models.weights", "WeightsError"), ("liveportrait_core.models.loader", "ModelLoadError"),
+               ("liveportrait_core.characters", "CharacterError"), ("liveportrait_core.images", "ImageError"),
+               ("liveportrait_core.settings", "SettingsError"), ("liveportrait_core.tracking.mesh", "TrackerUnavailable"),
+               ("liveportrait_core.capture", "CaptureError"), ("liveportrait_core.outputs.base", "OutputUnavailable"))
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """True for an error whose message is the fix (see ``USER_ERRORS``), as opposed to a bug."""
+    for module, name in USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(exc, cls):
+            return True
+    return False
+
+
+def _device_words(device: str) -> str:
+    """"the CPU" / "the GPU" for a torch device string ("" when unknown)."""
+    if device.startswith("cpu"):
+        return "the CPU"
+    return "the GPU" if device.startswith(("cuda", "mps")) else ""
 
 
 @dataclass
@@ -87,10 +114,17 @@ class _Session:
         self.finished = threading.Event()
         self.restart_capture = threading.Event()
         self.captured: LatestValue[CapturedFrame | EndOfStream] = LatestValue("captured", lossless=lossless)
-        self.tracked: LatestValue[TrackedFrame | EndOfStream] = LatestValue("tracked", lossless=lossless)
+        # idle frames (made while the camera is away) replaced by newer ones are no input a user lost
+        self.tracked: LatestValue[TrackedFrame | EndOfStream] = LatestValue(
+            "tracked", lossless=lossless, counts=lambda item: getattr(item, "captured", None) is not None)
         self.animated: LatestValue[AnimatedFrame | EndOfStream] = LatestValue("animated", lossless=lossless)
         self.threads: list[threading.Thread] = []
         self.input_lost_since: float | None = None
+        self.started = time.perf_counter()
+        self.published = 0  #: frames published in this session (what ``max_frames`` counts)
+        self.frame_errors = 0  #: input frames lost to a tracking or inference error
+        self.busy: tuple[str, float] | None = None  #: what the inference stage is doing, since when
+        self.slow_warned = False
 
     def handoffs(self) -> tuple[LatestValue, ...]:
         return self.captured, self.tracked, self.animated
@@ -146,7 +180,8 @@ class Engine:
         self._timers = {name: StageTimer() for name in STAGES}
         self._e2e = StageTimer()
         self._monitor = SystemMonitor()
-        self._last_slow_warning = 0.0
+        self._device = ""  #: where the networks run ("cpu", "cuda:0"...), once loaded
+        self._lingering: list[threading.Thread] = []  #: threads of stopped sessions still finishing
 
     # ============================================================================ lifecycle
     def start(self) -> None:
@@ -189,22 +224,46 @@ class Engine:
         for r in runners.values():
             r.stop()
         joined = True
+        # outputs first: they never wait on a network, and a recording must be finalised even when a
+        # stage is stuck in a native call that outlives the timeout
+        for r in runners.values():
+            joined &= r.join(max(0.0, deadline - time.perf_counter()))
         for th in sess.threads:
             if th is threading.current_thread():  # stop() called from a stage (e.g. via a command): no self-join
                 continue
             th.join(max(0.0, deadline - time.perf_counter()))
             joined &= not th.is_alive()
-        for r in runners.values():
-            joined &= r.join(max(0.0, deadline - time.perf_counter()))
+        with self._lock:
+            self._lingering = [t for t in (*self._lingering, *sess.threads, *(r.thread for r in runners.values()))
+                               if t is not None and t.is_alive() and t is not threading.current_thread()]
         with self._lock:
             if self._session is None:
-                self._state, self._message = "stopped", ("" if joined else "a stage is finishing its last frame")
+                self._state, self._message = "stopped", ("" if joined else STILL_FINISHING)
         if not joined:
-            _log.warning("engine stop: %s still finishing after %.1fs",
-                         ", ".join(t.name for t in sess.threads if t.is_alive()) or "an output", timeout)
+            _log.info("engine stop: %s still finishing after %.1fs (it ends on its own; its result is discarded)",
+                      ", ".join(t.name for t in sess.threads if t.is_alive()) or "an output", timeout)
         else:
             _log.info("engine stopped")
         return joined
+
+    def join(self, timeout: float | None = None) -> bool:
+        """After ``stop()``: wait up to ``timeout`` s for threads that were still finishing (a model load or a
+        network cannot be interrupted; a stop cancels between networks). True when none is left."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        for th in self.lingering_threads():
+            th.join(None if deadline is None else max(0.0, deadline - time.perf_counter()))
+        left = self.lingering_threads()
+        if not left and self._session is None:
+            with self._lock:
+                if self._session is None and self._message == STILL_FINISHING:
+                    self._message = ""
+        return not left
+
+    def lingering_threads(self) -> list[threading.Thread]:
+        """Threads of stopped sessions that are still running (empty once everything has finished)."""
+        with self._lock:
+            self._lingering = [t for t in self._lingering if t.is_alive()]
+            return list(self._lingering)
 
     def wait_finished(self, timeout: float | None = None) -> bool:
         """For a finite source with ``capture.loop`` off: wait until its last frame reached every output."""
@@ -323,15 +382,43 @@ class Engine:
         st.outputs = {name: r.status() for name, r in runners.items()}
         if sess is not None:
             st.dropped_by_stage = {box.name: box.dropped for box in sess.handoffs()}
-            st.dropped = sum(st.dropped_by_stage.values())
+            st.skipped = st.dropped_by_stage["captured"] + st.dropped_by_stage["tracked"]
+            st.dropped = st.dropped_by_stage["animated"]
+            st.failed = sess.frame_errors
+            st.activity = self._activity(sess, st, now)
         st.cpu, st.gpu = self._monitor.latest()  # sampled on the publish thread: cheap for the OBS UI thread
         if st.below_target:
-            st.warnings.append(f"below target: {st.fps:.1f} fps < {st.target_fps} fps; "
-                               f"slowest stage: {self._slowest_stage(st)}")
-            if now - self._last_slow_warning > 30.0:
-                self._last_slow_warning = now
+            st.warnings.append(self._below_target_advice(st))
+            if sess is not None and not sess.slow_warned:  # once per start: the status line keeps saying it
+                sess.slow_warned = True
                 _log.warning("%s", st.warnings[-1])
         return st
+
+    def _activity(self, sess: _Session, st: EngineStatus, now: float) -> str:
+        """What the pipeline is busy with, for a pipeline too slow for its rate to say anything (seconds per
+        frame on a CPU): "loading the networks and preparing the character (12 s)", "computing frame 3 on
+        the CPU, about 5.9 s each (2 s in)"."""
+        busy = sess.busy
+        if busy is None:
+            return ""
+        what, since = busy
+        if what != "frame":
+            return f"{what} ({now - since:.0f} s)"
+        inf = st.stages["inference"]
+        where = _device_words(self._device)
+        text = f"computing frame {sess.published + 1}" + (f" on {where}" if where else "")
+        if inf.count:
+            text += f", about {inf.latency_p50_ms / 1000:.1f} s each" if inf.latency_p50_ms >= 1000 else \
+                f", about {inf.latency_p50_ms:.0f} ms each"
+        return text + f" ({now - since:.0f} s in)"
+
+    def _below_target_advice(self, st: EngineStatus) -> str:
+        slowest = self._slowest_stage(st)
+        text = f"below target: {st.fps:.1f} fps < {st.target_fps} fps; slowest stage: {slowest}"
+        if slowest == "inference" and self._device.startswith("cpu"):
+            return (text + " (the networks run on the CPU: seconds per frame; an NVIDIA GPU with CUDA runs them "
+                    "in real time, see docs/PERFORMANCE.md; performance.target_fps only sets this warning)")
+        return text + "; see docs/PERFORMANCE.md \"How to reach 60 FPS\""
 
     def status_line(self) -> str:
         return self.status().line()
@@ -355,20 +442,35 @@ class Engine:
             with self._lock:
                 self._character = str(name)
 
-    def _report(self, stage: str, exc: BaseException, level: int = logging.ERROR, advice: str = "") -> None:
-        """Log (with traceback the first times, then rate-limited) and list the error in the status."""
+    def _report(self, stage: str, exc: BaseException, level: int = logging.ERROR, advice: str = "",
+                start: bool = False) -> None:
+        """Log (with traceback the first times for a bug, never for an error whose message is the fix; then
+        rate-limited) and list the error in the status. ``start``: a stage could not start (missing weights...);
+        its log record carries ``start_error=True`` so that a command that reports it itself can leave it out."""
         n = self._error_counts.get(stage, 0) + 1
         self._error_counts[stage] = n
         if advice:
             stage = f"{stage}: {advice}"
         text = f"{time.strftime('%H:%M:%S')} {stage}: {exc}"
         with self._lock:
-            self._errors.append(text)
+            repeated = start and bool(self._errors) and self._errors[-1].split(" ", 1)[1] == text.split(" ", 1)[1]
+            if not repeated:
+                self._errors.append(text)  # a start retried with the same error is listed (and logged) once
             self._last_error_t = time.perf_counter()
-        if n <= 3:
-            _log.log(level, "%s: %s", stage, exc, exc_info=level >= logging.ERROR and not isinstance(exc, CaptureError))
+        extra = {"start_error": start}
+        if repeated:
+            _log.debug("%s: %s (again)", stage, exc)
+        elif n <= 3:
+            traceback = level >= logging.ERROR and not is_user_error(exc)
+            _log.log(level, "%s: %s", stage, exc, exc_info=traceback, extra=extra)
+            if not traceback and level >= logging.ERROR:
+                _log.debug("%s: traceback", stage, exc_info=exc)
         elif n % 100 == 0:
-            _log.log(level, "%s: %s (%d errors so far)", stage, exc, n)
+            _log.log(level, "%s: %s (%d errors so far)", stage, exc, n, extra=extra)
+
+    def _frame_failed(self, sess: _Session, stage: str, exc: BaseException, advice: str = "") -> None:
+        sess.frame_errors += 1
+        self._report(stage, exc, advice=advice)
 
     def _guard(self, name: str, loop: Callable[[_Session], None], sess: _Session) -> None:
         """Last line of defence: a stage loop that dies is reported; the engine stays up."""
@@ -379,8 +481,12 @@ class Engine:
             self._set_state(sess, "error", f"{name} stage stopped: {e}")
 
     def _put(self, sess: _Session, box: LatestValue, item: Any) -> bool:
-        """Hand on ``item``: at once when lossy, waiting (but never past stop) when lossless."""
+        """Hand on ``item``: at once when lossy, waiting (but never past stop) when lossless. The end of a
+        stream never replaces the last frame: it waits for it to be taken."""
         if not sess.lossless:
+            if isinstance(item, EndOfStream):
+                while not sess.stop.is_set() and not box.wait_empty(POLL_S):
+                    pass
             return box.put(item)
         while not sess.stop.is_set():
             if box.put(item, timeout=POLL_S):
@@ -404,7 +510,7 @@ class Engine:
                     try:
                         src = open_source(cs)
                     except Exception as e:  # noqa: BLE001 - CaptureError, or OpenCV trouble
-                        self._input_lost(sess, e)
+                        self._input_lost(sess, e, start=index == 0)
                         sess.stop.wait(delay)
                         delay = min(delay * 2, BACKOFF_S[1])
                         continue
@@ -437,18 +543,18 @@ class Engine:
                     continue
                 self._put(sess, sess.captured, CapturedFrame(index, ts, image))
                 index += 1
-                if self.max_frames is not None and index >= self.max_frames:
-                    self._put(sess, sess.captured, END_OF_STREAM)
+                if sess.lossless and self.max_frames is not None and index >= self.max_frames:
+                    self._put(sess, sess.captured, END_OF_STREAM)  # live: the publish stage counts instead
                     return
         finally:
             if src is not None:
                 src.close()
 
-    def _input_lost(self, sess: _Session, e: BaseException) -> None:
+    def _input_lost(self, sess: _Session, e: BaseException, start: bool = False) -> None:
         if sess.input_lost_since is None:
             sess.input_lost_since = time.perf_counter()
             self._tracking_state = "idle (no input)"
-        self._report("capture", e, logging.WARNING)
+        self._report("capture", e, logging.WARNING, start=start)
 
     # ---------------------------------------------------------------------------- tracking stage
     def _tracking_loop(self, sess: _Session) -> None:
@@ -463,7 +569,7 @@ class Engine:
                         tracker = self._backend.create_tracker(self._settings)
                         delay = BACKOFF_S[0]
                     except Exception as e:  # noqa: BLE001
-                        self._report("tracking", e)
+                        self._report("tracking", e, start=True)
                         self._set_state(sess, "error", f"face tracker: {e}")
                         sess.stop.wait(delay)
                         delay = min(delay * 2, BACKOFF_S[1])
@@ -487,7 +593,7 @@ class Engine:
                 try:
                     observation, driving = tracker.track(item)
                 except Exception as e:  # noqa: BLE001
-                    self._report("tracking", e)
+                    self._frame_failed(sess, "tracking", e)
                     continue
                 t1 = time.perf_counter()
                 timer.record(t1 - t0, t1)
@@ -529,21 +635,25 @@ class Engine:
             animator = self._animator
             if animator is None:
                 if self._state != "error":  # a retry keeps the error on show until it succeeds
-                    self._set_state(sess, "starting", "loading models and character")
+                    self._set_state(sess, "starting", LOADING)
                 if hasattr(self._backend, "should_stop"):
                     self._backend.should_stop = sess.stop.is_set
+                sess.busy = (LOADING, time.perf_counter())
                 try:
                     animator = self._backend.create_animator(self._settings)
                 except FrameCancelled:
                     return  # stopped while loading: preparing characters is not wanted any more
                 except Exception as e:  # noqa: BLE001 - missing weights, bad character... said in the status
-                    self._report("inference", e)
+                    self._report("inference", e, start=True)
                     self._set_state(sess, "error", str(e))
                     sess.stop.wait(delay)
                     delay = min(delay * 2, BACKOFF_S[1])
                     continue
+                finally:
+                    sess.busy = None
                 with self._lock:
                     self._animator, self._rebuild_animator = animator, False
+                self._device = str(_safe(lambda: getattr(animator, "device", "")) or "")
                 delay = BACKOFF_S[0]
                 self._set_character(_safe(animator.current_character))
                 self._set_state(sess, "running")
@@ -556,16 +666,22 @@ class Engine:
                 return
             if self._paused:
                 continue
+            if not self._character:  # nothing live (the chosen one was refused) until it is fixed or another is picked
+                _safe(getattr(animator, "follow_files", lambda: None))
+                continue
             t0 = time.perf_counter()
             if hasattr(animator, "should_stop"):
                 animator.should_stop = sess.stop.is_set
+            sess.busy = ("frame", t0)
             try:
                 bgra = animator.animate(item.driving_rgb, item.observation)
             except FrameCancelled:
                 return  # stopped between two networks: the frame is not wanted any more
             except Exception as e:  # noqa: BLE001
-                self._report("inference", e, advice=_out_of_memory_advice(e))
+                self._frame_failed(sess, "inference", e, advice=_out_of_memory_advice(e))
                 continue
+            finally:
+                sess.busy = None
             t1 = time.perf_counter()
             timer.record(t1 - t0, t1)
             if sess.stop.is_set():
@@ -592,14 +708,7 @@ class Engine:
                 continue
             runners = list(self._runners.values())
             if isinstance(item, EndOfStream):
-                runners = [r for r in runners if r.enabled]
-                for r in runners:
-                    self._offer(sess, r, item)
-                for r in runners:
-                    while not sess.stop.is_set() and not r.wait_finished(POLL_S):
-                        pass
-                sess.finished.set()
-                self._set_state(sess, "running", "input finished")
+                self._finish(sess, runners, "input finished")
                 return
             t0 = time.perf_counter()
             tr = item.tracked
@@ -614,9 +723,28 @@ class Engine:
             t1 = time.perf_counter()
             timer.record(t1 - t0, t1)
             self._e2e.record(t0 - tr.timestamp, t1)
+            sess.published += 1
+            if self.max_frames is not None and sess.published >= self.max_frames:
+                self._finish(sess, runners, f"{sess.published} frames published (max_frames)")
+                return
+
+    def _finish(self, sess: _Session, runners: list[OutputRunner], why: str) -> None:
+        """The session's last frame was published: let every output finish (a recording is closed when the
+        engine stops), then tell ``wait_finished``."""
+        runners = [r for r in runners if r.enabled]
+        for r in runners:
+            self._offer(sess, r, END_OF_STREAM)
+        for r in runners:
+            while not sess.stop.is_set() and not r.wait_finished(POLL_S):
+                pass
+        sess.finished.set()
+        self._set_state(sess, "running", why)
 
     def _offer(self, sess: _Session, runner: OutputRunner, item: PublishedFrame | EndOfStream) -> None:
         if not sess.lossless:
+            if isinstance(item, EndOfStream):  # live: the end must not replace the last frame
+                while not sess.stop.is_set() and not runner.frames.closed and not runner.frames.wait_empty(POLL_S):
+                    pass
             runner.offer(item)
             return
         while not sess.stop.is_set() and not runner.frames.closed and runner.enabled:

@@ -9,7 +9,7 @@ an unconsumed item (and counts it as dropped), ``get`` waits for a new item. For
 from __future__ import annotations
 
 import threading
-from typing import Generic, TypeVar
+from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -29,9 +29,13 @@ END_OF_STREAM = EndOfStream()
 class LatestValue(Generic[T]):
     """A one-slot mailbox: ``put`` replaces (or, lossless, waits), ``get`` waits with a timeout."""
 
-    def __init__(self, name: str = "", *, lossless: bool = False) -> None:
+    def __init__(self, name: str = "", *, lossless: bool = False,
+                 counts: Callable[[T], bool] | None = None) -> None:
         self.name = name
         self.lossless = lossless
+        #: which replaced items count as dropped (default: all); e.g. idle frames made while the
+        #: camera is away are not input a user lost, so the engine does not count them
+        self._counts = counts
         self._cond = threading.Condition()
         self._item: T | None = None
         self._full = False
@@ -50,7 +54,7 @@ class LatestValue(Generic[T]):
                     return False
                 if self._closed:
                     return False
-            elif self._full:
+            elif self._full and (self._counts is None or self._counts(self._item)):
                 self.dropped += 1
             self._item = item
             self._full = True
@@ -68,6 +72,13 @@ class LatestValue(Generic[T]):
             item, self._item, self._full = self._item, None, False
             self._cond.notify_all()
             return item
+
+    def wait_empty(self, timeout: float | None = None) -> bool:
+        """Wait until the waiting item (if any) was taken, or the hand-off closed; True if empty and open.
+        Lets a lossy producer hand on its last item (end of stream) without replacing the one before."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._full or self._closed, timeout)
+            return not self._full and not self._closed
 
     def peek_full(self) -> bool:
         """True while an item waits to be taken."""

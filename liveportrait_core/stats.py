@@ -243,8 +243,14 @@ class EngineStatus:
     latency_p50_ms: float = 0.0  #: capture -> publish
     latency_p95_ms: float = 0.0
     stages: dict[str, StageStatus] = field(default_factory=dict)
-    dropped: int = 0  #: frames dropped by all hand-offs since start
-    dropped_by_stage: dict[str, int] = field(default_factory=dict)
+    #: input frames (camera/video) never animated because a later stage was still busy with an older one:
+    #: normal when the pipeline is slower than the camera (live: the newest frame wins); idle frames made
+    #: while the camera is away are not counted
+    skipped: int = 0
+    dropped: int = 0  #: animated frames replaced before they were published (work thrown away)
+    failed: int = 0  #: input frames lost to a tracking or inference error (see ``errors``)
+    dropped_by_stage: dict[str, int] = field(default_factory=dict)  #: replacements per hand-off
+    activity: str = ""  #: what a slow pipeline is busy with ("computing frame 3 on the CPU, about 5.9 s each")
     frames: int = 0  #: frames published since start
     character: str = ""
     tracking: str = ""  #: face | lost | idle (no input) | ""
@@ -261,15 +267,26 @@ class EngineStatus:
         return self.state == "running" and self.frames > 0 and 0 < self.fps < self.target_fps * 0.9
 
     def line(self) -> str:
-        """One line for the OBS panel, e.g. ``running | 58.9 fps (target 60) | 31/44 ms | astro.png | GPU 71% 64C``."""
+        """One line for the OBS panel, e.g. ``running | 58.9 fps (target 60) | 31/44 ms | astro.png | GPU 71% 64C``;
+        while no frame came out yet, or slower than one a second, it says what is in flight instead of zeros."""
+        if self.state == "starting" and self.activity:
+            return _one_line(f"starting: {self.activity}")
         if self.state in ("stopped", "starting", "error") or (self.state == "paused" and not self.frames):
             return _one_line(f"{self.state}" + (f": {self.message}" if self.message else ""))
-        parts = [self.state, f"{self.fps:.1f} fps" + (f" (below target {self.target_fps})" if self.below_target else ""),
-                 f"latency {self.latency_p50_ms:.0f}/{self.latency_p95_ms:.0f} ms"]
+        parts = [self.state]
+        if self.frames:
+            parts += [f"{self.fps:.1f} fps" + (f" (below target {self.target_fps})" if self.below_target else ""),
+                      f"latency {self.latency_p50_ms:.0f}/{self.latency_p95_ms:.0f} ms"]
+        if self.activity and (not self.frames or self.fps < 1.0):
+            parts.append(self.activity)
         if self.character:
             parts.append(self.character)
         if self.tracking and self.tracking != "face":
             parts.append(f"face {self.tracking}")
+        if self.skipped:
+            parts.append(f"input skipped {self.skipped} (busy)")
+        if self.failed:
+            parts.append(f"failed {self.failed}")
         if self.dropped:
             parts.append(f"dropped {self.dropped}")
         if self.gpu is not None:

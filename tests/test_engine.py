@@ -266,7 +266,7 @@ def test_live_source_drops_stale_frames_behind_a_slow_stage(tmp_path):
     assert eng.stop()
     idx = [f.index for f in out.frames]
     assert idx == sorted(idx) and len(set(idx)) == len(idx)
-    assert st.dropped > 0 and st.dropped_by_stage["tracked"] > 0
+    assert st.skipped > 0 and st.dropped_by_stage["tracked"] > 0  # input frames the busy stage never saw
     assert st.fps > 0 and 0 < st.latency_p50_ms <= st.latency_p95_ms
     assert st.state == "running" and "fps" in st.line()
 
@@ -557,3 +557,127 @@ def test_a_failed_character_command_names_the_hotkey_slot_and_clears_when_a_late
     assert eng.status().message == ""  # expires like the error list
     monkeypatch.undo()
     eng.stop()
+
+
+# ------------------------------------------------------------------------------------------------ issue 12
+
+
+def test_max_frames_counts_published_frames_in_live_mode(tmp_path):
+    """Live input behind a slow stage: --max-frames N ends after N frames *published* (it used to count
+    captured frames, most of them skipped, so a live run could end with none published)."""
+
+    class SlowAnimator(FakeAnimator):
+        def animate(self, driving, observation):
+            time.sleep(0.05)
+            return super().animate(driving, observation)
+
+    backend = FakeBackend()
+    backend.create_animator = lambda s: SlowAnimator(backend.log)  # type: ignore[method-assign]
+    out = Collect()
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 20, fps=200.0)), realtime=True, loop=True),
+                 [out], backend=backend, max_frames=3)
+    eng.start()
+    assert eng.wait_finished(30)
+    st = eng.status()
+    assert eng.stop()
+    assert len(out.frames) == 3 and st.frames == 3 and st.skipped > 0
+
+
+def test_stop_finalises_the_outputs_even_while_a_stage_is_stuck_and_join_waits_for_it(tmp_path):
+    """A network cannot be interrupted: stop() still closes every output (a recording is finalised) within its
+    timeout, and join() waits for the stuck stage, so that a command can end cleanly afterwards."""
+    gate = threading.Event()
+    backend = FakeBackend(gate=gate)
+    out = Collect()
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 5)), realtime=True, loop=True), [out], backend=backend)
+    eng.start()
+    assert _wait(lambda: bool(backend.animators) and backend.animators[0].busy.is_set())
+    assert eng.stop(timeout=0.3) is False
+    assert out.closed == 1  # the output was joined first, before the stuck stage used up the timeout
+    assert [t.name for t in eng.lingering_threads()] == ["lp-inference"]
+    assert eng.join(0.1) is False
+    gate.set()
+    assert eng.join(10) and eng.lingering_threads() == []
+
+
+def test_status_says_what_is_in_flight_on_a_slow_pipeline(tmp_path):
+    """Seconds per frame: the status says "loading ..." then "computing frame N" instead of "0.0 fps | 0/0 ms"."""
+    gate = threading.Event()
+    backend = FakeBackend(gate=gate)
+    backend.release_animator.clear()
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 5)), realtime=True, loop=True), [Collect()], backend=backend)
+    eng.start()
+    assert _wait(lambda: eng.status().state == "starting" and eng.status().activity)
+    assert eng.status_line().startswith("starting: loading the networks and preparing the character (")
+    backend.release_animator.set()
+    assert _wait(lambda: bool(backend.animators) and backend.animators[0].busy.is_set())
+    line = eng.status_line()
+    assert "computing frame 1" in line and "0.0 fps" not in line and "latency" not in line, line
+    gate.set()
+    assert eng.stop()
+
+
+def test_idle_frames_are_not_counted_as_skipped_input(monkeypatch):
+    """No camera: the idle frames made while it is away are not input a user lost (the count stayed in the
+    thousands in OBS with no camera)."""
+    monkeypatch.setattr(engine_mod, "BACKOFF_S", (0.05, 0.1))
+
+    class Slow(FakeAnimator):
+        def animate(self, driving, observation):
+            time.sleep(0.1)  # slower than the idle rate: idle frames are replaced
+            return super().animate(driving, observation)
+
+    backend = FakeBackend()
+    backend.create_animator = lambda s: Slow(backend.log)  # type: ignore[method-assign]
+    out = Collect()
+    eng = Engine(_settings("57"), [out], backend=backend)  # no such camera
+    eng.start()
+    assert _wait(lambda: len(out.frames) >= 5 and eng.status().dropped_by_stage["tracked"] == 0)
+    time.sleep(0.3)
+    st = eng.status()
+    assert st.skipped == 0 and st.dropped == 0 and st.tracking == "idle (no input)"
+    assert eng.stop()
+
+
+def test_below_target_is_logged_once_with_advice(tmp_path, caplog):
+    class SlowAnimator(FakeAnimator):
+        device = "cpu"
+
+        def animate(self, driving, observation):
+            time.sleep(0.05)
+            return super().animate(driving, observation)
+
+    backend = FakeBackend()
+    backend.create_animator = lambda s: SlowAnimator(backend.log)  # type: ignore[method-assign]
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 20, fps=100.0)), realtime=True, loop=True),
+                 [Collect()], backend=backend)
+    eng.start()
+    assert _wait(lambda: eng.status().frames >= 5)
+    for _ in range(5):
+        st = eng.status()
+    assert eng.stop()
+    warnings = [r for r in caplog.records if "below target" in r.getMessage()]
+    assert len(warnings) == 1 and "on the CPU" in warnings[0].getMessage()
+    assert "below target" in st.line()  # the status line keeps saying it
+
+
+def test_a_start_error_that_names_its_fix_is_logged_once_without_traceback(tmp_path, monkeypatch, caplog):
+    from liveportrait_core.models.weights import WeightsError
+
+    monkeypatch.setattr(engine_mod, "BACKOFF_S", (0.05, 0.1))
+    calls = {"n": 0}
+
+    class NoModels(FakeBackend):
+        def create_animator(self, settings):
+            calls["n"] += 1
+            raise WeightsError("LivePortrait weights are not usable: x.pth: missing; run download-models")
+
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 5)), realtime=True, loop=True), [Collect()],
+                 backend=NoModels())
+    eng.start()
+    assert _wait(lambda: calls["n"] >= 3)
+    st = eng.status()
+    assert eng.stop()
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "weights are not usable" in r.getMessage()]
+    assert len(errors) == 1 and not errors[0].exc_info and errors[0].start_error
+    assert len([e for e in st.errors if "weights are not usable" in e]) == 1  # a retry is not listed again

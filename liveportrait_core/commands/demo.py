@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from liveportrait_core import paths
-from liveportrait_core.commands.run import add_run_arguments, run_engine
+from liveportrait_core.commands.run import EPILOG, add_run_arguments, run_engine  # noqa: F401 - EPILOG: --help
 
 NAME = "demo"
 HELP = "animate the bundled astronaut from your webcam (or --input VIDEO) in a preview window"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from liveportrait_core.commands.run import add_run_arguments, run_engine
+from liveportrait_core.commands.run import EPILOG, add_run_arguments, run_engine  # noqa: F401 - EPILOG: --help
 
 NAME = "preview"
 HELP = "animate a character live in a preview window (no OBS needed)"

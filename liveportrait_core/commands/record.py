@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from liveportrait_core.commands.run import add_run_arguments, run_engine
+from liveportrait_core.commands.run import EPILOG, add_run_arguments, run_engine  # noqa: F401 - EPILOG: --help
 
 NAME = "record"
 HELP = "record the animated character to an MP4 file or a folder of PNG frames with alpha"

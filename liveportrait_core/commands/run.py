@@ -8,16 +8,20 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from liveportrait_core import exits
+
 NAME = "run"
 HELP = "animate a character from a webcam, video or image folder into NDI/Spout/preview/recording"
 DESCRIPTION = (HELP + ". A video file or image folder is processed frame by frame (every frame, as fast as "
                "possible) unless --realtime is given; a webcam runs live until Ctrl-C.")
+EPILOG = exits.HELP
 
 _log = logging.getLogger(__name__)
 
@@ -43,7 +47,8 @@ def add_run_arguments(p: argparse.ArgumentParser, *, record_required: bool = Fal
     p.add_argument("--ndi", nargs="?", const="", metavar="NAME", help="send over NDI (optional sender name)")
     p.add_argument("--spout", nargs="?", const="", metavar="NAME", help="send over Spout2, Windows (optional name)")
     p.add_argument("--preview", action="store_true", help="show a preview window")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N input frames")
+    p.add_argument("--max-frames", type=int, metavar="N",
+                   help="stop after N frames were published (animated and sent to the outputs), in every mode")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--realtime", action="store_true",
                    help="pace a video file at its own frame rate, dropping frames the pipeline cannot keep up with")
@@ -75,6 +80,12 @@ def apply_arguments(args: argparse.Namespace, settings: Any) -> Any:
             over["characters.active"] = c.name
     record = getattr(args, "output", None) or getattr(args, "record", None)
     if record:
+        from liveportrait_core.outputs.recorder import check_target
+
+        try:
+            check_target(record)
+        except ValueError as e:
+            raise schema.SettingsError(str(e)) from None
         over["outputs.record"] = str(Path(record).expanduser().resolve())
     if args.ndi is not None:
         over["outputs.ndi"] = True
@@ -108,9 +119,46 @@ def _key_handler(engine: Any) -> Callable[[str], None]:
     return on_key
 
 
+class _StopRequests:
+    """Ctrl-C (SIGINT) and SIGTERM end the run the way Q does (the recording is finalised, the threads are
+    joined, the status is 130/143) instead of raising KeyboardInterrupt wherever the main thread happens to
+    be; another one stops waiting for a stage busy in a native call."""
+
+    def __init__(self, quit_event: threading.Event) -> None:
+        self.quit_event = quit_event
+        self.code: int | None = None  #: the status the first signal asks for
+        self.count = 0
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopRequests":
+        if threading.current_thread() is threading.main_thread():  # Python takes signals on the main thread only
+            for sig, code in ((signal.SIGINT, exits.INTERRUPTED), (signal.SIGTERM, exits.TERMINATED)):
+                self._old[sig] = signal.signal(sig, lambda *_a, c=code: self._on_signal(c))
+        return self
+
+    def _on_signal(self, code: int) -> None:
+        self.count += 1
+        if self.code is None:
+            self.code = code
+        self.quit_event.set()
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class _ReportedHere(logging.Filter):
+    """Leaves out the engine's log record of an error that stopped a stage from starting: this command prints
+    it itself, once, as its ``error:`` line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "start_error", False)
+
+
 def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False) -> int:
-    """Start the engine, print the status line now and then, stop at the end of the input, on Ctrl-C,
-    after --duration or when the preview window is closed; print a summary. 0 when frames came out."""
+    """Start the engine, print the status line now and then, stop at the end of the input, after --max-frames
+    published frames or --duration, on Ctrl-C or when the preview window is closed; print a summary.
+    The exit status is one of ``exits`` (0 when frames came out, 1 when none did, 130 on Ctrl-C...)."""
     from liveportrait_core import settings as schema
     from liveportrait_core.capture import is_finite
     from liveportrait_core.engine import Engine
@@ -120,7 +168,7 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
         s = apply_arguments(args, settings)
     except schema.SettingsError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     quit_event = threading.Event()
     engine = Engine(s, max_frames=args.max_frames)
     window = _open_preview(engine, quit_event) if (preview or args.preview) else None
@@ -132,47 +180,84 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
     print(f"input: {s.capture.source}  ({'every frame' if finite and not s.capture.realtime else 'live'})")
     t_start = time.perf_counter()
     next_status = t_start + args.status_every
-    engine.start()
-    code = 0
-    try:
-        while True:
-            if window is not None:  # GUI on the main thread (required on macOS, safest everywhere)
-                frame = latest.get(timeout=0.02)
-                if frame is not None:
-                    window.send(frame)
-            elif not ends:
-                time.sleep(0.1)
-            if ends and engine.wait_finished(0.0 if window is not None else 0.1):
-                break
-            if quit_event.is_set():
-                break
-            if args.duration is not None and time.perf_counter() - t_start >= args.duration:
-                break
-            st = engine.status()
-            if st.state == "error" and st.frames == 0:
-                print(f"error: {st.message}", file=sys.stderr)
-                code = 1
-                break
-            capture_errors = [e for e in st.errors if " capture: " in e]
-            if capture_errors and st.stages["capture"].count == 0 and time.perf_counter() - t_start > NO_INPUT_S:
-                # OBS waits for a camera to come back; a command with no input at all should say so and end.
-                print(f"error: no input: {capture_errors[-1].split(' capture: ', 1)[1]}", file=sys.stderr)
-                code = 1
-                break
-            if args.status_every > 0 and time.perf_counter() >= next_status:
-                next_status += args.status_every
-                print(st.line(), flush=True)
-    except KeyboardInterrupt:
-        print("interrupted")
-    finally:
-        st = engine.status(window_s=math.inf)
-        stopped = engine.stop(timeout=2.0)
-        if window is not None:
-            window.close()
-    _print_summary(st, time.perf_counter() - t_start, s, stopped)
-    if code == 0 and st.frames == 0:
-        code = 1
+    code, error = exits.OK, ""
+    quiet = _ReportedHere()
+    engine_log = logging.getLogger("liveportrait_core.engine")
+    engine_log.addFilter(quiet)
+    with _StopRequests(quit_event) as requests:
+        engine.start()
+        try:
+            while True:
+                if window is not None:  # GUI on the main thread (required on macOS, safest everywhere)
+                    frame = latest.get(timeout=0.02)
+                    if frame is not None:
+                        window.send(frame)
+                elif not ends:
+                    quit_event.wait(0.1)
+                if ends and engine.wait_finished(0.0 if window is not None else 0.1):
+                    break
+                if quit_event.is_set():
+                    code = requests.code if requests.code is not None else exits.OK
+                    if requests.code == exits.INTERRUPTED:
+                        print("interrupted", flush=True)
+                    break
+                if args.duration is not None and time.perf_counter() - t_start >= args.duration:
+                    break
+                st = engine.status()
+                if st.state == "error" and st.frames == 0:
+                    error = st.message
+                    code = exits.ERROR
+                    print(f"error: {error}", file=sys.stderr, flush=True)
+                    break
+                capture_errors = [e for e in st.errors if " capture: " in e]
+                if capture_errors and st.stages["capture"].count == 0 and time.perf_counter() - t_start > NO_INPUT_S:
+                    # OBS waits for a camera to come back; a command with no input at all should say so and end.
+                    error = capture_errors[-1].split(" capture: ", 1)[1]
+                    code = exits.ERROR
+                    print(f"error: no input: {error}", file=sys.stderr, flush=True)
+                    break
+                if args.status_every > 0 and time.perf_counter() >= next_status:
+                    next_status += args.status_every
+                    print(st.line(), flush=True)
+        except KeyboardInterrupt:  # a SIGINT that arrived before the handler was installed (or not on main)
+            print("interrupted", flush=True)
+            code = exits.INTERRUPTED
+        finally:
+            st = engine.status(window_s=math.inf)
+            stopped = _stop(engine, requests)
+            if window is not None:
+                window.close()
+            engine_log.removeFilter(quiet)
+    elapsed = time.perf_counter() - t_start
+    if code == exits.OK and st.frames == 0 and not quit_event.is_set():
+        code = exits.ERROR
+        why = (f"--duration {args.duration:g} s ended first" if args.duration is not None
+               and elapsed >= args.duration else "the input ended first")
+        print(f"error: no frame was published ({why}; {st.line()})", file=sys.stderr)
+    _print_summary(st, elapsed, s, stopped, window is not None, error)
     return code
+
+
+#: Seconds ``stop`` waits for the threads, then for a stage busy in a native call (a network, the model load);
+#: after that the process is ended without waiting more (``exits.leave``), the recording already finalised.
+STOP_S = 3.0
+FINISH_S = 15.0
+
+
+def _stop(engine: Any, requests: _StopRequests) -> bool:
+    """Stop the engine and wait (bounded) for every thread it started; a further Ctrl-C stops waiting."""
+    if engine.stop(timeout=STOP_S):
+        return True
+    busy = ", ".join(t.name.removeprefix("lp-") for t in engine.lingering_threads()) or "a stage"
+    print(f"stopping: waiting up to {FINISH_S:.0f} s for {busy} to finish its current step (a network or the model "
+          "load cannot be interrupted)" + ("; the recording is already finalised" if engine.settings.outputs.record
+                                            else "") + "; Ctrl-C leaves now", flush=True)
+    signals = requests.count
+    deadline = time.perf_counter() + FINISH_S
+    while time.perf_counter() < deadline and requests.count == signals:
+        if engine.join(0.1):
+            return True
+    return False
 
 
 def _open_preview(engine: Any, quit_event: threading.Event) -> Any:
@@ -190,22 +275,40 @@ def _open_preview(engine: Any, quit_event: threading.Event) -> Any:
     return window
 
 
-def _print_summary(st: Any, elapsed: float, s: Any, stopped: bool) -> None:
-    print(f"frames published: {st.frames} in {elapsed:.1f} s; "
-          f"latency p50/p95 {st.latency_p50_ms:.0f}/{st.latency_p95_ms:.0f} ms; dropped {st.dropped}")
-    for name, stage in st.stages.items():
-        print(f"  {name:<10} {stage.count:6d} items  p50 {stage.latency_p50_ms:8.1f} ms  "
-              f"p95 {stage.latency_p95_ms:8.1f} ms")
+def _print_summary(st: Any, elapsed: float, s: Any, stopped: bool, preview: bool, error: str = "") -> None:
+    """What happened, naming only the outputs that were on; an error already printed is not repeated."""
+    print(f"frames published: {st.frames} in {elapsed:.1f} s"
+          + (f"; latency p50/p95 {st.latency_p50_ms:.0f}/{st.latency_p95_ms:.0f} ms" if st.frames else "")
+          + (f"; input frames skipped while busy: {st.skipped}" if st.skipped else "")
+          + (f"; frames lost to errors: {st.failed}" if st.failed else "")
+          + (f"; animated frames dropped: {st.dropped}" if st.dropped else ""))
+    if any(stage.count for stage in st.stages.values()):
+        for name, stage in st.stages.items():
+            print(f"  {name:<10} {stage.count:6d} items  p50 {stage.latency_p50_ms:8.1f} ms  "
+                  f"p95 {stage.latency_p95_ms:8.1f} ms")
     for name, o in st.outputs.items():
+        if name == "obs_source":  # the in-process frame callbacks: here only the preview window uses them
+            if preview:
+                print(f"  preview window: {o.sent} frames shown")
+            continue
+        if name == "record":
+            continue  # said below
         if o.enabled and (o.sent or o.failures or o.state in ("unavailable", "retrying")):
             print(f"  output {name}: {o.sent} sent, {o.failures} failures"
                   + (f" ({o.message})" if o.message else ""))
     if s.outputs.record:
-        print(f"recording: {s.outputs.record}")
-    for e in st.errors[-5:]:
+        rec = st.outputs.get("record")
+        if rec is not None and rec.sent:
+            print(f"recording: {s.outputs.record} ({rec.sent} frames)")
+        else:
+            why = (rec.message if rec is not None and rec.message else "no frame was published")
+            print(f"recording: nothing recorded ({why})")
+    errors = [e for e in st.errors if not (error and error in e)]
+    for e in errors[-5:]:
         print(f"  error: {e}")
     if not stopped:
-        print("  note: a stage was still finishing its last frame at exit")
+        print("  note: a stage was still busy in a network or the model load at exit; the process ended without "
+              "waiting for it")
 
 
 def run(args: argparse.Namespace, settings: Any) -> int:

@@ -237,12 +237,15 @@ def check_state_dict(name: str, sd: Mapping[str, Any]) -> list[str]:
 
 
 def _read_file(file: str, path: Path, names: Iterable[str], variant: str,
-               models_dir: str | os.PathLike[str] | None = None) -> tuple[dict[str, dict], list[str]]:
+               models_dir: str | os.PathLike[str] | None = None,
+               missing_fix: bool = True) -> tuple[dict[str, dict], list[str]]:
     """Load one file and check the wanted modules; returns (state_dicts, problems). Fixes name
-    ``models_dir``, the models folder the file belongs to."""
+    ``models_dir``, the models folder the file belongs to (``missing_fix=False``: a missing file's problem
+    has none, for a caller that says the fix once for all missing files)."""
     fix = download_fix(variant, models_dir=models_dir)
     if not path.is_file():
-        return {}, [f"{path}: missing ({file}); {download_fix(variant, False, models_dir)}"]
+        return {}, [f"{path}: missing ({file})" + (f"; {download_fix(variant, False, models_dir)}"
+                                                   if missing_fix else "")]
     try:
         obj = load_checkpoint(path, variant, models_dir)
         parts = split_file(file, obj)
@@ -273,16 +276,22 @@ def read_state_dicts(models_dir: str | os.PathLike[str], variant: str = "human",
                      names: Iterable[str] = layout.MODULE_NAMES) -> dict[str, dict[str, "torch.Tensor"]]:
     """Official state_dicts (stitching file remapped), each file read once, keys and shapes verified.
 
-    Raises ``WeightsError`` listing every problem of every needed file, so one run tells the user all.
+    Raises ``WeightsError`` listing every problem of every needed file, so one run tells the user all;
+    missing files share one fix line (the command that downloads them into ``models_dir``).
     """
     names = list(names)
     files = checkpoint_paths(models_dir, variant)
     out: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
+    missing = 0
     for file, mods in _files_for(names).items():
-        got, p = _read_file(file, files[file], mods, variant, models_dir)
+        missing += not files[file].is_file()
+        got, p = _read_file(file, files[file], mods, variant, models_dir, missing_fix=False)
         out.update(got)
         problems += p
+    if missing:
+        problems.append(f"to get the missing file{'s' if missing > 1 else ''}, "
+                        + download_fix(variant, False, models_dir))
     if problems:
         raise WeightsError("LivePortrait weights are not usable:\n  " + "\n  ".join(problems))
     _log.debug("read %d state_dicts (%s) from %s", len(out), variant, models_root(models_dir))

@@ -72,6 +72,11 @@ class OutputRunner:
             return not t.is_alive()
         return True
 
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The output's thread (None before ``start``), so that its owner can wait for it after a stop."""
+        return self._thread
+
     def wait_finished(self, timeout: float) -> bool:
         return self._finished.wait(timeout)
 
