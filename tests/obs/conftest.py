@@ -10,10 +10,6 @@ from tests.conftest import SHARED
 HARNESS = SHARED / "tools" / "obs-harness" / "run_obs_script.sh"
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "obs_real: runs real OBS Studio headless (needs obs-studio, Xvfb, the harness)")
-
-
 @pytest.fixture(scope="session")
 def harness():
     missing = [n for n in ("obs", "Xvfb") if shutil.which(n) is None]
