@@ -72,17 +72,8 @@ def _install(args: str = "") -> str:
     return f"{cmd} {args}".rstrip()
 
 
-def _python() -> str:
-    """The Python whose packages these checks looked at: this interpreter, unless it is not a Python at
-    all (inside OBS ``sys.executable`` is OBS itself), then the project's venv Python."""
-    venv = paths.venv_python(paths.VENV_DIR)
-    if not Path(sys.executable).name.lower().startswith("python") and venv.exists():
-        return str(venv)
-    return sys.executable
-
-
 def _pip(args: str) -> str:
-    return paths.python_command(_python(), "-m", "pip", "install", args)
+    return paths.python_command(paths.this_python(), "-m", "pip", "install", args)
 
 
 def _nvidia_driver_present() -> bool:

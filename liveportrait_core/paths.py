@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -39,6 +40,15 @@ def python_command(python: str | os.PathLike[str], *args: str) -> str:
     """A command line for the user to copy: ``python`` (or any program) quoted when its path needs it,
     then ``args`` (already quoted by the caller where needed)."""
     return " ".join((quote_arg(os.fspath(python)), *args))
+
+
+def this_python() -> str:
+    """The Python running this code, for ``pip install`` hints: ``sys.executable``, unless it is not a Python
+    at all (inside OBS it is OBS itself), then the project's venv Python, whose packages OBS loads."""
+    venv = venv_python(VENV_DIR)
+    if not Path(sys.executable).name.lower().startswith("python") and venv.exists():
+        return str(venv)
+    return sys.executable
 
 
 def cli_executable() -> Path | None:

@@ -13,12 +13,12 @@ import logging
 import os
 import shutil
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlparse
 
+from liveportrait_core import paths
 from liveportrait_core.models import layout, weights
 from liveportrait_core.models.weights import REPO_ID, WeightsError
 
@@ -182,7 +182,7 @@ def download_models(models_dir: str | os.PathLike[str], variant: str = "human", 
     rels = list(todo.values())
     if importlib.util.find_spec("huggingface_hub") is None:
         raise DownloadError("cannot download the LivePortrait weights: the huggingface_hub package is missing; "
-                            f"install it with `{sys.executable} -m pip install huggingface_hub`.\n"
+                            f"install it with `{paths.python_command(paths.this_python(), '-m', 'pip', 'install', 'huggingface_hub')}`.\n"
                             + _manual_help(root, rels))
     reason = offline_reason(timeout=min(timeout, 5.0))
     if reason:
