@@ -150,7 +150,7 @@ def test_download_verifies_and_moves_into_place(tmp_path, monkeypatch, small_lay
     # a second run finds both files valid and downloads nothing
     fake.calls.clear()
     again = download.download_models(tmp_path, checksums=checksums)
-    assert fake.calls == [] and {r.action for r in again} == {"present"}
+    assert fake.calls == [] and {r.action for r in again} == {"differs"}  # kept; not the pinned official bytes
 
 
 def test_hash_mismatch_is_rejected_and_deleted(tmp_path, monkeypatch, small_layout, online, source_files,
@@ -231,3 +231,15 @@ def test_not_enough_disk_space_fails_before_downloading(tmp_path, monkeypatch, s
     with pytest.raises(DownloadError, match="not enough free disk space"):
         download.download_models(tmp_path / "m", checksums=checksums)
     assert fake.calls == [] and not (tmp_path / "m").exists()
+
+
+def test_a_file_that_differs_from_the_official_one_is_kept_and_said(tmp_path, monkeypatch, small_layout, capsys):
+    """download-models never replaces a usable file behind the user's back, but says it is not the official one."""
+    weights.write_checkpoints(tmp_path, recipe_weights(("appearance_feature_extractor", *layout.RETARGETING_MODULES)))
+    before = {p: p.read_bytes() for p in _weight_files(tmp_path)}
+    monkeypatch.setattr(download, "offline_reason", lambda **kw: pytest.fail("nothing needs downloading"))
+    assert cli.main(["download-models", "--models-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"kept, but not the official file (usable: same keys and shapes; --force replaces it): {AFE_REL}" in out
+    assert "2 differ from the official ones and were kept" in out and "doctor" in out
+    assert {p: p.read_bytes() for p in _weight_files(tmp_path)} == before

@@ -27,21 +27,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings) -> int:
+    from liveportrait_core import paths
     from liveportrait_core.models import download, weights
 
     variant = settings.model.variant
     root = weights.models_root(settings.model.models_dir)
     print(f"LivePortrait weights ({variant}) -> {root}")
 
+    verbs = {"present": "ok, already present", "downloaded": "downloaded and verified",
+             "differs": "kept, but not the official file (usable: same keys and shapes; --force replaces it)"}
+
     def said(res: download.FileResult) -> None:
-        verb = "ok, already present" if res.action == "present" else "downloaded and verified"
-        print(f"  {verb}: {res.rel}")
+        print(f"  {verbs[res.action]}: {res.rel}")
 
     try:
-        download.download_models(root, variant, revision=args.revision, force=args.force,
-                                 keep_partial=args.keep_partial, timeout=args.timeout, on_file=said)
+        results = download.download_models(root, variant, revision=args.revision, force=args.force,
+                                           keep_partial=args.keep_partial, timeout=args.timeout, on_file=said)
     except weights.WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print("all files present and verified")
+    differ = sum(r.action == "differs" for r in results)
+    print("all files present and verified" if not differ else
+          f"all files present; {differ} differ from the official ones and were kept "
+          f"(`{paths.cli_command('doctor')}` says how; --force downloads the official files over them)")
     return 0

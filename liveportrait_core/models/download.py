@@ -36,7 +36,7 @@ class DownloadError(WeightsError):
 class FileResult:
     rel: str  #: path inside the models folder (= path in the Hugging Face repository)
     path: Path
-    action: str  #: "downloaded" or "present"
+    action: str  #: "downloaded", "present", or "differs" (present, usable, not the official bytes: kept)
     sha256: str | None
 
 
@@ -166,7 +166,7 @@ def download_models(models_dir: str | os.PathLike[str], variant: str = "human", 
         for rep in weights.verify_models(root, variant, deep=True, check_hash=True):
             rel = targets[rep.file]
             if rep.ok:
-                res = FileResult(rel, rep.path, "present", rep.sha256)
+                res = FileResult(rel, rep.path, "present" if rep.status == "ok" else "differs", rep.sha256)
                 results.append(res)
                 if on_file:
                     on_file(res)
