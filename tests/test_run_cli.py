@@ -198,3 +198,42 @@ def test_benchmark_never_calls_other_weights_official(recipe_models_dir, tmp_pat
 
     assert "not byte-identical to the official" in weights_label(str(recipe_models_dir), "human")
     assert "not byte-identical to the official" in weights_label(str(tmp_path), "human")  # no files at all
+
+
+def test_a_fatal_start_error_is_printed_once_without_traceback(tmp_path, capsys):
+    """Missing weights used to be printed three times (log with traceback, error line, summary)."""
+    video = shared_path("testdata", "driving", "d0.mp4")
+    rc = cli.main(["run", "--character", str(ASTRONAUT), "--input", str(video), "--models-dir", str(tmp_path),
+                   "--record", str(tmp_path / "o.mp4"), "--max-frames", "2"])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert rc == 1 and text.count("weights are not usable") == 1, text
+    assert "Traceback" not in text
+    assert "recording: nothing recorded" in out.out and f"recording: {tmp_path / 'o.mp4'}" not in out.out
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("name", ["out.png", "frame.JPG"])
+def test_record_to_an_image_name_is_refused_naming_the_options(tmp_path, capsys, name):
+    """``--record out.png`` used to create a folder named out.png."""
+    rc = cli.main(["run", "--character", str(ASTRONAUT), "--input", "0", "--record", str(tmp_path / name)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"cannot record to {name}" in err and ".mp4" in err and "folder" in err
+    assert not (tmp_path / name).exists()
+
+
+def test_summary_lists_only_the_outputs_that_were_on(capsys):
+    from liveportrait_core.stats import EngineStatus, OutputStatus, StageStatus
+
+    st = EngineStatus(frames=3, stages={"inference": StageStatus(count=3)},
+                      outputs={"obs_source": OutputStatus("obs_source", sent=3),
+                               "ndi": OutputStatus("ndi", state="unavailable", message="cyndilib missing"),
+                               "record": OutputStatus("record", sent=3)})
+    s = Settings()
+    s.outputs.record = "/tmp/x.mp4"
+    run_cmd._print_summary(st, 1.0, s, True, preview=False)
+    out = capsys.readouterr().out
+    assert "obs_source" not in out and "preview window" not in out
+    assert "output ndi: 0 sent" in out and "cyndilib missing" in out and "recording: /tmp/x.mp4 (3 frames)" in out
+    run_cmd._print_summary(st, 1.0, s, True, preview=True)
+    assert "preview window: 3 frames shown" in capsys.readouterr().out
