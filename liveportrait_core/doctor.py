@@ -216,6 +216,17 @@ def check_mediapipe() -> Check:
     return Check("mediapipe", OK, f"mediapipe {version} with FaceMesh models (478 landmarks)")
 
 
+def check_command() -> Check:
+    """The ``liveportrait`` command that install.py installs (``pip install -e .``): without it the printed
+    commands fall back to ``python -m liveportrait_core``, which works only inside the project folder."""
+    exe = paths.cli_executable()
+    if exe is not None:
+        return Check("command", OK, f"`liveportrait` installed: {exe}")
+    return Check("command", WARN, "the `liveportrait` command is not installed (this project is not installed "
+                 "into the environment), so commands work only from the project folder",
+                 f"run `{_install('--no-models --no-run')}` (it installs the project editable into .venv)")
+
+
 def check_opencv() -> Check:
     if importlib.util.find_spec("cv2") is None:
         return Check("opencv", FAIL, "OpenCV is not installed (camera, images)",
@@ -297,7 +308,7 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
     for name, fn in (("python", check_python), ("torch", lambda: check_torch(s)), ("gpu", check_gpu),
                      ("mediapipe", check_mediapipe), ("opencv", check_opencv),
                      ("weights", lambda: check_weights(s)), ("outputs", lambda: check_outputs(s)),
-                     ("characters", lambda: check_characters(s))):
+                     ("characters", lambda: check_characters(s)), ("command", check_command)):
         checks += _guard(name, fn)
     return checks
 

@@ -306,3 +306,18 @@ def test_pip_fixes_inside_obs_name_the_venv_python(monkeypatch, tmp_path):
     assert doctor._pip("x").startswith(f"{py} -m pip install")
     monkeypatch.setattr(paths.sys, "executable", "/somewhere/python3.11")
     assert doctor._pip("x").startswith("/somewhere/python3.11 -m pip install")
+
+
+def test_command_check_says_whether_the_liveportrait_command_is_installed(monkeypatch, tmp_path):
+    from liveportrait_core import paths
+
+    monkeypatch.setattr(paths, "VENV_DIR", tmp_path / ".venv")
+    monkeypatch.setattr(paths.sysconfig, "get_path", lambda name: str(tmp_path / "no scripts"))
+    check = doctor.check_command()
+    assert check.status == "WARN" and "not installed" in check.detail
+    assert "install.py --no-models --no-run" in check.fix
+    exe = paths.venv_script(tmp_path / ".venv")
+    exe.parent.mkdir(parents=True)
+    exe.write_text("")
+    check = doctor.check_command()
+    assert check.status == "OK" and str(exe) in check.detail
