@@ -131,7 +131,7 @@ def kind(c: DocCommand) -> str:
         return "cli"
     if a[:2] == ("-m", "liveportrait_core.settings_doc"):
         return "settings_doc"
-    if a[0] in ("install.py", "scripts/soak.py"):
+    if a[0] in ("install.py", "scripts/soak.py", "scripts/obs_abi.py"):
         return a[0]
     if a[:2] in (("-m", "pytest"), ("-m", "venv")):
         return " ".join(a[:2])
@@ -149,7 +149,7 @@ def test_documented_command_is_accepted_by_the_code(c: DocCommand, tmp_path, mon
     assert k != "unknown", f"{c.where}: no rule in tests/test_docs.py says how to check this command"
     if k == "cli":
         _check_cli_arguments(c, tmp_path)
-    elif k in ("install.py", "scripts/soak.py"):
+    elif k in ("install.py", "scripts/soak.py", "scripts/obs_abi.py"):
         _check_script_arguments(c, monkeypatch)
 
 
@@ -281,7 +281,7 @@ def _runnable() -> list[tuple[str, tuple[str, ...]]]:
                 plan.setdefault(("-m", "liveportrait_core", argv[0], "--help"), c.where)
         elif k == "settings_doc":
             plan.setdefault(c.argv, c.where)
-        elif k in ("install.py", "scripts/soak.py"):
+        elif k in ("install.py", "scripts/soak.py", "scripts/obs_abi.py"):
             plan.setdefault((k, "--help"), c.where)
         elif k == "-m pytest":
             plan.setdefault(("-m", "pytest", "--version"), c.where)
@@ -298,7 +298,7 @@ def test_documented_command_runs(where: str, argv: tuple[str, ...], tmp_path):
     # Commands run in a scratch folder holding a link to the characters, so that what they write
     # (check-character's previews) never lands in the checkout.
     (tmp_path / "characters").symlink_to(REPO / "characters", target_is_directory=True)
-    script = argv[0] in ("install.py", "scripts/soak.py")
+    script = argv[0] in ("install.py", "scripts/soak.py", "scripts/obs_abi.py")
     p = _run([str(REPO / argv[0]), *argv[1:]] if script else list(argv), REPO if script else tmp_path)
     out = p.stdout + p.stderr
     assert "Traceback" not in out, f"{where}: {' '.join(argv)} crashed:\n{out[-3000:]}"

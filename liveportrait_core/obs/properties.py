@@ -25,6 +25,7 @@ BASICS_GROUP = "lp.group.basics"
 SHOW_ADVANCED_KEY = "lp.show_advanced"
 #: Settings in the basics group, in this order (everything else is advanced).
 BASIC_KEYS = ("characters.active", "capture.source")
+BASIC_LABELS = {"capture.source": "Camera"}
 #: Advanced groups: (group key, label, dotted keys or section prefixes ending in ".").
 GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("lp.group.character", "Character options", ("characters.", "hotkeys.")),
@@ -160,7 +161,7 @@ def list_characters(folder: str) -> list[str]:
 
 
 def _add_setting(obs: Any, props: Any, r: SettingRow, characters: Iterable[str]) -> Any:
-    name = label(r.key)
+    name = BASIC_LABELS.get(r.key) or label(r.key)
     choices = r.meta.get("choices")
     lo, hi = r.meta.get("min"), r.meta.get("max")
     if r.key == CHARACTER_KEY:

@@ -94,13 +94,42 @@ def test_ctypes_source_shows_pushed_frames_with_alpha(harness, tmp_path, baselin
     steps = driver_result(tmp_path)
     assert "timeout" not in steps and "driver_error" not in steps, steps
     assert steps["sources"]["live"] == 1  # libobs created one instance through our create callback
-    img = read_png(steps["screenshot:pattern"]["path"])  # 640x360 canvas, source 320x180 at 0,0
+    # 640x360 canvas; the 320x180 source was fitted to it when it was added (scaled 2x, same aspect ratio)
+    img = read_png(steps["screenshot:pattern"]["path"])
     assert img.shape == (360, 640, 3)
-    left, right, outside = img[20:160, 20:140], img[20:160, 180:300], img[200:340, 340:620]
+    left, right = img[20:340, 20:300], img[20:340, 340:620]
     assert np.abs(left.astype(int) - (255, 0, 0)).max() <= 12  # opaque blue arrives (BGR; NV12 rounding)
     assert right.max() <= 12  # fully transparent red is not drawn: alpha is honoured
-    assert outside.max() <= 12
+    assert "fitted to the 640x360 canvas" in steps["added"]["msg"]
     assert leaks(log) <= baseline_leaks
+
+
+def fitted(img: np.ndarray, canvas: tuple[int, int] = (640, 360)) -> tuple[int, int, np.ndarray]:
+    """Where a first-added source of this image lands (fitted to the canvas, centred) and the image at that
+    size: (x0, y0, resized)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    s = min(canvas[0] / w, canvas[1] / h)
+    nw, nh = round(w * s), round(h * s)
+    return (canvas[0] - nw) // 2, (canvas[1] - nh) // 2, cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+
+
+def test_startup_load_logs_no_swig_warning_and_fits_the_first_source(harness, tmp_path):
+    """Bug 13: loading at OBS start logged "get_current_scene: SWIG failed to convert obs object"; the first-run
+    source (friction) is fitted to the canvas, centred, and a placement the user changes is kept."""
+    out = tmp_path / "collection.json"
+    rc, outp, log = run_obs(harness, tmp_path, SCRIPT, "--seconds", "2", "--settings",
+                            json.dumps({"lp.autostart": False}), "--collection-out", str(out))
+    assert rc == 0, outp
+    assert "Loaded python script: obs_liveportrait.py" in log
+    assert "SWIG failed" not in log, script_lines(log)
+    assert "first run: created 'LivePortrait' in scene 'Scene', fitted to the 640x360 canvas" in log
+    assert "frames → OBS source 'LivePortrait' in-process (OBS 29.0.2, checked layout)" in log
+    saved = json.loads(out.read_text())
+    (item,) = _placement(saved, "LivePortrait")
+    assert item["bounds_type"] == 2 and (item["bounds"]["x"], item["bounds"]["y"]) == (640.0, 360.0)
+    assert item["bounds_align"] == 0 and (item["pos"]["x"], item["pos"]["y"]) == (0.0, 0.0)
 
 
 def _placement(collection: dict, name: str) -> list[dict]:
@@ -191,20 +220,24 @@ def test_live_character_frames_hotkey_calibrate_reloads_and_clean_exit(harness, 
     import cv2
 
     shot1, shot2 = read_png(steps["screenshot:character1"]["path"]), read_png(steps["screenshot:character2"]["path"])
-    # character 1 (375x500 JPEG) at 0,0 of the 640x360 canvas: the animated face (noise with recipe weights)
-    # is pasted back in the middle; a strip at the left edge is the image itself
+    # the first run fitted the source to the 640x360 canvas, centred. Character 1 (375x500 JPEG) fills
+    # 270x360 at x=185: the animated face (noise with recipe weights) is pasted back in the middle; a strip at
+    # its left edge is the image itself, and nothing is drawn beside it
     a = cv2.imread(str(folder / first))
-    diff = np.abs(shot1[0:360, 2:38].astype(int) - a[0:360, 2:38].astype(int))
+    x0, _y0, a_fit = fitted(a)
+    diff = np.abs(shot1[0:360, x0 + 2:x0 + 26].astype(int) - a_fit[:, 2:26].astype(int))
     assert np.median(diff) <= 20, np.median(diff)
-    assert shot1[:, 380:].max() <= 16  # nothing drawn right of the 375-px-wide character
-    # character 2 (512x512 PNG, left quarter transparent): black there (canvas shows through, also where the
-    # animated crop is pasted over it: the character's alpha is kept); its large face's crop covers almost
-    # all of the rest, except a band along the top, which is the image itself
+    assert shot1[:, :x0 - 4].max() <= 16 and shot1[:, x0 + a_fit.shape[1] + 4:].max() <= 16
+    # character 2 (512x512 PNG, left quarter transparent) at the same fitted size, 360x360 at x=140: black in
+    # that quarter (canvas shows through, also where the animated crop is pasted over it: the character's
+    # alpha is kept); its large face's crop covers almost all of the rest, except a band along the top
     b = cv2.imread(str(folder / second), cv2.IMREAD_UNCHANGED)
-    assert shot2[0:360, 5:120].max() <= 16
-    top = np.abs(shot2[0:15, 140:500].astype(int) - b[0:15, 140:500, :3].astype(int))
+    x2, _y2, b_fit = fitted(b[:, :, :3])
+    q = b_fit.shape[1] // 4
+    assert shot2[0:360, x2 + 4:x2 + q - 4].max() <= 16
+    top = np.abs(shot2[0:10, x2 + 100:x2 + 340].astype(int) - b_fit[0:10, 100:340].astype(int))
     assert np.median(top) <= 20, np.median(top)
-    assert shot1[0:360, 5:60].mean() > 20  # character 1 is not black there: the switch changed the picture
+    assert shot1[0:360, x0 + 4:x2 + q - 4].mean() > 20  # character 1 is not black there: the switch changed it
 
 
 if __name__ == "__main__":  # pragma: no cover
