@@ -223,6 +223,17 @@ def find_face(name: str, image_bgr: np.ndarray, face_finder: FaceFinder, min_fac
     return face
 
 
+def load_character_image(path: Path, face_finder: FaceFinder, min_face_px: int = 64,
+                         name: str | None = None) -> tuple[LoadedImage, SourceFace]:
+    """Decode (with the size limit) and find the face: every check a character must pass before the
+    networks see it. Raises CharacterError naming the file and the reason."""
+    try:
+        img = load_image(path, limit=True)
+    except ImageError as e:
+        raise CharacterError(str(e)) from None
+    return img, find_face(name or path.name, img.bgr, face_finder, min_face_px)
+
+
 def prepare_character(path: Path, models, face_finder: FaceFinder, *, min_face_px: int = 64,
                       name: str | None = None, key: str = "") -> PreparedCharacter:
     """Decode, find the face, cut the official source crop, run F and M once. Raises CharacterError."""
@@ -231,12 +242,8 @@ def prepare_character(path: Path, models, face_finder: FaceFinder, *, min_face_p
     from .models.keypoints import MotionInfo  # noqa: PLC0415
 
     name = name or path.name
-    try:
-        img: LoadedImage = load_image(path, limit=True)
-    except ImageError as e:
-        raise CharacterError(str(e)) from None
+    img, face = load_character_image(path, face_finder, min_face_px, name)
     rgb = np.ascontiguousarray(img.bgr[..., ::-1])
-    face = find_face(name, img.bgr, face_finder, min_face_px)
     transform = crop_mod.source_crop_transform(face.eye_centre, face.lip_centre, face.points)
     crop512 = crop_mod.warp_crop(rgb, transform.M_o2c, exact=True)
     crop256 = crop_mod.to_network_size(crop512)
@@ -479,6 +486,20 @@ class CharacterLibrary:
             if close is not None:
                 close()
 
+    def check(self, name: str) -> SourceFace:
+        """The checks of a preparation without the networks (decode, face, size): fast, and possible before
+        the models load. Raises CharacterError (also kept in ``errors()``)."""
+        with self._lock:
+            name = self.resolve(name)
+            entry = self._entry(name)
+            try:
+                _img, face = load_character_image(entry.path, self.face_finder,
+                                                  self.settings.characters.min_face_px, name)
+            except CharacterError as e:
+                self._errors[name] = str(e)
+                raise
+            return face
+
     def cached_on_device(self) -> list[str]:
         with self._lock:
             return list(self._device)
@@ -507,6 +528,19 @@ class CharacterLibrary:
         return prepared
 
 
+def check_chosen_character(settings: Settings) -> str:
+    """The explicitly chosen character (``characters.active``, e.g. from ``--character``), checked before
+    anything heavy loads: its library name, or CharacterError naming the file and why it cannot be used.
+    An explicit choice is refused loudly, never replaced by another file of its folder."""
+    library = CharacterLibrary(settings, models=None)
+    try:
+        name = library.resolve(settings.characters.active)
+        library.check(name)
+        return name
+    finally:
+        library.close()
+
+
 # ------------------------------------------------------------------------------------------------
 # check-character: verdict, advice, animated-region mask
 
@@ -531,17 +565,15 @@ def animated_region_mask(path: Path, min_face_px: int = 64, face_finder: FaceFin
                          min_confidence: float = 0.8) -> tuple[np.ndarray, np.ndarray]:
     """(mask, overlay) for a character image: the paste-back mask in the image's own pixels (uint8, 255 =
     animated) and the image with everything outside the animated region dimmed (BGR)."""
-    try:
-        img = load_image(path, limit=True)
-    except ImageError as e:
-        raise CharacterError(str(e)) from None
-    face = find_face(path.name, img.bgr, face_finder or TrackerFaceFinder(min_face_px, min_confidence), min_face_px)
+    img, face = load_character_image(path, face_finder or TrackerFaceFinder(min_face_px, min_confidence), min_face_px)
     transform = crop_mod.source_crop_transform(face.eye_centre, face.lip_centre, face.points)
     mask = crop_mod.PasteBack(img.bgr, transform.M_c2o).mask_ori
     overlay = (img.bgr.astype(np.float32) * (0.35 + 0.65 * mask[..., None])).astype(np.uint8)
     return (mask * 255.0 + 0.5).astype(np.uint8), overlay
 
 
+#: A face this many pixels across (or more) fills the 512 crop's face without upscaling (512 / 2.3 ≈ 222).
+_SHARP_FACE_PX = 200
 #: Official lip-normalisation threshold: a source mouth more open than this is "open".
 _MOUTH_OPEN = 0.03
 _EYES_CLOSED = 0.12
@@ -551,16 +583,18 @@ def assess(report: dict[str, Any], min_face_px: int = 64) -> tuple[str, list[str
     """Verdict ("good", "usable", "unusable") and advice for one ``check-character`` report (as a dict)."""
     if report.get("error"):
         return "unusable", [str(report["error"])]
-    if not report.get("face_found"):
-        return "unusable", [str(report.get("message") or "no face found"),
-                            "use a picture with one clearly visible, roughly frontal human face"]
+    if not report.get("face_found"):  # the finder's message says why and what to do (threshold, risks)
+        return "unusable", [str(report.get("message") or "no face found; use a picture with one clearly "
+                                "visible, roughly frontal human face")]
     advice: list[str] = []
     size = float(report.get("face_size_px", 0))
+    shrunk, fix = _shrink_note(report, size)
     if size < min_face_px:
-        return "unusable", [f"the face is only {size:.0f} px across (at least {min_face_px}); "
-                            "use a larger or closer-cropped picture"]
-    if size < 200:
-        advice.append(f"the face is {size:.0f} px across; 200+ px gives a sharper animation")
+        return "unusable", [f"the face is only {size:.0f} px across{shrunk} (at least {min_face_px} needed); "
+                            + (fix or "use a larger or closer-cropped picture")]
+    if size < _SHARP_FACE_PX:
+        advice.append(f"the face is {size:.0f} px across{shrunk}; {_SHARP_FACE_PX}+ px gives a sharper animation"
+                      + (f": {fix}" if fix else ""))
     if float(report.get("face_size_ratio", 0)) > 0.7:
         advice.append("the face fills the picture; leave room around it (the animated crop is 2.3x the face), "
                       "or the crop will have black borders")
@@ -578,4 +612,18 @@ def assess(report: dict[str, Any], min_face_px: int = 64) -> tuple[str, list[str
     if report.get("format") not in (None, "PNG", "JPEG", "WebP"):
         advice.append(f"the file's content is {report.get('format')}; re-save it as PNG or JPEG")
     advice.extend(str(w) for w in report.get("warnings", []) if "faces found" in str(w))
+    advice = list(dict.fromkeys(advice))  # each piece of advice once
     return ("good" if not advice else "usable"), advice
+
+
+def _shrink_note(report: dict[str, Any], size: float) -> tuple[str, str]:
+    """(note, fix) when loading scaled the image down: the face's size in the file, and how to keep more of
+    it. "Use a larger picture" would be false advice for an image already larger than what is kept."""
+    file_px = float(report.get("face_size_px_file") or size)
+    (fw, fh), (lw, lh) = report.get("image_size") or (0, 0), report.get("loaded_size") or (0, 0)
+    if not (lw and lh) or max(fw, fh) <= max(lw, lh) or file_px < size + 1:
+        return "", ""
+    keep = int(file_px * max(lw, lh) / _SHARP_FACE_PX)
+    return (f" after loading ({file_px:.0f} px in the file; characters are reduced to {max(lw, lh)} px on the long "
+            f"side: {fw}x{fh} -> {lw}x{lh})",
+            f"crop the picture around the head, keeping hair and shoulders, to at most {keep} px on its long side")

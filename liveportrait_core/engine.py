@@ -176,6 +176,8 @@ class Engine:
         self._last_error_t: float | None = None
         self._error_counts: dict[str, int] = {}
         self._character = ""
+        self._character_chosen = ""  # the user's explicit choice, "" = none (then the first usable one is live)
+        self._character_error = ""  # why the chosen character is not the live one ("" = it is)
         self._tracking_state = ""
         self._timers = {name: StageTimer() for name in STAGES}
         self._e2e = StageTimer()
@@ -373,6 +375,7 @@ class Engine:
             st = EngineStatus(state=self._state, message=self._message, character=self._character,
                               tracking=self._tracking_state, errors=list(self._errors),
                               target_fps=self._settings.performance.target_fps)
+            st.character_chosen, st.character_error = self._character_chosen, self._character_error
         now = time.perf_counter()
         if self._last_error_t is not None:
             st.last_error_age_s = now - self._last_error_t
@@ -441,6 +444,15 @@ class Engine:
         if name:
             with self._lock:
                 self._character = str(name)
+
+    def _sync_character(self, animator: AnimatorStage) -> None:
+        """Which character is live, which one the user chose and why that one is not live (the animator's
+        word; an animator without these attributes has no notion of a refused choice)."""
+        live = str(_safe(animator.current_character) or "")
+        chosen = str(getattr(animator, "chosen_character", "") or "")
+        error = str(getattr(animator, "character_error", "") or "")
+        with self._lock:
+            self._character, self._character_chosen, self._character_error = live, chosen, error
 
     def _report(self, stage: str, exc: BaseException, level: int = logging.ERROR, advice: str = "",
                 start: bool = False) -> None:
@@ -655,9 +667,13 @@ class Engine:
                     self._animator, self._rebuild_animator = animator, False
                 self._device = str(_safe(lambda: getattr(animator, "device", "")) or "")
                 delay = BACKOFF_S[0]
-                self._set_character(_safe(animator.current_character))
-                self._set_state(sess, "running")
+                self._sync_character(animator)
+                if self._character:
+                    self._set_state(sess, "running")
+                else:  # a refused explicit choice is never replaced by another file: say why, animate nothing
+                    self._set_state(sess, "error", f"chosen character refused: {self._character_error}")
             self._run_commands(self._animator_cmds, animator, "inference")
+            self._sync_character(animator)
             item = sess.tracked.get(timeout=POLL_S)
             if item is None:
                 continue

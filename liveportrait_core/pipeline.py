@@ -61,6 +61,10 @@ class Animator:
         self.expressions = Expressions(device=self.device)
         self.idle = IdleAnimator()
         self.character: PreparedCharacter | None = None
+        #: the user's explicit choice (``characters.active``, a pick or a hotkey; "" = none) and, when it is not
+        #: the live character, why (the engine's status shows both; a refused choice is never replaced)
+        self.chosen_character = ""
+        self.character_error = ""
         self._calibrate = False
         self._last_live: MotionInfo | None = None
         self._last_eye: torch.Tensor | None = None
@@ -81,21 +85,35 @@ class Animator:
         if should_stop is not None and should_stop():
             raise FrameCancelled("the engine stopped while the models were loading")
         animator = cls(models, settings, CharacterLibrary(settings, models))
-        names = animator.library.names()
+        animator.start_character()
+        return animator
+
+    def start_character(self) -> None:
+        """The chosen character (``characters.active``) goes live; when it is refused none does and
+        ``character_error`` says why (the networks stay loaded, so picking another one is instant). Only
+        with no choice is the first usable image of the folder taken, and the log says so."""
+        active = self.settings.characters.active
+        if active:
+            try:
+                self.select_character(active)
+            except CharacterError as e:
+                _log.error("the chosen character %s (characters.active) cannot be used: %s", active, e)
+            return
+        names = self.library.names()
         if not names:
             raise CharacterError("no character images found; put a PNG/JPEG/WebP portrait into "
-                                 f"{settings.characters.folder} (or set characters.folder)")
-        first = settings.characters.active or names[0]
-        for candidate in [first, *names]:
+                                 f"{self.settings.characters.folder} (or set characters.folder)")
+        refused: list[str] = []
+        for name in names:
             try:
-                animator.select_character(candidate)
+                self.set_character(self.library.get(name))
                 break
-            except CharacterError:
-                continue
+            except CharacterError as e:
+                refused.append(str(e))
         else:
-            raise CharacterError("none of the character images could be used: "
-                                 + "; ".join(animator.library.errors().values()))
-        return animator
+            raise CharacterError("none of the character images could be used: " + "; ".join(refused))
+        _log.info("no character chosen (characters.active is empty): using %s, the first usable one in the "
+                  "folder%s", name, f"; refused: {'; '.join(refused)}" if refused else "")
 
     # -- configuration ------------------------------------------------------------------------------
     def update_settings(self, settings: Settings) -> None:
@@ -106,6 +124,8 @@ class Animator:
         self.idle.ease_s, self.idle.alive = a.idle_ease_s, a.idle
         if self.library is not None and self.library.settings is not settings:
             self.library.update_settings(settings)
+            if self.character_error:  # e.g. a lowered min_face_confidence: the refused choice gets another try
+                self._retry_chosen()
 
     def set_character(self, prepared: PreparedCharacter) -> None:
         """Switch to a prepared character (the neutral reference of the driving face is kept)."""
@@ -130,11 +150,39 @@ class Animator:
         return self.character.name if self.character is not None else ""
 
     def select_character(self, key: int | str) -> str:
-        """Switch by hotkey slot (1-9) or name; a failing image keeps the current character."""
+        """Switch by hotkey slot (0-based) or name: an explicit choice. A refused image keeps the current
+        character live, and ``character_error`` says why the chosen one is not (CharacterError raised)."""
         if self.library is None:
             raise CharacterError("no character library")
-        self.set_character(self.library.get(self.library.resolve(key)))
+        self.chosen_character = f"slot {key + 1}" if isinstance(key, int) else str(key)
+        try:
+            self.chosen_character = self.library.resolve(key)
+            self.set_character(self.library.get(self.chosen_character))
+        except CharacterError as e:
+            self.character_error = str(e)
+            raise
+        self.character_error = ""
         return self.character.name
+
+    def follow_files(self) -> None:
+        """Pick up changed files (at most every ``characters.rescan_s``): the live character is prepared
+        again, and a refused chosen one gets another try, so fixing the file is enough."""
+        if self.library is None:
+            return
+        changed = self.library.rescan()
+        if self.character is not None and self.character.name in changed:
+            self._reload_current()
+        if self.character_error and self.chosen_character in changed:
+            self._retry_chosen()
+
+    def _retry_chosen(self) -> None:
+        if self.library is None or self.chosen_character not in self.library.names():
+            return
+        try:
+            self.select_character(self.chosen_character)
+            _log.info("the chosen character %s is live now", self.chosen_character)
+        except CharacterError as e:
+            _log.info("the chosen character %s still cannot be used: %s", self.chosen_character, e)
 
     def next_character(self, step: int = 1) -> str:
         names = self.characters()
@@ -221,10 +269,7 @@ class Animator:
 
     def animate(self, driving_rgb256: np.ndarray | None, observation: Any) -> np.ndarray:
         """The BGRA uint8 frame: the character with its animated face (idle when no face is found)."""
-        if self.library is not None:
-            changed = self.library.rescan()
-            if self.character is not None and self.character.name in changed:
-                self._reload_current()
+        self.follow_files()
         x_d = self.driving_keypoints(driving_rgb256, observation)
         self.last_keypoints = x_d
         crop = self.render_crop(x_d)

@@ -252,7 +252,10 @@ class EngineStatus:
     dropped_by_stage: dict[str, int] = field(default_factory=dict)  #: replacements per hand-off
     activity: str = ""  #: what a slow pipeline is busy with ("computing frame 3 on the CPU, about 5.9 s each")
     frames: int = 0  #: frames published since start
-    character: str = ""
+    character: str = ""  #: the live character ("" = none)
+    #: the user's explicit choice (characters.active, a pick or a hotkey); "" = none, the first usable one is live
+    character_chosen: str = ""
+    character_error: str = ""  #: why ``character_chosen`` is not the live one ("" = it is)
     tracking: str = ""  #: face | lost | idle (no input) | ""
     outputs: dict[str, OutputStatus] = field(default_factory=dict)
     gpu: GpuStats | None = None

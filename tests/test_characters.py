@@ -238,3 +238,182 @@ def test_min_face_confidence_setting_lets_a_refused_animal_in(tmp_path):
     library.update_settings(lowered)
     face = library.face_finder(dog)
     assert 0.6 <= face.confidence < 0.8
+
+
+# ================================================================================ an explicit choice is never replaced
+
+REPO = Path(__file__).resolve().parents[1]
+ASTRONAUT = REPO / "characters" / "astronaut.png"
+
+
+def _texture(path: Path) -> Path:
+    """A real, readable image with no face in it."""
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(path), cv2.GaussianBlur(rng.integers(0, 256, (300, 400, 3), np.uint8), (5, 5), 0))
+    return path
+
+
+@pytest.mark.parametrize("bad, reason", [("notimage.png", "not a readable"), ("noface.png", "no face")])
+def test_cli_refuses_an_explicit_character_that_cannot_be_used(tmp_path, bad, reason):
+    """``run --character notimage.png`` used to animate another image of the folder and exit 0: now a
+    one-line error naming the file and the reason, exit status 2 (bad input, nothing started), no
+    traceback and no recording, whatever else the folder holds."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    shutil.copy(ASTRONAUT, folder / "astronaut.png")  # a usable image beside it must not be taken instead
+    if bad == "notimage.png":
+        (folder / bad).write_text("hello, I am text")
+    else:
+        _texture(folder / bad)
+    out = tmp_path / "out.mp4"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.run([sys.executable, "-m", "liveportrait_core", "run", "--character", str(folder / bad),
+                        "--record", str(out), "--input", "0", "--max-frames", "1",
+                        "--models-dir", str(tmp_path / "no-models")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert len(errors) == 1 and bad in errors[0] and reason in errors[0], p.stderr
+    assert "Traceback" not in p.stderr and "astronaut" not in p.stdout + p.stderr
+    assert not out.exists() and "recording" not in p.stdout
+
+
+@pytest.fixture(scope="module")
+def small_models():
+    from tests.small_models import reduced_models
+
+    return reduced_models()
+
+
+class _RealAnimatorBackend:
+    """The real Animator (reduced test networks) and character library; a tracker that sees no face, so
+    frames are the idle animation (the point here is which character is live, not the motion)."""
+
+    def __init__(self, models) -> None:
+        self.models = models
+
+    def create_tracker(self, settings):
+        from types import SimpleNamespace
+
+        class NoFace:
+            def track(self, frame):
+                return SimpleNamespace(found=False, timestamp=frame.timestamp, eye_open=None, mouth_open=None,
+                                       calibrate_now=False), None
+
+            def no_input(self, timestamp):
+                return SimpleNamespace(found=False, timestamp=timestamp, eye_open=None, mouth_open=None,
+                                       calibrate_now=False)
+
+            def calibrate(self):
+                pass
+
+            def update_settings(self, settings):
+                pass
+
+            def close(self):
+                pass
+
+        return NoFace()
+
+    def create_animator(self, settings):
+        from liveportrait_core.pipeline import Animator
+
+        animator = Animator(self.models, settings, CharacterLibrary(settings, self.models))
+        animator.start_character()
+        return animator
+
+    def list_characters(self, settings):
+        return [p.name for p in list_character_files(settings.characters)]
+
+    def expression_names(self):
+        return []
+
+
+def _wait_status(engine, cond, timeout: float = 120.0):
+    """The first status for which ``cond`` holds (a deadline for a hang, not a speed assertion)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        st = engine.status()
+        if cond(st):
+            return st
+        time.sleep(0.02)
+    raise AssertionError(f"status never matched: {engine.status()}")
+
+
+def test_engine_keeps_a_refused_chosen_character_off_and_says_why(tmp_path, small_models):
+    """``characters.active`` (the OBS panel's choice) naming an unusable file used to be swapped silently for
+    another file of the folder. Now nothing is animated, and the status names the choice and the reason;
+    another pick goes live at once (the networks stay loaded), and a later refused pick keeps the live one."""
+    from liveportrait_core.engine import Engine
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    (folder / "a_broken.png").write_bytes(b"not an image")  # first in the folder: the old fallback skipped it
+    shutil.copy(ASTRONAUT, folder / "astronaut.png")
+    _texture(folder / "noface.png")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(ASTRONAUT, frames / "f0.png")
+    s = _settings(folder, tmp_path, active="a_broken.png")
+    s.capture.source, s.capture.loop, s.capture.realtime = str(frames), True, True
+    s.outputs.obs_source = True
+    engine = Engine(s, backend=_RealAnimatorBackend(small_models))
+    engine.start()
+    try:
+        st = _wait_status(engine, lambda st: st.character_error)
+        assert st.state == "error" and st.character == "" and st.character_chosen == "a_broken.png"
+        assert "a_broken.png" in st.character_error and "not a readable" in st.character_error
+        assert "a_broken.png" in st.message and st.frames == 0
+
+        engine.select_character("astronaut.png")  # the user picks another one: live at once
+        st = _wait_status(engine, lambda st: st.character == "astronaut.png" and st.frames > 0)
+        assert st.character_chosen == "astronaut.png" and st.character_error == "" and st.state == "running"
+
+        engine.select_character("noface.png")  # refused: the live character stays, the status says why
+        st = _wait_status(engine, lambda st: st.character_chosen == "noface.png")
+        assert st.character == "astronaut.png" and "noface.png" in st.character_error
+        assert "face" in st.character_error
+    finally:
+        assert engine.stop(timeout=30.0)
+
+
+def test_with_no_choice_the_first_usable_character_is_taken_and_the_log_says_so(tmp_path, small_models, caplog):
+    from liveportrait_core.pipeline import Animator
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    (folder / "a_broken.png").write_bytes(b"not an image")
+    shutil.copy(ASTRONAUT, folder / "astronaut.png")
+    s = _settings(folder, tmp_path)
+    animator = Animator(small_models, s, CharacterLibrary(s, small_models))
+    with caplog.at_level("INFO", logger="liveportrait_core.pipeline"):
+        animator.start_character()
+    assert animator.current_character() == "astronaut.png"
+    assert animator.chosen_character == "" and animator.character_error == ""
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "no character chosen" in said and "astronaut.png" in said and "a_broken.png" in said
+    animator.close()
+
+
+def test_a_lowered_threshold_lets_the_refused_chosen_character_go_live(tmp_path, small_models):
+    """The OBS slider (``characters.min_face_confidence``) applied live retries the refused choice."""
+    dog = shared_path("testdata", "characters", "s25.jpg")
+    from liveportrait_core.pipeline import Animator
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    shutil.copy(dog, folder / "dog.jpg")
+    s = _settings(folder, tmp_path, active="dog.jpg")
+    animator = Animator(small_models, s, CharacterLibrary(s, small_models))
+    animator.start_character()
+    assert animator.current_character() == "" and "min_face_confidence" in animator.character_error
+    lowered = _settings(folder, tmp_path, active="dog.jpg", min_face_confidence=0.6)
+    animator.update_settings(lowered)
+    assert animator.current_character() == "dog.jpg" and animator.character_error == ""
+    animator.close()

@@ -93,3 +93,83 @@ def test_dog_is_not_a_character():
 
     (r,) = check_characters([dog], previews=False)
     assert r.face_found is False and r.confidence < 0.8
+
+
+def _shared(name: str) -> Path:
+    from tests.conftest import shared_path
+
+    return shared_path("testdata", "characters", name)
+
+
+def test_a_face_under_the_threshold_reports_its_best_candidate_and_how_to_lower_it(capsys):
+    """The cartoon alpaca s23 used to be reported as "no face found (0.00)" followed by a repeat of the same
+    human-face advice, although MediaPipe sees a weak candidate: now its score, the threshold setting, how to
+    lower it (CLI and OBS slider) and what that risks, said once."""
+    rc = cli.main(["check-character", str(_shared("s23.jpg")), "--no-preview", "--json"])
+    (r,) = json.loads(capsys.readouterr().out)
+    assert rc == 1 and r["face_found"] is False and r["verdict"] == "unusable"
+    assert 0.3 <= r["confidence"] < 0.8  # the best candidate's score, not 0.00
+    (advice,) = r["advice"]  # one line, not a second one repeating the first
+    assert f"{r['confidence']:.2f}" in advice and "characters.min_face_confidence" in advice
+    assert "--set characters.min_face_confidence=0.4" in advice and "slider" in advice
+    assert "beside the face" in advice
+
+
+def test_lowering_the_threshold_as_advised_accepts_the_candidate(tmp_path, capsys):
+    rc = cli.main(["check-character", str(_shared("s23.jpg")), "--min-confidence", "0.4", "--out", str(tmp_path),
+                   "--json"])
+    (r,) = json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["face_found"] is True and Path(r["crop_preview"]).is_file()
+
+
+def test_advice_is_given_once():
+    from liveportrait_core.characters import assess
+
+    twice = {"face_found": True, "face_size_px": 380, "face_size_ratio": 0.33, "confidence": 0.96,
+             "eye_open": [0.3, 0.3], "format": "JPEG", "warnings": ["2 faces found; the largest one is animated"] * 2}
+    assert assess(twice) == ("usable", ["2 faces found; the largest one is animated"])
+
+
+@pytest.fixture(scope="module")
+def eight_k(tmp_path_factory) -> Path:
+    """An 8K (7680x4320) picture of the astronaut: loaded at 1280x720, where the face is under 200 px."""
+    img = _astronaut()[..., :3]
+    big = cv2.resize(img, (4320, 4320), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((4320, 7680, 3), 90, np.uint8)
+    canvas[:, 1680:6000] = big
+    path = tmp_path_factory.mktemp("eightk") / "portrait_8k.jpg"
+    cv2.imwrite(str(path), canvas, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return path
+
+
+def test_large_image_shows_its_own_size_and_true_face_size_advice(eight_k, capsys):
+    """The size column showed the size after our own downscale (1280x720), and the advice "200+ px is sharper"
+    for a face that has over 800 px in the file: now the file's size, the face in both, and a fix that works."""
+    rc = cli.main(["check-character", str(eight_k), "--no-preview", "--json"])
+    (r,) = json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["image_size"] == [7680, 4320] and r["loaded_size"] == [1280, 720]
+    assert r["face_size_px"] < 200 and r["face_size_px_file"] == pytest.approx(6 * r["face_size_px"], rel=0.01)
+    (size_advice,) = [a for a in r["advice"] if "px across" in a]
+    assert f"{r['face_size_px_file']:.0f} px in the file" in size_advice and "crop the picture" in size_advice
+    keep = int(size_advice.split("at most ")[1].split(" px")[0])
+    assert r["face_size_px_file"] * 1280 / keep >= 200 and keep < 7680  # following it really gives 200+ px
+    cli.main(["check-character", str(eight_k), "--no-preview"])
+    row = capsys.readouterr().out.splitlines()[1]
+    assert "7680x4320" in row and "1280x720" not in row
+
+
+def test_third_party_chatter_stays_out_of_the_default_output(tmp_path):
+    """About 20 MediaPipe/absl/TensorFlow Lite lines used to precede the table; --log-level DEBUG shows them."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "liveportrait_core", "check-character", str(ROOT / "characters" / "astronaut.png"),
+           str(_shared("s23.jpg")), "--no-preview"]
+    quiet = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 1 and "astronaut.png" in quiet.stdout
+    assert quiet.stderr.strip() == "", quiet.stderr
+    loud = subprocess.run([*cmd, "--log-level", "DEBUG"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert "TensorFlow Lite" in loud.stderr or "W0000" in loud.stderr, loud.stderr

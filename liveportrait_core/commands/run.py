@@ -169,6 +169,14 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
     except schema.SettingsError as e:
         print(f"error: {e}", file=sys.stderr)
         return exits.USAGE
+    if s.characters.active:  # an explicit choice that cannot be used is an error, never replaced by another file
+        from liveportrait_core.characters import CharacterError, check_chosen_character
+
+        try:
+            check_chosen_character(s)
+        except CharacterError as e:
+            print(f"error: the chosen character cannot be used: {e}", file=sys.stderr)
+            return exits.USAGE
     quit_event = threading.Event()
     engine = Engine(s, max_frames=args.max_frames)
     window = _open_preview(engine, quit_event) if (preview or args.preview) else None

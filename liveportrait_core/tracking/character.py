@@ -5,7 +5,8 @@ come with a detector score of at least ``min_confidence``: MediaPipe's mesh happ
 dog (testdata s25 scores 0.72 while every human portrait and the 3-D cartoon score ≥ 0.9), and the
 human LivePortrait model should not be fed one. Faces that are small in a large image are missed by
 the short-range detector FaceMesh uses, so a full-range detection pass finds them and the mesh runs
-again on a crop around each.
+again on a crop around each. Candidates under the threshold are kept too, so that a refusal can say
+how close the best one came (``CharacterFace.confidence``) and what lowering the threshold would risk.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from liveportrait_core import crop
+from liveportrait_core import crop, log
 from liveportrait_core.tracking import landmarks as lm
 from liveportrait_core.tracking.mesh import FaceMesh, MeshFace
 
@@ -30,6 +31,11 @@ _REGION_SCALE = 2.5
 _REGION_MAX_PX = 768
 #: Smallest tile of the last-resort tiled search, pixels.
 _TILE_MIN_PX = 256
+#: Detector floor for candidates: weaker ones are not even reported. MediaPipe drops a face altogether when its
+#: own threshold is near the face's score (the alpaca s23 scores 0.41 with a floor of 0.1, nothing with 0.2).
+CANDIDATE_FLOOR = 0.1
+#: The lowest ``characters.min_face_confidence`` the settings allow (settings.py holds the range).
+LOWEST_THRESHOLD = 0.3
 
 
 @dataclass
@@ -61,10 +67,14 @@ class CharacterFaceFinder:
         self.min_confidence = min_confidence
         self.min_face_px = min_face_px
         self._mesh = FaceMesh(static_image_mode=True, max_faces=max_faces, min_detection_confidence=0.3)
+        self._weak_mesh: FaceMesh | None = None  # the candidate pass, made when an image is refused
         self._detector = None
 
     def close(self) -> None:
         self._mesh.close()
+        if self._weak_mesh is not None:
+            self._weak_mesh.close()
+            self._weak_mesh = None
         if self._detector is not None:
             self._detector.close()
             self._detector = None
@@ -77,6 +87,10 @@ class CharacterFaceFinder:
 
     def find(self, bgr: np.ndarray) -> CharacterFace:
         """The largest confident face in an HxWx3 uint8 BGR image."""
+        with log.native_chatter():  # the extra passes start MediaPipe graphs of their own
+            return self._find(bgr)
+
+    def _find(self, bgr: np.ndarray) -> CharacterFace:
         h, w = bgr.shape[:2]
         if min(h, w) < self.min_face_px:
             return CharacterFace(False, f"the image is only {w}x{h} pixels; a character needs a face at least "
@@ -87,15 +101,18 @@ class CharacterFaceFinder:
             f.score = f.score or 0.0
         if not any(f.score >= self.min_confidence for f in faces):
             faces += self._small_faces(rgb)
+        if not any(f.score >= self.min_confidence for f in faces):
+            faces += self._weak_candidates(rgb)
         if not faces:
-            return CharacterFace(False, "no face found; use an image with a clearly visible, roughly frontal face",
-                                 (w, h))
-        best = max(faces, key=lambda f: (f.score >= self.min_confidence, lm.face_box(f.landmarks)[1]))
-        if best.score < self.min_confidence:
-            return CharacterFace(False, f"no human face found (best candidate scored {best.score:.2f}, needs "
-                                        f"{self.min_confidence:.2f}); a non-human or heavily stylised face?",
-                                 (w, h), confidence=best.score, faces_found=0)
-        return self._describe(best, (w, h), sum(f.score >= self.min_confidence for f in faces))
+            return CharacterFace(False, "no face found, not even a weak candidate; use an image with a clearly "
+                                        "visible, roughly frontal face", (w, h))
+        confident = [f for f in faces if f.score >= self.min_confidence]
+        if not confident:
+            best = max(faces, key=lambda f: f.score)
+            return CharacterFace(False, below_threshold_message(best.score, self.min_confidence), (w, h),
+                                 confidence=best.score, faces_found=0)
+        best = max(confident, key=lambda f: lm.face_box(f.landmarks)[1])
+        return self._describe(best, (w, h), len(confident))
 
     def _describe(self, face: MeshFace, size: tuple[int, int], n: int) -> CharacterFace:
         pts = face.landmarks
@@ -121,6 +138,17 @@ class CharacterFaceFinder:
         """Faces too small for the short-range detector: full-range detector, then tiles."""
         return self._full_range_faces(rgb) or self._tiled_faces(rgb)
 
+    def _weak_candidates(self, rgb: np.ndarray) -> list[MeshFace]:
+        """The mesh with the detector floor lowered to ``CANDIDATE_FLOOR``: only for the refusal message (how
+        close the best candidate came), so faces that pass keep exactly the main pass's landmarks."""
+        if self._weak_mesh is None:
+            floor = min(CANDIDATE_FLOOR, self.min_confidence)
+            self._weak_mesh = FaceMesh(static_image_mode=True, max_faces=1, min_detection_confidence=floor)
+        faces = self._weak_mesh.process(rgb)
+        for f in faces:
+            f.score = min(f.score or 0.0, self.min_confidence - 1e-3)  # a candidate, never a face
+        return faces
+
     def _full_range_faces(self, rgb: np.ndarray) -> list[MeshFace]:
         """Full-range detections, each re-run through the mesh on a crop around it."""
         try:
@@ -141,8 +169,10 @@ class CharacterFaceFinder:
         return found
 
     def _tiled_faces(self, rgb: np.ndarray) -> list[MeshFace]:
-        """The mesh on overlapping tiles of half, then a quarter of the shorter side (large images)."""
+        """The mesh on overlapping tiles of half, then a quarter of the shorter side (large images); the
+        confident faces of the first size that has any, else the best weak candidate seen."""
         h, w = rgb.shape[:2]
+        weak: list[MeshFace] = []
         for tile in (min(h, w) // 2, min(h, w) // 4):
             if tile < _TILE_MIN_PX:
                 break
@@ -151,10 +181,12 @@ class CharacterFaceFinder:
             for y in range(0, max(1, h - step), step):
                 for x in range(0, max(1, w - step), step):
                     centre = np.array([x + tile / 2, y + tile / 2])
-                    found += [f for f in self._mesh_in_square(rgb, centre, tile) if (f.score or 0) >= self.min_confidence]
+                    for f in self._mesh_in_square(rgb, centre, tile):
+                        f.score = f.score or 0.0
+                        (found if f.score >= self.min_confidence else weak).append(f)
             if found:
                 return _unique(found)
-        return []
+        return [max(weak, key=lambda f: f.score)] if weak else []
 
     def _mesh_in_square(self, rgb: np.ndarray, centre: np.ndarray, side: float) -> list[MeshFace]:
         t = crop.square_transform(centre, side, dsize=int(min(_REGION_MAX_PX, max(192, side))))
@@ -164,6 +196,25 @@ class CharacterFaceFinder:
             f.landmarks = t.to_image(f.landmarks).astype(np.float32)
             f.z = f.z * np.float32(t.rect.size / t.dsize)  # depth in image pixels, like x and y
         return faces
+
+
+def suggested_threshold(score: float) -> float:
+    """A ``characters.min_face_confidence`` that would accept a candidate of this score (one decimal, down)."""
+    return max(LOWEST_THRESHOLD, int(score * 10 + 1e-6) / 10)
+
+
+def below_threshold_message(score: float, threshold: float) -> str:
+    """Why a weak candidate is refused and, when the settings allow it, how to try it anyway (and the risk)."""
+    head = (f"no face scored at least characters.min_face_confidence={threshold:.2f}; the best candidate scored "
+            f"{score:.2f} (an animal or a stylised face?)")
+    if score < LOWEST_THRESHOLD:
+        return (head + f"; that is below the lowest threshold allowed ({LOWEST_THRESHOLD}), so this image cannot be "
+                "used: pick one with a clearer, more human face")
+    value = suggested_threshold(score)
+    return (head + f"; to try it anyway lower the threshold to {value:.1f}: CLI --set characters.min_face_confidence="
+            f"{value:.1f}, OBS: the Min face confidence slider (Character group); a lower threshold can accept "
+            "something that is not a face and put the crop beside the face, so check the crop preview "
+            f"(check-character --min-confidence {value:.1f})")
 
 
 def _unique(faces: list[MeshFace]) -> list[MeshFace]:

@@ -32,9 +32,12 @@ class CharacterReport:
     roll_deg: float = 0.0
     pitch_deg: float = 0.0
     yaw_deg: float = 0.0
-    face_size_px: float = 0.0
+    face_size_px: float = 0.0  #: in the image as loaded (what the crop is cut from)
+    face_size_px_file: float = 0.0  #: in the file's own pixels (larger when the image was scaled down)
     face_size_ratio: float = 0.0
-    image_size: tuple[int, int] = (0, 0)
+    image_size: tuple[int, int] = (0, 0)  #: the file's own size (width, height), as displayed
+    loaded_size: tuple[int, int] = (0, 0)  #: after loading: longest side at most images.CHARACTER_MAX_DIM
+    min_confidence: float = 0.0  #: the threshold the face was judged with
     has_alpha: bool = False
     eye_open: tuple[float, float] = (0.0, 0.0)
     mouth_open: float = 0.0
@@ -44,10 +47,11 @@ class CharacterReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
-        for k in ("confidence", "roll_deg", "pitch_deg", "yaw_deg", "face_size_px", "face_size_ratio", "mouth_open"):
+        for k in ("confidence", "roll_deg", "pitch_deg", "yaw_deg", "face_size_px", "face_size_px_file",
+                  "face_size_ratio", "mouth_open", "min_confidence"):
             d[k] = round(float(d[k]), 4)
         d["eye_open"] = [round(float(v), 4) for v in self.eye_open]
-        d["image_size"] = list(self.image_size)
+        d["image_size"], d["loaded_size"] = list(self.image_size), list(self.loaded_size)
         return d
 
 
@@ -81,6 +85,7 @@ def check_characters(paths: Iterable[str | os.PathLike[str]], out_dir: str | os.
     with CharacterFaceFinder(**kwargs) as finder:
         for f in files:
             reports.append(_check_one(finder, f, out if previews else None))
+            reports[-1].min_confidence = finder.min_confidence
     return reports
 
 
@@ -91,7 +96,7 @@ def _check_one(finder: CharacterFaceFinder, path: Path, out: Path | None) -> Cha
     except images.ImageError as e:
         rep.error = rep.message = str(e)
         return rep
-    rep.image_size, rep.has_alpha = img.size, img.alpha is not None
+    rep.image_size, rep.loaded_size, rep.has_alpha = file_size(img), img.size, img.alpha is not None
     face = finder.find(img.bgr)
     rep.face_found, rep.message, rep.confidence = face.found, face.message, face.confidence
     rep.warnings = list(face.warnings)
@@ -99,6 +104,7 @@ def _check_one(finder: CharacterFaceFinder, path: Path, out: Path | None) -> Cha
         return rep
     rep.roll_deg, rep.pitch_deg, rep.yaw_deg = face.roll, face.pitch, face.yaw
     rep.face_size_px, rep.face_size_ratio = face.face_size_px, face.face_size_ratio
+    rep.face_size_px_file = face.face_size_px * max(rep.image_size) / max(1, max(rep.loaded_size))
     rep.eye_open, rep.mouth_open = face.eye_open, face.mouth_open
     if out is not None:
         preview = crop.warp_crop(img.bgra() if img.alpha is not None else img.bgr, face.crop.M_o2c, exact=True)
@@ -109,6 +115,16 @@ def _check_one(finder: CharacterFaceFinder, path: Path, out: Path | None) -> Cha
             target.write_bytes(buf.tobytes())
             rep.crop_preview = str(target.resolve())
     return rep
+
+
+def file_size(img: images.LoadedImage) -> tuple[int, int]:
+    """The file's own (width, height) as the picture is shown: ``original_size`` is as stored, so an
+    EXIF rotation by 90° swaps it (detected by the loaded image's orientation)."""
+    w, h = img.original_size
+    lw, lh = img.size
+    if not (w and h):
+        return img.size
+    return (h, w) if (w > h) != (lw > lh) and w != h and lw != lh else (w, h)
 
 
 def format_report(reports: list[CharacterReport]) -> str:

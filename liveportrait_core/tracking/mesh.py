@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from liveportrait_core import log
+
 _log = logging.getLogger(__name__)
 
 _GRAPH = "mediapipe/modules/face_landmark/face_landmark_front_cpu.binarypb"
@@ -48,16 +50,27 @@ class FaceMesh:
             ) from None
         self.static_image_mode = static_image_mode
         self.max_faces = max_faces
-        self._graph = SolutionBase(
-            binary_graph_path=_GRAPH,
-            side_inputs={"num_faces": max_faces, "with_attention": True, "use_prev_landmarks": not static_image_mode},
-            calculator_params={_DET_SCORE: min_detection_confidence, _TRACK_SCORE: min_tracking_confidence},
-            outputs=["multi_face_landmarks", "face_detections"])
+        self._started = False  # MediaPipe's native chatter comes with the graph's start and first frames
+        with log.native_chatter():
+            self._graph = SolutionBase(
+                binary_graph_path=_GRAPH,
+                side_inputs={"num_faces": max_faces, "with_attention": True,
+                             "use_prev_landmarks": not static_image_mode},
+                calculator_params={_DET_SCORE: min_detection_confidence, _TRACK_SCORE: min_tracking_confidence},
+                outputs=["multi_face_landmarks", "face_detections"])
+            # the graph opens its calculators on its own threads, which print as they do: one blank frame waits
+            # for that inside the hold (milliseconds; no face, so a tracker's state is untouched)
+            self._graph.process({"image": np.zeros((64, 64, 3), np.uint8)})
 
     def process(self, rgb: np.ndarray) -> list[MeshFace]:
         """Faces in an HxWx3 uint8 RGB frame (contiguous), landmarks in its pixels."""
         h, w = rgb.shape[:2]
-        res = self._graph.process({"image": rgb})
+        if self._started:
+            res = self._graph.process({"image": rgb})
+        else:
+            with log.native_chatter():
+                res = self._graph.process({"image": rgb})
+            self._started = bool(res.multi_face_landmarks)  # the landmark model starts with the first face
         lists = res.multi_face_landmarks or []
         dets = list(res.face_detections or [])
         faces = []
