@@ -847,6 +847,19 @@ def test_hotkey_switch_becomes_the_chosen_character_and_survives_a_reload(obs):
     finish(obs, c2, data2)
 
 
+def test_status_uses_the_engines_own_reason_and_says_when_nothing_is_live(obs):
+    """The engine reports the chosen character and why it is not live (character_chosen/character_error)."""
+    c, e, data = loaded_with(obs, StatusEngine, {"characters.active": "broken.png"}, live="a.png")
+    why = "/x/broken.png: not a readable PNG/JPEG/WebP image"
+    e.status = lambda: SimpleNamespace(character="a.png", character_chosen="broken.png", character_error=why,
+                                       errors=[], message="")
+    assert f"live character: a.png; chosen broken.png is not used: {why}" in c.status_text()
+    e.status = lambda: SimpleNamespace(character="", character_chosen="broken.png", character_error=why,
+                                       errors=[], message=f"chosen character refused: {why}")
+    assert "live character: none; broken.png is used as soon as its file is fixed" in c.status_text()
+    finish(obs, c, data)
+
+
 def test_a_refused_panel_choice_is_not_overwritten_without_a_hotkey(obs):
     c, e, data = loaded_with(obs, StatusEngine, {"characters.active": "broken.png"}, live="a.png")
     obs.run_timers(3)

@@ -614,17 +614,22 @@ class ScriptController:
     def _character_note(self) -> str:
         """When the chosen character (Character in the panel) is not the live one: which is live, and why the
         chosen one is not, in the engine's words."""
-        chosen = self.settings.characters.active
         st = self._engine_status()
-        if not chosen or st is None:
+        if st is None:
             return ""
+        chosen = str(getattr(st, "character_chosen", "") or self.settings.characters.active)
         live = str(getattr(st, "character", "") or "")
-        if not live or _same_character(live, chosen):
+        error = str(getattr(st, "character_error", "") or "")
+        if not chosen or (live and _same_character(live, chosen)):
             return ""
-        reasons = [str(m) for m in [*getattr(st, "errors", [])[::-1], getattr(st, "message", "")]
-                   if m and _stem(chosen) in str(m)]
-        why = reasons[0] if reasons else "it is being prepared or cannot be used (see the log)"
-        return f"live character: {live}; chosen {chosen} is not used: {why}"
+        if not live:  # nothing animated: the engine's line says why (its state is an error naming the reason)
+            return (f"live character: none; {chosen} is used as soon as its file is fixed, or pick another "
+                    f"Character" if error else "")
+        if not error:  # e.g. from the errors of an engine that does not report the reason itself
+            reasons = [str(m) for m in [*getattr(st, "errors", [])[::-1], getattr(st, "message", "")]
+                       if m and _stem(chosen) in str(m)]
+            error = reasons[0] if reasons else "it is being prepared or cannot be used (see the log)"
+        return f"live character: {live}; chosen {chosen} is not used: {error}"
 
     def _status_timer(self) -> None:
         self._follow_hotkey_switch()
