@@ -15,7 +15,9 @@ every recorded version.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
+import operator
 import json
 import re
 import subprocess
@@ -36,6 +38,26 @@ FUNCTIONS = {"obs_register_source_s": "source", "obs_source_output_video2": "obs
 RELEASE_TAG = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 FIRST_MAJOR = 28
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "tests" / "data" / "obs_abi.json"
+
+
+_OPS = {ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitOr: operator.or_,
+        ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+
+
+def const_int(expr: str, names: dict[str, int] | None = None) -> int:
+    """An integer constant expression of a header (``8``, ``(1 << 2)``, ``A | B``, ``0x10u``); never ``eval``."""
+    def ev(n: ast.AST) -> int:
+        if isinstance(n, ast.Constant) and isinstance(n.value, int):
+            return n.value
+        if isinstance(n, ast.Name) and names and n.id in names:
+            return names[n.id]
+        if isinstance(n, ast.BinOp) and type(n.op) in _OPS:
+            return _OPS[type(n.op)](ev(n.left), ev(n.right))
+        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
+            return -ev(n.operand)
+        raise ValueError(f"not a constant: {expr!r}")
+
+    return ev(ast.parse(re.sub(r"(?<=[0-9a-fA-F])[uUlL]+\b", "", expr.strip()), mode="eval").body)
 
 
 def strip_comments(text: str) -> str:
@@ -98,7 +120,7 @@ def enum_values(text: str, name: str) -> dict[str, int] | None:
             continue
         key, _, expr = item.partition("=")
         if expr.strip():
-            nxt = int(eval(expr.strip(), {"__builtins__": {}}, dict(values)))  # noqa: S307 - constant expressions
+            nxt = const_int(expr, values)
         values[key.strip()] = nxt
         nxt += 1
     return values
@@ -106,7 +128,7 @@ def enum_values(text: str, name: str) -> dict[str, int] | None:
 
 def define_value(text: str, name: str) -> int | None:
     m = re.search(rf"^\s*#define\s+{name}\s+(.+)$", strip_comments(text), flags=re.M)
-    return int(eval(m.group(1), {"__builtins__": {}})) if m else None  # noqa: S307 - e.g. (1 << 2)
+    return const_int(m.group(1)) if m else None
 
 
 def function_decl(text: str, name: str) -> str | None:
