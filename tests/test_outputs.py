@@ -330,6 +330,103 @@ def test_preview_composes_alpha_over_a_checkerboard_with_overlay_and_debug_view(
     assert keys == ["c"] and quit_calls == [True]
 
 
+class _FakeGui:
+    """Stands in for OpenCV's window functions (no display needed): records what is shown and plays
+    keys from a script; ``waitKey`` returns -1 (no key) until ``press`` is called."""
+
+    def __init__(self, monkeypatch):
+        import cv2
+
+        self.shown: list[np.ndarray] = []
+        self.sizes: list[tuple[int, int]] = []
+        self.keys: list[int] = []
+        self.waits = 0
+        self.thread_names: set[str] = set()
+        for name, fn in (("namedWindow", lambda *a: None), ("imshow", self._imshow), ("waitKey", self._wait_key),
+                         ("resizeWindow", lambda title, w, h: self.sizes.append((w, h))),
+                         ("getWindowProperty", lambda *a: 1.0), ("destroyWindow", lambda *a: None)):
+            monkeypatch.setattr(cv2, name, fn)
+        monkeypatch.setattr(sys, "platform", "linux")
+        monkeypatch.setenv("DISPLAY", ":fake")
+
+    def _imshow(self, title, image):
+        self.shown.append(image.copy())
+
+    def _wait_key(self, delay=0):
+        self.waits += 1
+        self.thread_names.add(threading.current_thread().name)
+        return self.keys.pop(0) if self.keys else -1
+
+    def press(self, key: str) -> None:
+        self.keys.append(ord(key))
+
+
+def test_preview_answers_keys_and_shows_the_status_with_no_frame_arriving(monkeypatch):
+    """The window's loop runs on its own clock: while no frame comes (the networks load, a CPU frame takes a
+    minute) it keeps drawing what the engine is doing and answers Q at once, not when a frame arrives."""
+    gui = _FakeGui(monkeypatch)
+    quit_event = threading.Event()
+    keys: list[str] = []
+    asked: list[float] = []
+
+    def status() -> str:
+        asked.append(time.monotonic())
+        return "loading the networks and preparing the character (3 s)"
+
+    p = PreviewWindow(on_key=keys.append, on_quit=quit_event.set, status=status, size=(564, 729))
+    p.open()
+    try:
+        assert _wait(lambda: gui.waits > 5 and gui.shown), "the window's loop does not run without frames"
+        first = gui.shown[0]
+        assert first.shape[:2] == (720, 557)  # the expected output's aspect ratio, fitted in 960x720
+        assert gui.sizes[0] == (557, 720) and asked
+        assert (first[:20] != first[-20:]).any()  # not blank: status band on top, keys at the bottom
+        gui.press("c")
+        assert _wait(lambda: keys == ["c"], timeout=5.0)
+        gui.press("q")
+        assert quit_event.wait(5.0), "Q was not answered without a frame"
+        assert gui.thread_names == {"lp-preview-ui"}  # every GUI call on the window's own thread
+    finally:
+        p.close()
+    assert p._ui is None
+
+
+def test_preview_follows_the_frame_size_and_shows_the_engine_activity_over_a_stale_frame(monkeypatch):
+    gui = _FakeGui(monkeypatch)
+    p = PreviewWindow(status=lambda: "computing frame 2 on the CPU, about 41 s each (3 s in)")
+    monkeypatch.setattr("liveportrait_core.outputs.preview.STALE_S", 0.2)
+    p.open()
+    try:
+        assert _wait(lambda: bool(gui.shown))
+        assert gui.sizes[0] == (720, 540)  # unknown output size: a 4:3 waiting screen
+        p.send(_frame(1, h=729, w=564, alpha=255))
+        assert _wait(lambda: (557, 720) in gui.sizes)  # the window takes the frame's aspect ratio
+        assert _wait(lambda: any(im.shape[:2] == (720, 557) for im in gui.shown))
+        first = next(im for im in gui.shown if im.shape[:2] == (720, 557))
+        n = len(gui.shown)
+        assert _wait(lambda: len(gui.shown) > n)  # redrawn with no new frame: the activity band appears
+        last = gui.shown[-1]
+        assert last.shape[:2] == (720, 557) and (last[-10:] != first[-10:]).any()
+    finally:
+        p.close()
+
+
+def test_preview_sizes_and_status_text():
+    from liveportrait_core.outputs.preview import display_size, engine_status_text
+
+    assert display_size(564, 729) == (557, 720)
+    assert display_size(1920, 1080) == (960, 540)
+    assert display_size(64, 48) == (480, 360)  # a tiny output is shown at a usable size
+    assert display_size(512, 512) == (512, 512)
+    st = types.SimpleNamespace(state="starting", message="loading", activity="loading the networks (4 s)",
+                               character="")
+    assert engine_status_text(st) == "loading the networks (4 s)"
+    st = types.SimpleNamespace(state="running", message="", activity="computing frame 1 on the CPU (2 s in)",
+                               character="astronaut.png")
+    assert engine_status_text(st) == "computing frame 1 on the CPU (2 s in)\ncharacter: astronaut.png"
+    assert engine_status_text(types.SimpleNamespace(state="error", message="no weights")) == "error: no weights"
+
+
 def test_make_output_from_settings(tmp_path):
     s = OutputSettings(ndi_name="Cam A", spout_name="Cam B", record=str(tmp_path / "x.mp4"))
     assert outputs.make_output("ndi", s, 30).sender_name == "Cam A"
@@ -340,9 +437,10 @@ def test_make_output_from_settings(tmp_path):
     assert outputs.enabled_in_settings(s)["record"] is True
 
 
-@pytest.fixture
-def x_display(monkeypatch):
-    """An X display: the session's own, or a private Xvfb started for this test (skips without one)."""
+@pytest.fixture(scope="module")
+def x_display():
+    """An X display: the session's own, or a private Xvfb started for these tests (skips without one).
+    One for the module: OpenCV's Qt stays bound to the first display it used, for the whole process."""
     import os
     import shutil
     import subprocess
@@ -353,7 +451,7 @@ def x_display(monkeypatch):
     if shutil.which("Xvfb") is None:
         pytest.skip("no X display and no Xvfb (CI installs xvfb)")
     r, w = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
                             pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(w)
     with os.fdopen(r) as f:
@@ -361,12 +459,13 @@ def x_display(monkeypatch):
     if not number:
         proc.kill()
         pytest.skip("Xvfb did not start")
-    monkeypatch.setenv("DISPLAY", f":{number}")
-    try:
-        yield f":{number}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DISPLAY", f":{number}")
+        try:
+            yield f":{number}"
+        finally:
+            proc.terminate()
+            proc.wait(10)
 
 
 def test_preview_window_shows_frames_on_a_real_display(x_display):
@@ -382,3 +481,32 @@ def test_preview_window_shows_frames_on_a_real_display(x_display):
                                text=True, env={"DISPLAY": x_display}, timeout=10)
         assert found.stdout.strip(), "the preview window is not on the display"
     p.close()
+
+
+def test_real_preview_window_answers_q_before_any_frame(x_display):
+    """On a real X display (OpenCV's own window, keys sent by xdotool): Q is answered while no frame has
+    come, and the window opens at the expected output's aspect ratio."""
+    import shutil
+    import subprocess
+
+    if shutil.which("xdotool") is None:
+        pytest.skip("xdotool is not installed")
+    env = {"DISPLAY": x_display}
+    quit_event = threading.Event()
+    p = PreviewWindow(title="lp-test-keys", on_quit=quit_event.set, status=lambda: "loading the networks",
+                      size=(400, 800))
+    p.open()
+    try:
+        def window_id() -> str:
+            r = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "lp-test-keys"],
+                               capture_output=True, text=True, env=env, timeout=10)
+            return r.stdout.split()[0] if r.stdout.split() else ""
+        assert _wait(lambda: bool(window_id())), "the preview window is not on the display"
+        wid = window_id()
+        geometry = subprocess.run(["xdotool", "getwindowgeometry", wid], capture_output=True, text=True, env=env,
+                                  timeout=10).stdout
+        assert "360x720" in geometry, geometry  # 400x800 fitted in 960x720
+        subprocess.run(["xdotool", "key", "--window", wid, "q"], env=env, timeout=10, check=True)
+        assert quit_event.wait(5.0), "Q was not answered"
+    finally:
+        p.close()

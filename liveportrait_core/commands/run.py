@@ -179,7 +179,7 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
             return exits.USAGE
     quit_event = threading.Event()
     engine = Engine(s, max_frames=args.max_frames)
-    window = _open_preview(engine, quit_event) if (preview or args.preview) else None
+    window = _open_preview(engine, quit_event, s) if (preview or args.preview) else None
     latest: LatestValue[Any] = LatestValue("preview")  # the window shows the newest frame, never a queue
     if window is not None:
         engine.add_frame_callback(latest.put)
@@ -196,10 +196,11 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
         engine.start()
         try:
             while True:
-                if window is not None:  # GUI on the main thread (required on macOS, safest everywhere)
+                if window is not None:  # the window draws and reads keys on its own clock, whether or not frames come
                     frame = latest.get(timeout=0.02)
                     if frame is not None:
                         window.send(frame)
+                    window.pump()  # macOS: windows live on the main thread; elsewhere the window has its own
                 elif not ends:
                     quit_event.wait(0.1)
                 if ends and engine.wait_finished(0.0 if window is not None else 0.1):
@@ -232,9 +233,9 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
             code = exits.INTERRUPTED
         finally:
             st = engine.status(window_s=math.inf)
-            stopped = _stop(engine, requests)
-            if window is not None:
+            if window is not None:  # closed at once: a stage may take seconds to finish its step
                 window.close()
+            stopped = _stop(engine, requests)
             engine_log.removeFilter(quiet)
     elapsed = time.perf_counter() - t_start
     if code == exits.OK and st.frames == 0 and not quit_event.is_set():
@@ -268,12 +269,14 @@ def _stop(engine: Any, requests: _StopRequests) -> bool:
     return False
 
 
-def _open_preview(engine: Any, quit_event: threading.Event) -> Any:
-    """The preview window, opened on this (the main) thread, or None with the reason printed."""
+def _open_preview(engine: Any, quit_event: threading.Event, settings: Any) -> Any:
+    """The preview window (at the expected output's aspect ratio, saying what the engine is doing until the
+    first frame), or None with the reason printed."""
     from liveportrait_core.outputs.base import OutputUnavailable
-    from liveportrait_core.outputs.preview import KEY_HELP, PreviewWindow
+    from liveportrait_core.outputs.preview import KEY_HELP, PreviewWindow, engine_status_text, size_hint
 
-    window = PreviewWindow(on_key=_key_handler(engine), on_quit=quit_event.set)
+    window = PreviewWindow(on_key=_key_handler(engine), on_quit=quit_event.set,
+                           status=lambda: engine_status_text(engine.status()), size=size_hint(settings))
     try:
         window.open()
     except OutputUnavailable as e:
