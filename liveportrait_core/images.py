@@ -80,9 +80,19 @@ def load_image(path: str | os.PathLike[str], *, limit: bool = False, max_dim: in
     if limit:
         bgr, alpha = resize_to_limit(bgr, alpha, max_dim=max_dim, division=division)
         if bgr.shape[:2] != img.shape[:2] and max(img.shape[:2]) > max_dim > 0:
-            _log.info("%s: %dx%d scaled down to %dx%d (characters are limited to %d px on the longest side)",
-                      p.name, img.shape[1], img.shape[0], bgr.shape[1], bgr.shape[0], max_dim)
+            _tell_once(f"{p.name}: {img.shape[1]}x{img.shape[0]} scaled down to {bgr.shape[1]}x{bgr.shape[0]} "
+                       f"(characters are limited to {max_dim} px on the longest side)")
     return LoadedImage(path=p, bgr=bgr, alpha=alpha, original_size=original)
+
+
+_told: set[str] = set()
+
+
+def _tell_once(message: str) -> None:
+    """Log ``message`` once per process (a character is read by the check, the preparation and the cache)."""
+    if message not in _told:
+        _told.add(message)
+        _log.info("%s", message)
 
 
 def decode_image(data: bytes, name: str = "<image>") -> np.ndarray:

@@ -118,15 +118,17 @@ def test_resize_to_limit_matches_official_rule(tmp_path):
     assert small.shape[:2] == (32, 30)
 
 
-def test_characters_keep_their_exact_size_and_are_capped_at_1280(tmp_path, caplog):
+def test_characters_keep_their_exact_size_and_are_capped_at_1280(tmp_path, caplog, monkeypatch):
     """Odd sides are kept (564x729 stays 564x729, not 564x728); the longest side is capped at 1280 px
-    (the official limit, not a setting) and the load says so."""
+    (the official limit, not a setting) and the load says so, once."""
+    monkeypatch.setattr(images, "_told", set())
     odd = load_image(_write(tmp_path / "odd.png", np.zeros((729, 564, 3), np.uint8)), limit=True)
     assert odd.size == (564, 729)
     with caplog.at_level(logging.INFO, logger="liveportrait_core.images"):
         big = load_image(_write(tmp_path / "big.png", np.zeros((1001, 2561, 3), np.uint8)), limit=True)
+        load_image(tmp_path / "big.png", limit=True)
     assert big.size == (1280, 500) and big.original_size == (2561, 1001)
-    assert "2561x1001 scaled down to 1280x500" in caplog.text and "1280 px" in caplog.text
+    assert caplog.text.count("2561x1001 scaled down to 1280x500") == 1 and "1280 px" in caplog.text
 
 
 def test_resize_keeps_alpha_aligned():
