@@ -71,3 +71,20 @@ def test_clear_forgets_without_counting_a_drop():
 
 def test_end_of_stream_is_a_single_marker():
     assert isinstance(END_OF_STREAM, EndOfStream) and repr(END_OF_STREAM) == "END_OF_STREAM"
+
+
+def test_counts_decides_which_replaced_items_are_drops():
+    box: LatestValue[int] = LatestValue(counts=lambda item: item >= 0)  # e.g. idle frames (-1) are not input lost
+    for item in (-1, -1, 5, 6):
+        box.put(item)
+    assert box.dropped == 1 and box.get(timeout=0) == 6  # -1 and -1 replaced: not counted; 5 replaced: counted
+
+
+def test_wait_empty_lets_a_lossy_producer_hand_on_its_last_item():
+    box: LatestValue[int] = LatestValue()
+    box.put(1)
+    assert box.wait_empty(0.01) is False
+    threading.Timer(0.05, lambda: box.get(timeout=1)).start()
+    assert box.wait_empty(5) is True
+    box.close()
+    assert box.wait_empty(0) is False
