@@ -84,6 +84,8 @@ def quiet_third_party(quiet: bool = True) -> None:
     was, _quiet = _quiet, quiet
     if quiet == was:
         return
+    if quiet:
+        _own_stderr()
     if quiet:  # read when cv2 is imported (a user's own OPENCV_LOG_LEVEL wins)...
         os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
     elif os.environ.get("OPENCV_LOG_LEVEL") == "SILENT":
@@ -98,9 +100,9 @@ def quiet_third_party(quiet: bool = True) -> None:
 
 @contextlib.contextmanager
 def native_chatter() -> Iterator[None]:
-    """Around a MediaPipe graph's start and first frame: the C-level stderr is held in a temporary file, then
-    everything but the known chatter is written out. Re-entrant and thread-safe (one hold for all threads;
-    what other threads print meanwhile is delayed, never lost). Does nothing unless ``quiet_third_party``."""
+    """Around a MediaPipe graph's start and first face: the C-level stderr is held in a temporary file, then
+    everything but the known chatter is written out. Re-entrant and thread-safe (one hold for all threads).
+    Python's own output does not pass through it (``_own_stderr``). Does nothing unless ``quiet_third_party``."""
     if not _quiet:
         yield
         return
@@ -146,6 +148,20 @@ def _release() -> None:
         data = b"".join(kept)
         while data:
             data = data[os.write(2, data):]
+
+
+def _own_stderr() -> None:
+    """Python's own output (prints, this package's log) goes to a copy of the stderr descriptor, so that a
+    hold of the C-level stderr never delays it, nor loses it if the process ends during a hold
+    (``exits.leave``). Only for the real stderr: a replaced one (pytest, a host) is left alone."""
+    err = sys.stderr
+    try:
+        if err is None or err is not sys.__stderr__ or err.fileno() != 2:
+            return
+        err.flush()
+        sys.stderr = os.fdopen(os.dup(2), "w", buffering=1, encoding=err.encoding, errors=err.errors)
+    except (OSError, ValueError, AttributeError):  # no usable descriptor: keep what there is
+        return
 
 
 def _flush() -> None:

@@ -50,7 +50,7 @@ class FaceMesh:
             ) from None
         self.static_image_mode = static_image_mode
         self.max_faces = max_faces
-        self._started = False  # MediaPipe's native chatter comes with the graph's start and first frames
+        self._quiet_frames = 100  # MediaPipe's native chatter comes with the graph's start and its first face
         with log.native_chatter():
             self._graph = SolutionBase(
                 binary_graph_path=_GRAPH,
@@ -65,12 +65,13 @@ class FaceMesh:
     def process(self, rgb: np.ndarray) -> list[MeshFace]:
         """Faces in an HxWx3 uint8 RGB frame (contiguous), landmarks in its pixels."""
         h, w = rgb.shape[:2]
-        if self._started:
+        if self._quiet_frames <= 0:
             res = self._graph.process({"image": rgb})
         else:
             with log.native_chatter():
                 res = self._graph.process({"image": rgb})
-            self._started = bool(res.multi_face_landmarks)  # the landmark model starts with the first face
+            # the landmark model starts with the first face
+            self._quiet_frames = 0 if res.multi_face_landmarks else self._quiet_frames - 1
         lists = res.multi_face_landmarks or []
         dets = list(res.face_detections or [])
         faces = []
