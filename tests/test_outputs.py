@@ -425,6 +425,10 @@ def test_preview_sizes_and_status_text():
                                character="astronaut.png")
     assert engine_status_text(st) == "computing frame 1 on the CPU (2 s in)\ncharacter: astronaut.png"
     assert engine_status_text(types.SimpleNamespace(state="error", message="no weights")) == "error: no weights"
+    st = types.SimpleNamespace(state="running", message="", activity="", frames=12, errors=["10:01 capture: lost"])
+    assert engine_status_text(st) == "10:01 capture: lost"
+    st.errors = []
+    assert engine_status_text(st) == "waiting for the next frame"
 
 
 def test_make_output_from_settings(tmp_path):

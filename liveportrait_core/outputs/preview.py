@@ -94,8 +94,11 @@ def engine_status_text(status: Any) -> str:
     if state == "error":
         return f"error: {message}" if message else "error"
     text = getattr(status, "activity", "") or message
-    if not text:
-        text = "waiting for the first frame" if state == "running" else state
+    if not text and state == "running":
+        errors = getattr(status, "errors", None) or []
+        text = errors[-1] if errors else ("waiting for the next frame" if getattr(status, "frames", 0)
+                                          else "waiting for the first frame")
+    text = text or state
     character = getattr(status, "character", "") or ""
     if character and character not in text:
         text += f"\ncharacter: {character}"
