@@ -210,7 +210,8 @@ def live_plan():
         yield from sleep(1.0)
     n = frames()
     ok = yield from wait(lambda: frames() >= n + 1, timeout, "frames after reloads")
-    step("after_reloads", ok=ok, frames=frames())
+    # the character 2 hotkey became the chosen character, so the reloaded script kept it
+    step("after_reloads", ok=ok, frames=frames(), character=getattr(engine_status(), "character", None))
     # Start/Stop button, then wait until every engine thread has ended: OBS is then closed with none left
     # (on this loaded 2-core CPU one frame in flight can take minutes; OBS's exit wait is for normal machines)
     mod = sys.modules["obs_liveportrait"]

@@ -211,6 +211,7 @@ def test_live_character_frames_hotkey_calibrate_reloads_and_clean_exit(harness, 
     assert steps["calibrated"]["ok"] and not steps["calibrated"]["errors"]
     assert all(steps[f"reload#{i}"]["ok"] for i in range(1, 6))
     assert steps["after_reloads"]["ok"]
+    assert steps["after_reloads"]["character"] == second  # the hotkey's choice survived 5 reloads
     assert steps["stopped"]["ok"] and steps["stopped"]["clicked"] and not steps["stopped"]["running"]
     assert rc == 0, out + script_lines(log)  # no Python error or traceback in the log, OBS exited 0 by itself
     assert re.search(r"real script destroyed in \d+ ms, threads left: \['Dummy-1', 'MainThread'\]|"
