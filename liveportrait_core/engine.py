@@ -66,6 +66,15 @@ def is_user_error(exc: BaseException) -> bool:
     return False
 
 
+#: Names of the threads an engine starts: its stages (``lp-capture``...) and its outputs (``lp-output-record``...).
+THREAD_NAMES = tuple(f"lp-{n}" for n in STAGES) + ("lp-output-",)
+
+
+def engine_threads() -> list[threading.Thread]:
+    """The live threads of every engine in this process (for shutdown checks and tests)."""
+    return [t for t in threading.enumerate() if t.is_alive() and t.name.startswith(THREAD_NAMES)]
+
+
 def _device_words(device: str) -> str:
     """"the CPU" / "the GPU" for a torch device string ("" when unknown)."""
     if device.startswith("cpu"):

@@ -180,7 +180,7 @@ def _settings(source: str, realtime: bool = False, loop: bool = False) -> Settin
 
 
 def _engine_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("lp-")]
+    return engine_mod.engine_threads()
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ driving video into an MP4."""
 from __future__ import annotations
 
 import argparse
-import threading
 from pathlib import Path
 
 import cv2
@@ -13,6 +12,7 @@ import pytest
 
 from liveportrait_core import cli, paths
 from liveportrait_core.commands import run as run_cmd
+from liveportrait_core.engine import engine_threads
 from liveportrait_core.settings import Settings
 from tests.conftest import shared_path
 
@@ -54,7 +54,7 @@ def test_missing_models_exit_with_the_fix(tmp_path, capsys):
                    "--record", str(tmp_path / "o.mp4"), "--max-frames", "2"])
     out = capsys.readouterr()
     assert rc == 1 and "error:" in out.err and "download-models" in out.err + out.out
-    assert not [t for t in threading.enumerate() if t.name.startswith("lp-")]
+    assert not engine_threads()
 
 
 def test_no_input_at_all_ends_the_command_with_the_reason(capsys, monkeypatch):
@@ -78,7 +78,7 @@ def test_demo_without_webcam_drives_with_a_clip_of_the_bundled_photo(monkeypatch
     clip = tmp_path / "cache" / "demo-driving-v1.avi"
     assert "driving with a clip of the bundled photo" in out.out and str(clip) in out.out
     assert clip.is_file() and rc == 1 and "download-models" in out.err + out.out  # no weights in that folder
-    assert not [t for t in threading.enumerate() if t.name.startswith("lp-")]
+    assert not engine_threads()
 
 
 def test_demo_clip_shows_a_real_face_that_moves(tmp_path):
@@ -159,7 +159,7 @@ def test_end_to_end_real_video_full_size_networks(recipe_models_dir, tmp_path, m
     assert 0 < st.latency_p50_ms <= st.latency_p95_ms
     assert st.stages["inference"].count == 2 and st.stages["tracking"].count == 2
     assert st.tracking == "face"
-    assert not [t for t in threading.enumerate() if t.name.startswith("lp-")]
+    assert not engine_threads()
 
 
 def test_benchmark_report_names_the_bottleneck_and_the_setting(capsys):
