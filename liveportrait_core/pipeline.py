@@ -96,8 +96,9 @@ class Animator:
         if active:
             try:
                 self.select_character(active)
-            except CharacterError as e:
-                _log.error("the chosen character %s (characters.active) cannot be used: %s", active, e)
+            except CharacterError:  # the library has logged the reason; the engine's status shows it
+                _log.warning("nothing is animated: the chosen character %s (characters.active) is refused; pick "
+                             "another one or fix the file (it is tried again when it changes)", active)
             return
         names = self.library.names()
         if not names:
