@@ -32,7 +32,7 @@ def _write_png(path: Path, image) -> str | None:
     return str(path.resolve())
 
 
-def _extend(report, out: Path | None, min_face_px: int, min_confidence: float) -> dict:
+def _extend(report, out: Path | None, min_face_px: int, finder) -> dict:
     """The tracking report plus format, animated-region mask, verdict and advice (characters.py)."""
     from liveportrait_core import characters  # noqa: PLC0415
 
@@ -42,7 +42,7 @@ def _extend(report, out: Path | None, min_face_px: int, min_confidence: float) -
     d["mask_preview"] = d["region_preview"] = None
     if out is not None and report.face_found:
         try:
-            mask, overlay = characters.animated_region_mask(path, min_face_px, min_confidence=min_confidence)
+            mask, overlay = characters.animated_region_mask(path, min_face_px, face_finder=finder)
             d["mask_preview"] = _write_png(out / f"{path.stem}.mask.png", mask)
             d["region_preview"] = _write_png(out / f"{path.stem}.region.png", overlay)
         except characters.CharacterError as e:
@@ -86,6 +86,12 @@ def run(args: argparse.Namespace, settings) -> int:
     out = None if args.no_preview else Path(args.out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    rows = [_extend(r, out, min_face_px, min_confidence) for r in reports]
+    from liveportrait_core.characters import TrackerFaceFinder  # noqa: PLC0415
+
+    finder = TrackerFaceFinder(min_face_px, min_confidence)  # one MediaPipe graph for every mask preview
+    try:
+        rows = [_extend(r, out, min_face_px, finder) for r in reports]
+    finally:
+        finder.close()
     print(json.dumps(rows, indent=2) if args.json else _format(rows))
     return 0 if all(r["verdict"] != "unusable" for r in rows) else 1
