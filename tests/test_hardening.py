@@ -13,7 +13,6 @@ import hashlib
 import logging
 import shutil
 import sys
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -463,5 +462,5 @@ def test_obs_script_reloaded_twenty_times_with_the_real_engine(monkeypatch, tmp_
         sys.modules.pop("obs_liveportrait", None)
     assert len(engines) == 20 and not any(e.running for e in engines)
     assert obs.leaked() == []
-    assert not [t for t in threading.enumerate() if t.name.startswith("lp-")]
+    assert not _engine_threads()
     assert "Traceback" not in capsys.readouterr().out
