@@ -207,8 +207,8 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
                     break
                 if quit_event.is_set():
                     code = requests.code if requests.code is not None else exits.OK
-                    if requests.code == exits.INTERRUPTED:
-                        print("interrupted", flush=True)
+                    if requests.code is not None:
+                        print("interrupted" if requests.code == exits.INTERRUPTED else "terminated", flush=True)
                     break
                 if args.duration is not None and time.perf_counter() - t_start >= args.duration:
                     break
