@@ -78,12 +78,16 @@ class Animator:
     @classmethod
     def from_settings(cls, settings: Settings, should_stop: Callable[[], bool] | None = None) -> "Animator":
         """Load the networks (``model.*``), open the character library and select the active character.
-        ``should_stop`` is asked after the (seconds-long) load: a stopping engine skips the preparation."""
+        ``should_stop`` is asked between the steps of the (seconds-long) load and before the preparation:
+        a stopping engine gives the start up (``FrameCancelled``) after one step at most."""
         from .models.loader import load_from_settings  # noqa: PLC0415
 
-        models = load_from_settings(settings)
-        if should_stop is not None and should_stop():
-            raise FrameCancelled("the engine stopped while the models were loading")
+        def between() -> None:
+            if should_stop is not None and should_stop():
+                raise FrameCancelled("the engine stopped while the models were loading")
+
+        models = load_from_settings(settings, between=between)
+        between()
         animator = cls(models, settings, CharacterLibrary(settings, models))
         animator.start_character()
         return animator

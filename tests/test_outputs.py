@@ -385,7 +385,7 @@ def test_preview_answers_keys_and_shows_the_status_with_no_frame_arriving(monkey
         assert _wait(lambda: keys == ["c"], timeout=5.0)
         gui.press("q")
         assert quit_event.wait(5.0), "Q was not answered without a frame"
-        assert gui.thread_names == {"lp-preview-ui"}  # every GUI call on the window's own thread
+        assert gui.thread_names == {"preview-window-ui"}  # every GUI call on the window's own thread
     finally:
         p.close()
     assert p._ui is None

@@ -218,3 +218,26 @@ def test_a_stop_during_the_model_load_skips_preparing_characters(recipe_models_d
     with pytest.raises(FrameCancelled):
         backend.create_animator(settings)
     assert prepared == []
+
+
+def test_a_stop_during_the_model_load_gives_up_after_one_step(recipe_models_dir, tmp_path, monkeypatch):
+    """The load itself is cancellable: a stop waits for one network to be built, not for all of them."""
+    from liveportrait_core.backend import FrameCancelled
+    from liveportrait_core.models import loader
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    settings = _settings(folder, tmp_path)
+    settings.model.models_dir = str(recipe_models_dir)
+    built: list[str] = []
+    real_build = loader.build
+    monkeypatch.setattr(loader, "build", lambda name: built.append(name) or real_build(name))
+    asked = []
+
+    def should_stop() -> bool:  # the stop comes while the first network is being built
+        asked.append(len(built))
+        return len(built) >= 1
+
+    with pytest.raises(FrameCancelled):
+        Animator.from_settings(settings, should_stop=should_stop)
+    assert len(built) == 1 and len(asked) == 2  # gave up before the second of the networks

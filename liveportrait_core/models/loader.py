@@ -19,7 +19,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import nn
@@ -168,11 +168,18 @@ def _all_finite(out: Any) -> bool:
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
+def _nothing() -> None:
+    return None
+
+
 def load_state_dicts_into(state_dicts: dict[str, dict[str, torch.Tensor]], device: torch.device,
-                          names: Iterable[str] = MODULE_NAMES) -> dict[str, nn.Module]:
-    """Build each named module on ``device`` and load its state_dict strictly, in eval mode."""
+                          names: Iterable[str] = MODULE_NAMES,
+                          between: Callable[[], None] = _nothing) -> dict[str, nn.Module]:
+    """Build each named module on ``device`` and load its state_dict strictly, in eval mode
+    (``between()`` is called before each one: see ``load_models``)."""
     modules: dict[str, nn.Module] = {}
     for name in names:
+        between()
         if name not in state_dicts:
             raise ModelLoadError(f"no weights for the {name} network")
         module = build(name).to(device)
@@ -205,35 +212,42 @@ def _strict_load(name: str, module: nn.Module, sd: dict[str, torch.Tensor]) -> s
 
 def load_models(models_dir: str | os.PathLike[str], device: str | torch.device = "auto",
                 precision: str = "auto", names: Iterable[str] = MODULE_NAMES, variant: str = "human",
-                optimize: bool = True, channels_last: bool = True) -> LivePortraitModels:
+                optimize: bool = True, channels_last: bool = True,
+                between: Callable[[], None] = _nothing) -> LivePortraitModels:
     """Read the official files under ``models_dir`` and return the networks ready for inference.
 
     ``optimize`` applies the exact inference rewrites (``optimize.prepare_for_inference``); turn it
-    off to run the plain modules exactly as loaded (tests compare the two).
+    off to run the plain modules exactly as loaded (tests compare the two). ``between()`` is called
+    between the steps of the (seconds-long) load; it may raise to give the load up (a stopping engine
+    does), so a stop waits for one step at most, not for the whole load.
     """
     dev = device if isinstance(device, torch.device) else pick_device(str(device))
     dtype = pick_precision(precision, dev)
     names = tuple(names)
     state_dicts = weights.read_state_dicts(models_dir, variant=variant, names=names)
-    modules = load_state_dicts_into(state_dicts, dev, names)
+    modules = load_state_dicts_into(state_dicts, dev, names, between)
+    del state_dicts
     models = LivePortraitModels(modules=modules, device=dev, dtype=dtype)
     if optimize:
         from .optimize import prepare_for_inference
 
-        prepare_for_inference(models, channels_last=channels_last)
+        between()
+        prepare_for_inference(models, channels_last=channels_last, between=between)
     _log.info("loaded %d LivePortrait networks (%s) from %s on %s, %s", len(modules), variant,
               Path(os.fspath(models_dir)), dev, models.precision)
     return models
 
 
-def load_from_settings(settings, names: Iterable[str] = MODULE_NAMES) -> LivePortraitModels:
-    """``load_models`` with the ``model.*`` and ``performance.*`` settings."""
+def load_from_settings(settings, names: Iterable[str] = MODULE_NAMES,
+                       between: Callable[[], None] = _nothing) -> LivePortraitModels:
+    """``load_models`` with the ``model.*`` and ``performance.*`` settings (``between``: see there)."""
     m, p = settings.model, settings.performance
     if p.torch_threads:
         torch.set_num_threads(p.torch_threads)
     models = load_models(m.models_dir, device=m.device, precision=m.precision, names=names, variant=m.variant,
-                         channels_last=p.channels_last)
+                         channels_last=p.channels_last, between=between)
     if p.compile or p.cuda_graphs:
+        between()
         from .optimize import compile_models, warm_up
 
         compile_models(models, use_compile=p.compile, cuda_graphs=p.cuda_graphs)

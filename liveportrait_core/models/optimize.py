@@ -29,7 +29,7 @@ import ctypes
 import ctypes.util
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -292,8 +292,10 @@ def keep_freed_memory() -> bool:
     return bool(ok)
 
 
-def prepare_for_inference(models: "LivePortraitModels", channels_last: bool = True) -> None:
-    """Apply the exact rewrites in place (once, after loading). Idempotent."""
+def prepare_for_inference(models: "LivePortraitModels", channels_last: bool = True,
+                          between: Callable[[], None] = lambda: None) -> None:
+    """Apply the exact rewrites in place (once, after loading). Idempotent. ``between()`` is called
+    between the networks (the loader's cancellation point)."""
     if models.optimized:
         return
     # Winograd and FFT trade arithmetic for memory and only pay against float32 direct convs on a CPU
@@ -306,6 +308,7 @@ def prepare_for_inference(models: "LivePortraitModels", channels_last: bool = Tr
         if channels_last and models.device.type == "cuda":
             fast = fast.to(memory_format=torch.channels_last)
         models.modules["spade_generator"] = fast.eval()
+        between()
     warp = models.modules.get("warping_module")
     if warp is not None and cpu_fp32:
         models.modules["warping_module"] = FastWarpingNetwork(warp).eval()

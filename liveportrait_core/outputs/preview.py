@@ -6,8 +6,9 @@ second whether or not frames arrive, so Q answers at once even when a frame take
 and while the networks load it says what the engine is doing (``status``, a callable that returns
 text). ``send`` only hands the newest frame over. One UI thread serves every window of the process
 and lives as long as it: OpenCV's Qt windows (its Linux wheels) belong to the thread that first made
-one. macOS allows windows on the main thread only: there the caller's loop calls ``pump()`` instead
-(``threaded`` is False).
+one. It is deliberately not named like the engine's threads (``lp-``): OBS's shutdown waits for those,
+and this one idles on an event once its windows are closed. macOS allows windows on the main thread
+only: there the caller's loop calls ``pump()`` instead (``threaded`` is False).
 """
 from __future__ import annotations
 
@@ -164,7 +165,7 @@ class _UiThread:
         self._wake = threading.Event()
         self._tasks: list[tuple[Callable[[], Any], threading.Event, list[Any]]] = []
         self._windows: list[PreviewWindow] = []
-        self.thread = threading.Thread(target=self._run, name="lp-preview-ui", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="preview-window-ui", daemon=True)
         self.thread.start()
 
     def call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
