@@ -44,7 +44,7 @@ BODY = textwrap.dedent(r"""
     out.send(PublishedFrame(0, 0.0, 0.0, frames[0]))  # creates the sender
     finder = Finder()
     finder.open()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # generous: on a loaded 2-core machine discovery takes seconds
     names = []
     while time.monotonic() < deadline and not names:
         finder.wait_for_sources(0.5)
@@ -56,8 +56,8 @@ BODY = textwrap.dedent(r"""
         rx.set_video_frame(vf)
         rx.set_source(finder.get_source(names[0]))
         sent = 0
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and len(result["received"]) < 10 and sent < 400:
+        deadline = time.monotonic() + 40  # the receiver's connection can take seconds under load
+        while time.monotonic() < deadline and len(result["received"]) < 10:
             k = sent % N
             out.send(PublishedFrame(k, 0.0, 0.0, frames[k]))
             sent += 1
@@ -97,7 +97,7 @@ def test_ndi_loopback_frames_arrive_with_exact_alpha(tmp_path):
     script.write_text(BODY)
     cmd = (f"ip link set lo up && NDI_CONFIG_DIR={tmp_path} PYTHONPATH={REPO} "
            f"exec {sys.executable} {script}")
-    proc = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True, timeout=90)
+    proc = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True, timeout=150)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     assert line is not None, proc.stdout[-2000:] + proc.stderr[-2000:]
     res = json.loads(line[len("RESULT "):])

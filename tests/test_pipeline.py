@@ -39,6 +39,27 @@ def _settings(folder: Path, tmp_path: Path) -> Settings:
     return s
 
 
+def _folder_with(tmp_path: Path, *images: Path) -> Path:
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    for image in images:
+        shutil.copy(image, folder / image.name)
+    return folder
+
+
+@pytest.fixture
+def s1_settings(tmp_path) -> Settings:
+    """Settings whose characters folder holds the real photo s1.jpg (and a cache of its own)."""
+    return _settings(_folder_with(tmp_path, shared_path("testdata", "characters", "s1.jpg")), tmp_path)
+
+
+def _animator(settings: Settings, models) -> Animator:
+    """An Animator over ``settings``' folder with its first character live."""
+    animator = Animator(models, settings, CharacterLibrary(settings, models))
+    animator.select_character(0)
+    return animator
+
+
 def _driving_frames(indices):
     from liveportrait_core.tracking.tracker import FaceTracker
 
@@ -63,8 +84,7 @@ def _driving_frames(indices):
 
 
 def test_animated_frames_keep_the_character_outside_the_face(tmp_path, recipe_models):
-    folder = tmp_path / "chars"
-    folder.mkdir()
+    folder = _folder_with(tmp_path)
     _alpha_character(folder)
     settings = _settings(folder, tmp_path)
     library = CharacterLibrary(settings, recipe_models)
@@ -92,15 +112,11 @@ def test_animated_frames_keep_the_character_outside_the_face(tmp_path, recipe_mo
     assert torch.isfinite(animator.last_keypoints).all()
 
 
-def test_crop_output_without_paste_back(tmp_path, recipe_models, monkeypatch):
-    folder = tmp_path / "chars"
-    folder.mkdir()
-    shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
-    settings = _settings(folder, tmp_path)
+def test_crop_output_without_paste_back(s1_settings, recipe_models, monkeypatch):
+    settings = s1_settings
     settings.outputs.paste_back = False
     settings.outputs.width, settings.outputs.height, settings.outputs.fit = 320, 180, "contain"
-    animator = Animator(recipe_models, settings, CharacterLibrary(settings, recipe_models))
-    animator.select_character(0)
+    animator = _animator(settings, recipe_models)
     crop = np.full((512, 512, 3), 128, np.uint8)
     monkeypatch.setattr(animator, "render_crop", lambda x_d: crop)  # skip W+G: compositing only
     (tracked, lost) = _driving_frames([0])
@@ -111,28 +127,20 @@ def test_crop_output_without_paste_back(tmp_path, recipe_models, monkeypatch):
 
 def test_odd_sized_character_keeps_its_exact_size(tmp_path, recipe_models, monkeypatch):
     """outputs.width/height 0: the frame is the character's exact size, odd sides included (564x729)."""
-    folder = tmp_path / "chars"
-    folder.mkdir()
+    folder = _folder_with(tmp_path)
     img = cv2.imread(str(shared_path("testdata", "characters", "s1.jpg")))
     cv2.imwrite(str(folder / "odd.png"), cv2.resize(img, (564, 729), interpolation=cv2.INTER_AREA))
-    settings = _settings(folder, tmp_path)
-    animator = Animator(recipe_models, settings, CharacterLibrary(settings, recipe_models))
-    animator.select_character(0)
+    animator = _animator(_settings(folder, tmp_path), recipe_models)
     monkeypatch.setattr(animator, "render_crop", lambda x_d: np.full((512, 512, 3), 128, np.uint8))
     (tracked, lost) = _driving_frames([0])
     assert animator.animate(tracked[0][1], tracked[0][0]).shape == (729, 564, 4)
 
 
-def test_a_stop_cancels_the_frame_between_the_networks(tmp_path, recipe_models, monkeypatch):
+def test_a_stop_cancels_the_frame_between_the_networks(s1_settings, recipe_models, monkeypatch):
     """On a CPU W and G take seconds each: a stopping engine must not wait for both."""
     from liveportrait_core.backend import FrameCancelled
 
-    folder = tmp_path / "chars"
-    folder.mkdir()
-    shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
-    settings = _settings(folder, tmp_path)
-    animator = Animator(recipe_models, settings, CharacterLibrary(settings, recipe_models))
-    animator.select_character(0)
+    animator = _animator(s1_settings, recipe_models)
     ran: list[str] = []
 
     def run(name, *args, **kwargs):  # records the order; W's output is all the decoder needs
@@ -154,16 +162,12 @@ def test_a_stop_cancels_the_frame_between_the_networks(tmp_path, recipe_models, 
     assert animator.render_crop(x_d).shape == (512, 512, 3)
 
 
-def test_keypoints_idle_expressions_and_calibration(tmp_path, recipe_models):
-    folder = tmp_path / "chars"
-    folder.mkdir()
-    shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
-    settings = _settings(folder, tmp_path)
+def test_keypoints_idle_expressions_and_calibration(s1_settings, recipe_models):
+    settings = s1_settings
     settings.animation.stitching = False
     settings.animation.idle = False
     settings.animation.max_pitch_deg = settings.animation.max_yaw_deg = settings.animation.max_roll_deg = 90.0
-    animator = Animator(recipe_models, settings, CharacterLibrary(settings, recipe_models))
-    animator.select_character("s1")
+    animator = _animator(settings, recipe_models)
     x_s = animator.driver.source.x_s
     (tracked, lost) = _driving_frames([0, 40])
     (obs0, crop0), (obs1, crop1) = tracked
@@ -202,14 +206,11 @@ def test_fit_frame_modes():
     assert fit_frame(f, 50, 70, "stretch").shape == (70, 50, 4)
 
 
-def test_a_stop_during_the_model_load_skips_preparing_characters(recipe_models_dir, tmp_path, monkeypatch):
+def test_a_stop_during_the_model_load_skips_preparing_characters(recipe_models_dir, s1_settings, monkeypatch):
     """A reload while the weights load (seconds on a CPU) must not go on to prepare characters."""
     from liveportrait_core.backend import FrameCancelled, LivePortraitBackend
 
-    folder = tmp_path / "chars"
-    folder.mkdir()
-    shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
-    settings = _settings(folder, tmp_path)
+    settings = s1_settings
     settings.model.models_dir = str(recipe_models_dir)
     prepared: list[str] = []
     monkeypatch.setattr(CharacterLibrary, "get", lambda self, name: prepared.append(name))
@@ -225,9 +226,7 @@ def test_a_stop_during_the_model_load_gives_up_after_one_step(recipe_models_dir,
     from liveportrait_core.backend import FrameCancelled
     from liveportrait_core.models import loader
 
-    folder = tmp_path / "chars"
-    folder.mkdir()
-    settings = _settings(folder, tmp_path)
+    settings = _settings(_folder_with(tmp_path), tmp_path)
     settings.model.models_dir = str(recipe_models_dir)
     built: list[str] = []
     real_build = loader.build

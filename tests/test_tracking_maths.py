@@ -68,10 +68,12 @@ def test_ratio_formulas_and_official_mapping():
     left, right = lm.eye_ratios_raw(pts)
     assert left == pytest.approx(12 / 40, rel=1e-4) and right == pytest.approx(12 / 40, rel=1e-4)
     assert lm.mouth_ratio_raw(pts) == pytest.approx(12 / 60, rel=1e-4)
-    # the two calibration anchors land on the official values; closed never goes negative
-    assert lm.eye_ratio_official(lm.EYE_RAW_OPEN) == pytest.approx(lm.EYE_OFFICIAL_OPEN)
-    assert lm.eye_ratio_official(lm.EYE_RAW_CLOSED) == pytest.approx(lm.EYE_OFFICIAL_CLOSED)
-    assert lm.eye_ratio_official(0.0) == 0.0
+    # the measured calibration (docs/TRACKING.md): MediaPipe's open eye 0.31 -> official 0.30, its "closed"
+    # 0.04 (the lids never meet) -> official 0.01, linear between, never negative; the mouth passes through
+    assert lm.eye_ratio_official(0.31) == pytest.approx(0.30)
+    assert lm.eye_ratio_official(0.04) == pytest.approx(0.01)
+    assert lm.eye_ratio_official(0.175) == pytest.approx(0.155)
+    assert lm.eye_ratio_official(0.02) == 0.0 and lm.eye_ratio_official(0.0) == 0.0
     assert lm.mouth_ratio_official(0.25) == pytest.approx(0.25)
 
 
