@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
-from liveportrait_core import paths  # standard library only: usable before anything is installed
+from liveportrait_core import machine, paths  # standard library only: usable before anything is installed
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -77,13 +76,7 @@ def check_python() -> None:
 
 
 def has_nvidia_gpu() -> bool:
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return False
-    try:
-        return subprocess.run([exe, "-L"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+    return machine.nvidia_smi_lists_a_gpu()
 
 
 def main() -> int:

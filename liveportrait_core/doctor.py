@@ -11,15 +11,13 @@ import importlib.metadata
 import importlib.util
 import logging
 import platform
-import shutil
 import struct
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from liveportrait_core import paths
+from liveportrait_core import machine, paths
 from liveportrait_core.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -99,13 +97,7 @@ def _nvidia_driver_present() -> bool:
                 pynvml.nvmlShutdown()
             except Exception:
                 pass
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return False
-    try:
-        return subprocess.run([exe, "-L"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+    return machine.nvidia_smi_lists_a_gpu()
 
 
 #: What running on the CPU means, for the checks that find no usable GPU.

@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from liveportrait_core import cli, doctor
+from liveportrait_core import cli, doctor, machine
 from liveportrait_core.settings import Settings
 
 
@@ -266,10 +266,10 @@ def test_cuda_torch_with_a_driver_but_no_usable_gpu_asks_for_a_driver_update(mon
 
 def test_nvidia_driver_presence_falls_back_to_nvidia_smi(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails: nvidia-ml-py missing
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
+    monkeypatch.setattr(machine.shutil, "which", lambda name: None)
     assert doctor._nvidia_driver_present() is False
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
-    monkeypatch.setattr(doctor.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=0))
+    monkeypatch.setattr(machine.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(machine.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=0))
     assert doctor._nvidia_driver_present() is True
 
 

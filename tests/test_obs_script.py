@@ -400,16 +400,21 @@ def test_unknown_obs_version_falls_back_with_a_message(obs, monkeypatch):
 # ------------------------------------------------------------------ libobs ctypes layer
 
 
-@pytest.mark.parametrize("version,ok", [("29.0.2.1-1+b1", True), ("28.1.2", True), ("31.0.0-rc1", True),
-                                        ("32.2.2", True), ("40.1.0", True),
-                                        ("27.2.4", False), ("", False), ("garbage", False)])
-def test_version_check(version, ok):
-    if ok:
-        (major, _minor, _patch), warning = libobs_source.check_version(version)
-        assert (major in libobs_source.CHECKED_MAJOR_VERSIONS) == (warning == "")
-    else:
-        with pytest.raises(LibobsUnavailable, match="Spout2"):
-            libobs_source.check_version(version)
+@pytest.mark.parametrize("version,major,warned", [("29.0.2.1-1+b1", 29, False), ("28.1.2", 28, False),
+                                                  ("31.0.0-rc1", 31, False), ("32.2.2", 32, False),
+                                                  ("40.1.0", 40, True)])
+def test_version_check_accepts_checked_releases_and_tries_newer_ones_with_a_warning(version, major, warned):
+    (got_major, _minor, _patch), warning = libobs_source.check_version(version)
+    assert got_major == major
+    assert bool(warning) == warned
+    if warned:
+        assert "40" in warning
+
+
+@pytest.mark.parametrize("version", ["27.2.4", "", "garbage"])
+def test_version_check_refuses_older_or_unreadable_versions_with_the_fallback(version):
+    with pytest.raises(LibobsUnavailable, match="Spout2"):
+        libobs_source.check_version(version)
 
 
 def test_library_names_per_os():
