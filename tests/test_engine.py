@@ -158,6 +158,21 @@ class FakeBackend:
         return ["smile"]
 
 
+def _slow_backend(seconds: float, device: str | None = None) -> "FakeBackend":
+    """A FakeBackend whose animator takes ``seconds`` per frame (on ``device`` when given)."""
+
+    class SlowAnimator(FakeAnimator):
+        def animate(self, driving, observation):
+            time.sleep(seconds)
+            return super().animate(driving, observation)
+
+    if device is not None:
+        SlowAnimator.device = device
+    backend = FakeBackend()
+    backend.create_animator = lambda s: SlowAnimator(backend.log)  # type: ignore[method-assign]
+    return backend
+
+
 class Collect:
     """An output that keeps what it receives."""
 
@@ -265,13 +280,7 @@ def test_start_returns_while_models_load_and_status_says_starting(tmp_path):
 def test_live_source_drops_stale_frames_behind_a_slow_stage(tmp_path):
     """Realtime pacing plus a slow animator: frames are dropped, never queued, and the order is kept."""
 
-    class SlowAnimator(FakeAnimator):
-        def animate(self, driving, observation):
-            time.sleep(0.05)
-            return super().animate(driving, observation)
-
-    backend = FakeBackend()
-    backend.create_animator = lambda s: SlowAnimator(backend.log)  # type: ignore[method-assign]
+    backend = _slow_backend(0.05)
     out = Collect()
     eng = Engine(_settings(str(_video(tmp_path / "d.avi", 20, fps=100.0)), realtime=True, loop=True),
                  [out], backend=backend)
@@ -582,13 +591,7 @@ def test_max_frames_counts_published_frames_in_live_mode(tmp_path):
     """Live input behind a slow stage: --max-frames N ends after N frames *published* (it used to count
     captured frames, most of them skipped, so a live run could end with none published)."""
 
-    class SlowAnimator(FakeAnimator):
-        def animate(self, driving, observation):
-            time.sleep(0.05)
-            return super().animate(driving, observation)
-
-    backend = FakeBackend()
-    backend.create_animator = lambda s: SlowAnimator(backend.log)  # type: ignore[method-assign]
+    backend = _slow_backend(0.05)
     out = Collect()
     eng = Engine(_settings(str(_video(tmp_path / "d.avi", 20, fps=200.0)), realtime=True, loop=True),
                  [out], backend=backend, max_frames=3)
@@ -638,13 +641,7 @@ def test_idle_frames_are_not_counted_as_skipped_input(monkeypatch):
     thousands in OBS with no camera)."""
     monkeypatch.setattr(engine_mod, "BACKOFF_S", (0.05, 0.1))
 
-    class Slow(FakeAnimator):
-        def animate(self, driving, observation):
-            time.sleep(0.1)  # slower than the idle rate: idle frames are replaced
-            return super().animate(driving, observation)
-
-    backend = FakeBackend()
-    backend.create_animator = lambda s: Slow(backend.log)  # type: ignore[method-assign]
+    backend = _slow_backend(0.1)  # slower than the idle rate: idle frames are replaced
     out = Collect()
     eng = Engine(_settings("57"), [out], backend=backend)  # no such camera
     eng.start()
@@ -656,15 +653,7 @@ def test_idle_frames_are_not_counted_as_skipped_input(monkeypatch):
 
 
 def test_below_target_is_logged_once_with_advice(tmp_path, caplog):
-    class SlowAnimator(FakeAnimator):
-        device = "cpu"
-
-        def animate(self, driving, observation):
-            time.sleep(0.05)
-            return super().animate(driving, observation)
-
-    backend = FakeBackend()
-    backend.create_animator = lambda s: SlowAnimator(backend.log)  # type: ignore[method-assign]
+    backend = _slow_backend(0.05, device="cpu")
     eng = Engine(_settings(str(_video(tmp_path / "d.avi", 20, fps=100.0)), realtime=True, loop=True),
                  [Collect()], backend=backend)
     eng.start()
