@@ -80,11 +80,6 @@ class LatestValue(Generic[T]):
             self._cond.wait_for(lambda: not self._full or self._closed, timeout)
             return not self._full and not self._closed
 
-    def peek_full(self) -> bool:
-        """True while an item waits to be taken."""
-        with self._cond:
-            return self._full
-
     def clear(self) -> None:
         """Forget a waiting item (not counted as dropped), e.g. when its producer restarts."""
         with self._cond:

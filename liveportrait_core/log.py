@@ -51,19 +51,6 @@ class _CurrentStderr(logging.StreamHandler):
         return sys.stderr
 
 
-class OnceFilter:
-    """Remembers which messages were already said, for warnings that must be said once only."""
-
-    def __init__(self) -> None:
-        self._seen: set[str] = set()
-
-    def first(self, key: str) -> bool:
-        if key in self._seen:
-            return False
-        self._seen.add(key)
-        return True
-
-
 # ------------------------------------------------------------------------------------------------
 # third-party chatter
 

@@ -474,8 +474,3 @@ def _compare_hash(models_dir: str | os.PathLike[str], rel: str, report: FileRepo
                           f"SHA-256 {report.sha256[:12]}... instead of {sha[:12]}...; its keys and shapes match, "
                           f"so it is used, but its results may differ from the official weights")
         report.fix = f"if you did not convert it on purpose (e.g. to fp16), delete it and {fix}"
-
-
-def summary(reports: Iterable[FileReport]) -> str:
-    """One line per file, for logs and the OBS panel."""
-    return "\n".join(f"[{r.status.upper():7}] {r.message}" + (f" -> {r.fix}" if r.fix else "") for r in reports)

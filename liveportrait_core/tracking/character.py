@@ -225,9 +225,3 @@ def _unique(faces: list[MeshFace]) -> list[MeshFace]:
         if all(np.linalg.norm(c - lm.face_box(g.landmarks)[0]) > s / 2 for g in out):
             out.append(f)
     return out
-
-
-def find_character_face(bgr: np.ndarray, **kwargs) -> CharacterFace:
-    """One-off ``CharacterFaceFinder().find(bgr)``; keep a finder open when checking many images."""
-    with CharacterFaceFinder(**kwargs) as finder:
-        return finder.find(bgr)

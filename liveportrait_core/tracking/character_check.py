@@ -125,19 +125,3 @@ def file_size(img: images.LoadedImage) -> tuple[int, int]:
     if not (w and h):
         return img.size
     return (h, w) if (w > h) != (lw > lh) and w != h and lw != lh else (w, h)
-
-
-def format_report(reports: list[CharacterReport]) -> str:
-    """A human-readable table plus the messages."""
-    lines = [f"{'image':32} {'face':5} {'conf':>5} {'size':>6} {'roll':>6}  notes"]
-    for r in reports:
-        name = Path(r.file).name[:32]
-        if r.error:
-            lines.append(f"{name:32} ERROR  {r.error}")
-            continue
-        notes = "; ".join(([r.message] if not r.face_found else []) + r.warnings)
-        if r.crop_preview:
-            notes = (notes + "; " if notes else "") + f"crop: {r.crop_preview}"
-        lines.append(f"{name:32} {'yes' if r.face_found else 'NO':5} {r.confidence:5.2f} {r.face_size_ratio:6.2f} "
-                     f"{r.roll_deg:6.1f}  {notes}")
-    return "\n".join(lines)

@@ -35,8 +35,3 @@ class FaceObservation:
     calibrate_now: bool = False  #: this frame is the neutral reference: store its motion
     calibrated: bool = False  #: a neutral reference has been taken
     faces_in_frame: int = 0
-
-    @property
-    def face_size(self) -> float:
-        """Side of the driving crop in pixels (0 without a face)."""
-        return self.crop.rect.size if self.crop is not None else 0.0
