@@ -14,8 +14,11 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from liveportrait_core.cancel import FrameCancelled
 from liveportrait_core.capture import CapturedFrame
 from liveportrait_core.settings import Settings
+
+__all__ = ["AnimatorStage", "Backend", "FrameCancelled", "LivePortraitBackend", "Tracker"]
 
 _log = logging.getLogger(__name__)
 
@@ -36,16 +39,12 @@ class Tracker(Protocol):
     def close(self) -> None: ...
 
 
-class FrameCancelled(Exception):
-    """An animator gave up a frame (or a start) because the engine is stopping (checked between the
-    networks and after loading them, so that a stop does not wait for seconds of CPU work)."""
-
-
 class AnimatorStage(Protocol):
     """Animates the active character; owns the character library and the expressions."""
 
     def animate(self, driving_rgb256: np.ndarray | None, observation: Any) -> np.ndarray:
-        """The BGRA uint8 frame (the idle animation when the observation has no face)."""
+        """The BGRA uint8 frame (the idle animation when the observation has no face); raises
+        ``FrameCancelled`` when it gave the frame up because the engine is stopping."""
 
     def characters(self) -> list[str]: ...
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .animation import DrivingOptions, MotionDriver, MotionFilterSettings, RetargetingNets
-from .backend import FrameCancelled
+from .cancel import FrameCancelled
 from .characters import CharacterError, CharacterLibrary, PreparedCharacter
 from .expressions import NAMES as EXPRESSION_NAMES, Expressions, add_offsets
 from .idle import IdleAnimator, blend_motion

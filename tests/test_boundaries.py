@@ -69,3 +69,12 @@ def test_the_networks_import_nothing_from_the_layers_above():
         if bad:
             offenders[str(path.relative_to(REPO))] = sorted(bad)
     assert not offenders, f"the networks may import only {NETWORKS_MAY_IMPORT}: {offenders}"
+
+
+def test_the_pipeline_imports_nothing_from_the_stages_that_run_it():
+    """The engine runs the backend, the backend runs the pipeline: never the other way (``FrameCancelled``,
+    which the pipeline raises and the engine catches, lives below all three in ``cancel``)."""
+    above = ("liveportrait_core.backend", "liveportrait_core.engine", "liveportrait_core.outputs",
+             "liveportrait_core.commands", "liveportrait_core.cli")
+    bad = {n for n in imported_modules(PACKAGE / "pipeline.py") if any(_is_under(n, a) for a in above)}
+    assert not bad, f"pipeline.py imports from the layers that run it: {sorted(bad)}"

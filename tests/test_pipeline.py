@@ -138,7 +138,7 @@ def test_odd_sized_character_keeps_its_exact_size(tmp_path, recipe_models, monke
 
 def test_a_stop_cancels_the_frame_between_the_networks(s1_settings, recipe_models, monkeypatch):
     """On a CPU W and G take seconds each: a stopping engine must not wait for both."""
-    from liveportrait_core.backend import FrameCancelled
+    from liveportrait_core.cancel import FrameCancelled
 
     animator = _animator(s1_settings, recipe_models)
     ran: list[str] = []
@@ -223,7 +223,7 @@ def test_a_stop_during_the_model_load_skips_preparing_characters(recipe_models_d
 
 def test_a_stop_during_the_model_load_gives_up_after_one_step(recipe_models_dir, tmp_path, monkeypatch):
     """The load itself is cancellable: a stop waits for one network to be built, not for all of them."""
-    from liveportrait_core.backend import FrameCancelled
+    from liveportrait_core.cancel import FrameCancelled
     from liveportrait_core.models import loader
 
     settings = _settings(_folder_with(tmp_path), tmp_path)
