@@ -317,6 +317,12 @@ def is_finite(cs: CaptureSettings) -> bool:
     return describe_source(cs.source) in ("video", "folder")
 
 
+def every_frame(cs: CaptureSettings) -> bool:
+    """True when every frame is processed, in order, as fast as possible (a file or folder not paced with
+    ``capture.realtime``; looping or not); otherwise the source runs live and busy stages skip frames."""
+    return is_finite(cs) and not cs.realtime
+
+
 def open_source(cs: CaptureSettings) -> FrameSource:
     """Open what ``capture.source`` names; raises CaptureError with an actionable message."""
     kind = describe_source(cs.source)

@@ -29,13 +29,14 @@ import numpy as np
 
 from liveportrait_core import outputs as outputs_mod
 from liveportrait_core.backend import AnimatorStage, Backend, FrameCancelled, LivePortraitBackend, Tracker
-from liveportrait_core.capture import CapturedFrame, CaptureError, FrameSource, is_finite, open_source
+from liveportrait_core.capture import (CapturedFrame, CaptureError, FrameSource, every_frame, is_finite,
+                                      open_source)
 from liveportrait_core.handoff import END_OF_STREAM, EndOfStream, LatestValue
 from liveportrait_core.outputs.base import Output, PublishedFrame
 from liveportrait_core.outputs.callback import CallbackOutput, FrameCallback
 from liveportrait_core.outputs.runner import OutputRunner
 from liveportrait_core.settings import Settings
-from liveportrait_core.stats import RECENT_ERROR_S, EngineStatus, StageTimer, SystemMonitor
+from liveportrait_core.stats import RECENT_ERROR_S, EngineStatus, StageTimer, SystemMonitor, fps_text
 
 __all__ = ["Engine", "EngineStatus", "PublishedFrame"]
 
@@ -201,7 +202,7 @@ class Engine:
             if self._session is not None:
                 return
             cs = self._settings.capture
-            sess = _Session(lossless=is_finite(cs) and not cs.realtime)
+            sess = _Session(lossless=every_frame(cs))
             self._session = sess
             self._state, self._message = "starting", "loading"
             self._errors.clear()
@@ -426,7 +427,7 @@ class Engine:
 
     def _below_target_advice(self, st: EngineStatus) -> str:
         slowest = self._slowest_stage(st)
-        text = f"below target: {st.fps:.1f} fps < {st.target_fps} fps; slowest stage: {slowest}"
+        text = f"below target: {fps_text(st.fps)} fps < {st.target_fps} fps; slowest stage: {slowest}"
         if slowest == "inference" and self._device.startswith("cpu"):
             return (text + " (the networks run on the CPU: seconds per frame; an NVIDIA GPU with CUDA runs them "
                     "in real time, see docs/PERFORMANCE.md; performance.target_fps only sets this warning)")

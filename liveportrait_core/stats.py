@@ -278,7 +278,8 @@ class EngineStatus:
             return _one_line(f"{self.state}" + (f": {self.message}" if self.message else ""))
         parts = [self.state]
         if self.frames:
-            parts += [f"{self.fps:.1f} fps" + (f" (below target {self.target_fps})" if self.below_target else ""),
+            below = f" (below target {self.target_fps})" if self.below_target else ""
+            parts += [f"{fps_text(self.fps)} fps{below}",
                       f"latency {self.latency_p50_ms:.0f}/{self.latency_p95_ms:.0f} ms"]
         if self.activity and (not self.frames or self.fps < 1.0):
             parts.append(self.activity)
@@ -305,6 +306,12 @@ class EngineStatus:
         if self.errors and (self.last_error_age_s is None or self.last_error_age_s < RECENT_ERROR_S):
             parts.append(f"{len(self.errors)} error(s), last: {_one_line(self.errors[-1])[:80]}")
         return _one_line(" | ".join(parts))
+
+
+def fps_text(fps: float) -> str:
+    """A frame rate as a person reads it: ``58.9``; below one a second two significant digits (``0.023``, one
+    frame every 44 s), never ``0.0`` while frames do come out."""
+    return f"{fps:.1f}" if fps >= 1 or fps <= 0 else f"{fps:.2g}"
 
 
 def _one_line(text: str) -> str:

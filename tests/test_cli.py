@@ -80,3 +80,25 @@ def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "liveportrait_core", "--version"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.startswith("liveportrait 0.")  # the console command's name
+
+
+@pytest.mark.parametrize("extra, mode, engine_mode", [
+    (["--loop"], "(every frame, looped)", "engine started (lossless file processing)"),
+    (["--realtime"], "(live)", "engine started (live)"),
+])
+def test_run_names_the_input_mode_the_engine_uses(tmp_path, extra, mode, engine_mode):
+    """The input line and the engine's log agree: a looped file is still processed every frame (it said 'live')."""
+    import cv2
+    import numpy as np
+
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for i in range(3):
+        writer.write(np.full((48, 64, 3), 60 * i, np.uint8))
+    writer.release()
+    out = subprocess.run([sys.executable, "-m", "liveportrait_core", "run", "--input", str(clip), *extra,
+                          "--models-dir", str(tmp_path / "no-weights"), "--max-frames", "1"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert f"input: {clip}  {mode}" in out.stdout, out.stdout + out.stderr
+    assert engine_mode in out.stderr, out.stderr
+    assert out.returncode == 1 and "weights are not usable" in out.stderr  # no weights here: one clear error

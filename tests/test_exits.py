@@ -128,6 +128,7 @@ def test_ctrl_c_while_the_networks_load_exits_130_without_a_recording(recipe_mod
     rc = cli.finish()
     _assert_status(cli, rc, exits.INTERRUPTED)
     assert "interrupted" in cli.text and "recording: nothing recorded" in cli.text
+    assert "recording is already finalised" not in cli.text  # the 'stopping:' line claimed one
     assert not out.exists()  # no recording is claimed, and none was made
 
 

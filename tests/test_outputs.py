@@ -431,6 +431,24 @@ def test_preview_sizes_and_status_text():
     assert engine_status_text(st) == "waiting for the next frame"
 
 
+def test_preview_opens_at_the_aspect_of_the_character_it_will_show(tmp_path):
+    """With no character chosen the engine takes the folder's first image: the window's first size is its
+    size, not an unknown (it opened 4:3 for a square character, then jumped at the first frame)."""
+    from liveportrait_core.outputs.preview import size_hint
+    from liveportrait_core.settings import Settings
+
+    cv2.imwrite(str(tmp_path / "a_wide.png"), np.zeros((200, 300, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "b_tall.png"), np.zeros((301, 101, 3), np.uint8))
+    s = Settings()
+    s.characters.folder = str(tmp_path)
+    assert size_hint(s) == (300, 200)  # the folder's first image
+    s.characters.active = "b_tall.png"
+    assert size_hint(s) == (101, 301)  # the chosen one, odd sides kept
+    s.characters.folder = str(tmp_path / "missing")
+    s.characters.active = ""
+    assert size_hint(s) is None
+
+
 def test_make_output_from_settings(tmp_path):
     s = OutputSettings(ndi_name="Cam A", spout_name="Cam B", record=str(tmp_path / "x.mp4"))
     assert outputs.make_output("ndi", s, 30).sender_name == "Cam A"

@@ -72,3 +72,15 @@ def test_status_line_shows_rate_latency_warning_and_failing_outputs():
     assert "last: 12:00:00 inference: boom" in recent.line()
     recent.last_error_age_s = 300.0  # an old error no longer clutters the line (it stays in .errors)
     assert "boom" not in recent.line()
+
+
+def test_a_slow_rate_is_never_shown_as_zero():
+    """One frame every 44 s on a CPU read "0.0 fps | latency 61357/61357 ms" next to "computing frame 2"."""
+    from liveportrait_core.stats import fps_text
+
+    st = EngineStatus(state="running", fps=1 / 44.2, latency_p50_ms=61357.0, latency_p95_ms=61357.0, frames=1,
+                      target_fps=60, activity="computing frame 2 on the CPU, about 44.2 s each (1 s in)")
+    line = st.line()
+    assert "0.023 fps (below target 60)" in line and "0.0 fps" not in line, line
+    assert "computing frame 2" in line
+    assert [fps_text(f) for f in (0.0, 0.17, 0.0049, 1.0, 58.94)] == ["0.0", "0.17", "0.0049", "1.0", "58.9"]

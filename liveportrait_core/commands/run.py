@@ -160,7 +160,7 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
     published frames or --duration, on Ctrl-C or when the preview window is closed; print a summary.
     The exit status is one of ``exits`` (0 when frames came out, 1 when none did, 130 on Ctrl-C...)."""
     from liveportrait_core import settings as schema
-    from liveportrait_core.capture import is_finite
+    from liveportrait_core.capture import every_frame, is_finite
     from liveportrait_core.engine import Engine
     from liveportrait_core.handoff import LatestValue
 
@@ -185,7 +185,8 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
         engine.add_frame_callback(latest.put)
     finite = is_finite(s.capture) and not s.capture.loop
     ends = finite or args.max_frames is not None
-    print(f"input: {s.capture.source}  ({'every frame' if finite and not s.capture.realtime else 'live'})")
+    mode = ("every frame" + (", looped" if s.capture.loop else "")) if every_frame(s.capture) else "live"
+    print(f"input: {s.capture.source}  ({mode})")  # the engine's own rule: its log says the same
     t_start = time.perf_counter()
     next_status = t_start + args.status_every
     code, error = exits.OK, ""
@@ -235,7 +236,7 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
             st = engine.status(window_s=math.inf)
             if window is not None:  # closed at once: a stage may take seconds to finish its step
                 window.close()
-            stopped = _stop(engine, requests)
+            stopped = _stop(engine, requests, recorded=st.frames > 0)
             engine_log.removeFilter(quiet)
     elapsed = time.perf_counter() - t_start
     if code == exits.OK and st.frames == 0 and not quit_event.is_set():
@@ -253,14 +254,15 @@ STOP_S = 3.0
 FINISH_S = 15.0
 
 
-def _stop(engine: Any, requests: _StopRequests) -> bool:
-    """Stop the engine and wait (bounded) for every thread it started; a further Ctrl-C stops waiting."""
+def _stop(engine: Any, requests: _StopRequests, recorded: bool) -> bool:
+    """Stop the engine and wait (bounded) for every thread it started; a further Ctrl-C stops waiting.
+    ``recorded``: frames reached the recording (else there is no recording to call finalised)."""
     if engine.stop(timeout=STOP_S):
         return True
     busy = ", ".join(t.name.removeprefix("lp-") for t in engine.lingering_threads()) or "a stage"
     print(f"stopping: waiting up to {FINISH_S:.0f} s for {busy} to finish its current step (a network or the model "
           "load cannot be interrupted)" + ("; the recording is already finalised" if engine.settings.outputs.record
-                                            else "") + "; Ctrl-C leaves now", flush=True)
+                                            and recorded else "") + "; Ctrl-C leaves now", flush=True)
     signals = requests.count
     deadline = time.perf_counter() + FINISH_S
     while time.perf_counter() < deadline and requests.count == signals:

@@ -65,22 +65,26 @@ def display_size(width: int, height: int, max_size: tuple[int, int] = MAX_WINDOW
 
 def size_hint(settings: Any) -> tuple[int, int] | None:
     """The output size expected before the first frame (to open the window at its aspect ratio): the
-    configured ``outputs.width/height``, else the active character image's size; None when unknown."""
+    configured ``outputs.width/height``, else the active character image's size (with no choice, the folder's
+    first image, which the engine takes when it is usable); None when unknown."""
     o = settings.outputs
     if o.width and o.height:
         return o.width, o.height
     if not o.paste_back:
         return 512, 512
-    active = settings.characters.active
-    if not active:
-        return None
     from liveportrait_core import paths  # noqa: PLC0415
+    from liveportrait_core.characters import list_character_files  # noqa: PLC0415
     from liveportrait_core.images import CHARACTER_MAX_DIM  # noqa: PLC0415
 
+    active = settings.characters.active
     try:
+        if active:
+            path = paths.resolve(settings.characters.folder) / active
+        else:
+            path = list_character_files(settings.characters)[0]
         from PIL import Image  # noqa: PLC0415
 
-        with Image.open(paths.resolve(settings.characters.folder) / active) as im:  # reads the header only
+        with Image.open(path) as im:  # reads the header only
             w, h = im.size
     except Exception:  # noqa: BLE001 - only a hint: the first frame sets the real size
         return None
