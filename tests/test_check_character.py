@@ -122,6 +122,17 @@ def test_lowering_the_threshold_as_advised_accepts_the_candidate(tmp_path, capsy
     assert rc == 0 and r["face_found"] is True and Path(r["crop_preview"]).is_file()
 
 
+def test_the_table_shows_no_measurement_where_none_was_made(library, capsys):
+    """No face: no ratio or roll (they printed 0.00 and 0.0, as if measured; the guide's table shows "-");
+    an unreadable file: no size and no score either (it printed 0x0 and 0.00)."""
+    rc = cli.main(["check-character", str(_shared("s23.jpg")), str(library / "broken.webp"), "--no-preview"])
+    rows = {ln.split()[0]: ln.split() for ln in capsys.readouterr().out.splitlines()[1:] if not ln.startswith(" ")}
+    assert rc == 1
+    assert rows["s23.jpg"][2:] == ["626x626", "no", "NO", rows["s23.jpg"][5], "-", "-", "UNUSABLE"]
+    assert 0.3 <= float(rows["s23.jpg"][5]) < 0.8  # the best candidate's score is a measurement: kept
+    assert rows["broken.webp"][2:] == ["-", "no", "NO", "-", "-", "-", "UNUSABLE"]
+
+
 def test_advice_is_given_once():
     from liveportrait_core.characters import assess
 

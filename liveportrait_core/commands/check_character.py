@@ -52,12 +52,17 @@ def _extend(report, out: Path | None, min_face_px: int, finder) -> dict:
 
 
 def _format(rows: list[dict]) -> str:
+    """The table; what was not measured reads "-" (no face: no ratio or roll; an unreadable file: no size and
+    no candidate score), never a zero that looks like a measurement."""
     lines = [f"{'image':28} {'format':6} {'size':>10} {'alpha':5} {'face':4} {'conf':>5} {'ratio':>5} {'roll':>6}  verdict"]
     for r in rows:
         w, h = r.get("image_size") or (0, 0)
-        lines.append(f"{Path(r['file']).name[:28]:28} {r['format']:6} {f'{w}x{h}':>10} {'yes' if r['has_alpha'] else 'no':5} "
-                     f"{'yes' if r['face_found'] else 'NO':4} {r['confidence']:5.2f} {r['face_size_ratio']:5.2f} "
-                     f"{r['roll_deg']:6.1f}  {r['verdict'].upper()}")
+        size = f"{w}x{h}" if w and h else "-"
+        found = r["face_found"]
+        conf = f"{r['confidence']:5.2f}" if found or r["confidence"] > 0 else "-"
+        ratio, roll = (f"{r['face_size_ratio']:5.2f}", f"{r['roll_deg']:6.1f}") if found else ("-", "-")
+        lines.append(f"{Path(r['file']).name[:28]:28} {r['format']:6} {size:>10} {'yes' if r['has_alpha'] else 'no':5} "
+                     f"{'yes' if found else 'NO':4} {conf:>5} {ratio:>5} {roll:>6}  {r['verdict'].upper()}")
         for a in r["advice"]:
             lines.append(f"    - {a}")
         for k, label in (("crop_preview", "crop"), ("mask_preview", "animated region mask"),
