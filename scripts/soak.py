@@ -12,7 +12,7 @@ driving video at the video's own rate, and samples every ``--every`` seconds:
 
 The networks: ``--model reduced`` (default) builds the four big LivePortrait networks from their own
 config dataclasses with far fewer channels and layers, with torch's random initialisation, plus the
-three retargeting MLPs with the recipe weights (``tests/small_models.py``). ``--model recipe`` uses the full-size networks with the
+three retargeting MLPs with the recipe weights (``liveportrait_core/models/small.py``). ``--model recipe`` uses the full-size networks with the
 recipe weights. Both are TEST NUMBERS, NOT A MODEL: the animated face is noise, and the report says so.
 What is measured is the engine's own memory behaviour (hand-offs, stats, outputs, tracker, animator,
 character cache), which does not depend on the weights' values. ``--model official`` uses the real
@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from liveportrait_core.backend import LivePortraitBackend  # noqa: E402
 from liveportrait_core.engine import Engine  # noqa: E402
 from liveportrait_core.settings import Settings  # noqa: E402
-from tests.small_models import LABEL as REDUCED_LABEL, reduced_models  # noqa: E402
+from liveportrait_core.models.small import LABEL as REDUCED_LABEL, reduced_models  # noqa: E402
 
 _log = logging.getLogger("soak")
 

@@ -284,7 +284,7 @@ def test_cli_refuses_an_explicit_character_that_cannot_be_used(tmp_path, bad, re
 
 @pytest.fixture(scope="module")
 def small_models():
-    from tests.small_models import reduced_models
+    from liveportrait_core.models.small import reduced_models
 
     return reduced_models()
 

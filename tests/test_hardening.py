@@ -1,7 +1,7 @@
 """Hardening: bad inputs and faults, through the product's own entry points (docs/HARDENING.md).
 
 Bad inputs go through the real code paths: the character library (image loader, MediaPipe face
-finder, preparation with the reduced test networks of tests/small_models.py), the weights verifier and
+finder, preparation with the reduced test networks of liveportrait_core/models/small.py), the weights verifier and
 loader behind the engine's real animator factory, the settings loader and the CLI. Faults are driven
 through the real ``Engine``; where the real stages would take minutes per frame on a CPU, the engine's
 test-double tracker/animator of tests/test_engine.py stand in, and the fault is injected there.
@@ -60,7 +60,7 @@ def _until(cond, timeout: float = 60.0) -> bool:
 
 @pytest.fixture(scope="module")
 def small_models():
-    from tests.small_models import reduced_models
+    from liveportrait_core.models.small import reduced_models
 
     return reduced_models()
 

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from liveportrait_core import cli  # noqa: E402
-from tests.small_models import reduced_models  # noqa: E402
+from liveportrait_core.models.small import reduced_models  # noqa: E402
 
 
 def _use_reduced_networks(monkeypatch) -> list[int]:

@@ -117,7 +117,7 @@ def test_winograd_and_fft_only_for_cpu_float32(device, dtype, cpu_paths):
     """CUDA keeps cuDNN's algorithms and a bf16 CPU mode oneDNN's bf16 kernels: the memory-for-arithmetic
     rewrites are made for CPU float32 only (the decision is checked here with the modules on the CPU)."""
     from liveportrait_core.models.optimize import prepare_for_inference
-    from tests.small_models import reduced_models
+    from liveportrait_core.models.small import reduced_models
 
     models = reduced_models()
     models.device, models.dtype = torch.device(device), dtype

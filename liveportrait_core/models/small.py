@@ -1,30 +1,31 @@
-"""Reduced LivePortrait networks for fast tests and the soak script: TEST NUMBERS, NOT A MODEL.
+"""Reduced LivePortrait networks for fast tests and benchmarks: SYNTHETIC, TEST NUMBERS, NOT A MODEL.
 
 The four big networks are built from their own config dataclasses with far fewer channels and layers,
 with torch's random initialisation (seeded); the three retargeting MLPs are full size with the recipe
-weights. The 21 keypoints, the 64x64 feature grid and the 512x512 output crop keep their official sizes,
-so the animator, the keypoint maths, the character preparation and the paste-back run unchanged; only
-the feature volume is shallower (8 channels x depth 4 instead of 32 x 16). A face animated with them is
-noise: they exercise the product's code paths and memory behaviour, never its quality.
+weights (``recipe.py``). The 21 keypoints, the 64x64 feature grid and the 512x512 output crop keep their
+official sizes, so the animator, the keypoint maths, the character preparation and the paste-back run
+unchanged; only the feature volume is shallower (8 channels x depth 4 instead of 32 x 16). A face animated
+with them is noise: they exercise the product's code paths and memory behaviour (tests/, scripts/soak.py),
+never its quality. The product never loads them; anything that uses them must say so (``LABEL``).
 """
 from __future__ import annotations
+
+import torch
+
+from . import build
+from .appearance import AppearanceConfig, AppearanceFeatureExtractor
+from .layout import RETARGETING_MODULES
+from .loader import LivePortraitModels
+from .motion import MotionConfig, MotionExtractor
+from .recipe import recipe_state_dicts
+from .spade import SPADEConfig, SPADEDecoder, SpectralNormConv2d
+from .warping import WarpingConfig, WarpingNetwork
 
 LABEL = "reduced-channel networks with random weights (tests only: the animated face is noise)"
 
 
-def reduced_models(device: str = "cpu", seed: int = 0):
+def reduced_models(device: str = "cpu", seed: int = 0) -> LivePortraitModels:
     """``loader.LivePortraitModels`` with the reduced networks on ``device``, float32, eval mode."""
-    import torch
-
-    from liveportrait_core.models import build
-    from liveportrait_core.models.appearance import AppearanceConfig, AppearanceFeatureExtractor
-    from liveportrait_core.models.layout import RETARGETING_MODULES
-    from liveportrait_core.models.loader import LivePortraitModels
-    from liveportrait_core.models.motion import MotionConfig, MotionExtractor
-    from liveportrait_core.models.recipe import recipe_state_dicts
-    from liveportrait_core.models.spade import SPADEConfig, SPADEDecoder, SpectralNormConv2d
-    from liveportrait_core.models.warping import WarpingConfig, WarpingNetwork
-
     torch.manual_seed(seed)
     mods = {
         "appearance_feature_extractor": AppearanceFeatureExtractor(AppearanceConfig(
