@@ -647,8 +647,8 @@ def test_model_and_character_buttons_work_off_the_ui_thread(obs, monkeypatch, tm
     ran: list[tuple[str, list[str], str]] = []
     done = threading.Event()
 
-    def fake_command(name, args, settings):
-        ran.append((name, args, threading.current_thread().name))
+    def fake_command(name, args, settings, **options):
+        ran.append((name, args, options, threading.current_thread().name))
         done.set()
         return "ok"
 
@@ -656,8 +656,8 @@ def test_model_and_character_buttons_work_off_the_ui_thread(obs, monkeypatch, tm
     c, _, data = loaded(obs, {"characters.folder": str(tmp_path), "lp.autostart": False})
     assert "started" in c.check_character()
     assert done.wait(5)
-    name, args, thread = ran[0]
-    assert name == "check-character" and args[0].endswith("hero.png") and "--no-preview" in args
+    name, args, options, thread = ran[0]
+    assert name == "check-character" and args[0].endswith("hero.png") and options == {"previews": False}
     assert thread != threading.main_thread().name
     for t in list(c._workers):
         t.join(5)
@@ -667,6 +667,28 @@ def test_model_and_character_buttons_work_off_the_ui_thread(obs, monkeypatch, tm
 
 def test_run_command_reports_an_unknown_command():
     assert "no working 'no-such-command'" in ctl._run_command("no-such-command", [], schema.Settings())
+
+
+def test_buttons_run_the_commands_plain_functions_without_the_cli_parser(monkeypatch, capsys, tmp_path):
+    """The buttons call the same function as the CLI command, with settings and options, never argparse."""
+    from liveportrait_core import cli
+    from liveportrait_core.commands import check_character, doctor, download_models
+
+    assert ctl.BUTTON_COMMANDS == {"check-character": check_character.check, "doctor": doctor.report,
+                                   "download-models": download_models.download}
+    monkeypatch.setattr(cli, "build_parser", lambda: pytest.fail("a button went through the CLI parser"))
+    image = [str(REPO / "characters" / "astronaut.png")]
+    settings = schema.Settings()
+    assert ctl._run_command("check-character", image, settings, previews=False) == "done"
+    out = capsys.readouterr().out
+    assert "astronaut.png" in out and "USABLE" in out
+    settings.characters.min_face_confidence = 0.99  # the threshold comes from the script's settings
+    assert ctl._run_command("check-character", image, settings, previews=False) \
+        == "failed (exit 1); the OBS log has the details"
+    assert "min_face_confidence=0.99" in capsys.readouterr().out
+    assert ctl._run_command("check-character", [str(tmp_path)], settings, previews=False) \
+        == "failed (exit 2); the OBS log has the details"
+    assert "no images" in capsys.readouterr().err
 
 
 def test_shutdown_waits_for_engine_threads_within_one_budget(monkeypatch):

@@ -1,21 +1,30 @@
 """``check-character``: is an image usable as a character? Format, size, alpha, face, confidence, face
-size, roll; a verdict with advice; the crop preview and the animated-region mask written to ``--out``."""
+size, roll; a verdict with advice; the crop preview and the animated-region mask written to ``--out``.
+
+``check`` is the command as a plain function: the CLI's ``run`` and the OBS panel's "Check character" button
+both call it."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from liveportrait_core.settings import Settings
 
 NAME = "check-character"
 HELP = "check character images: face, confidence, size, roll, verdict and advice; writes crop and mask previews"
 DESCRIPTION = (HELP + ". Previews (<name>.crop.png, <name>.mask.png, <name>.region.png) go to --out, never next "
                "to your images. Exit status 0 only when every image has a usable face.")
+#: Where the previews go unless ``--out`` says otherwise (relative to the current folder).
+DEFAULT_OUT = "check-character"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="character image(s) or folder(s) of images")
-    p.add_argument("--out", default="check-character", help="folder for previews (default: ./check-character)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"folder for previews (default: ./{DEFAULT_OUT})")
     p.add_argument("--no-preview", action="store_true", help="do not write crop and mask previews")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--min-confidence", type=float,
@@ -73,30 +82,39 @@ def _format(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace, settings) -> int:
+    return check(settings, *args.paths, out=args.out, previews=not args.no_preview, as_json=args.json,
+                 min_confidence=args.min_confidence)
+
+
+def check(settings: Settings, *paths: str, out: str = DEFAULT_OUT, previews: bool = True, as_json: bool = False,
+          min_confidence: float | None = None) -> int:
+    """Check ``paths`` (images and/or folders), print the table (or JSON) to stdout; the exit status: 0 when
+    every image has a usable face, 1 when one has not, 2 when nothing could be checked (the message says why).
+    ``min_confidence`` None: the setting ``characters.min_face_confidence``."""
     from liveportrait_core.tracking import character_check  # noqa: PLC0415 - imports OpenCV/MediaPipe
     from liveportrait_core.tracking.mesh import TrackerUnavailable  # noqa: PLC0415
 
     min_face_px = settings.characters.min_face_px
-    min_confidence = settings.characters.min_face_confidence if args.min_confidence is None else args.min_confidence
+    if min_confidence is None:
+        min_confidence = settings.characters.min_face_confidence
     try:
         reports = character_check.check_characters(
-            args.paths, args.out, previews=not args.no_preview, min_confidence=min_confidence,
-            min_face_px=min_face_px)
+            paths, out, previews=previews, min_confidence=min_confidence, min_face_px=min_face_px)
     except (ValueError, TrackerUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not reports:
-        print(f"error: no images (.png, .jpg, .jpeg, .webp) found in {' '.join(args.paths)}", file=sys.stderr)
+        print(f"error: no images (.png, .jpg, .jpeg, .webp) found in {' '.join(paths)}", file=sys.stderr)
         return 2
-    out = None if args.no_preview else Path(args.out)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out) if previews else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
     from liveportrait_core.characters import TrackerFaceFinder  # noqa: PLC0415
 
     finder = TrackerFaceFinder(min_face_px, min_confidence)  # one MediaPipe graph for every mask preview
     try:
-        rows = [_extend(r, out, min_face_px, finder) for r in reports]
+        rows = [_extend(r, out_dir, min_face_px, finder) for r in reports]
     finally:
         finder.close()
-    print(json.dumps(rows, indent=2) if args.json else _format(rows))
+    print(json.dumps(rows, indent=2) if as_json else _format(rows))
     return 0 if all(r["verdict"] != "unusable" for r in rows) else 1

@@ -1,8 +1,15 @@
-"""``doctor``: what is ready to run and what is not, each problem with its fix."""
+"""``doctor``: what is ready to run and what is not, each problem with its fix.
+
+``report`` is the command as a plain function: the CLI's ``run`` and the OBS panel's "Verify models" button
+both call it."""
 from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from liveportrait_core.settings import Settings
 
 NAME = "doctor"
 HELP = "check Python, torch/GPU, MediaPipe, the weights and the outputs; say how to fix what is missing"
@@ -18,13 +25,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings) -> int:
+    return report(settings, quick=args.quick, as_json=args.json)
+
+
+def report(settings: Settings, *, quick: bool = False, as_json: bool = False) -> int:
+    """Run every check, print the findings (or JSON) to stdout; 0 when everything needed to run is in place,
+    else 1. ``quick``: skip the SHA-256 of the weight files (``settings`` is changed for that)."""
     from liveportrait_core import doctor
 
-    if args.quick:
+    if quick:
         settings.model.verify_checksums = False
     checks = doctor.run_checks(settings)
     ready = doctor.is_ready(checks)
-    if args.json:
+    if as_json:
         print(json.dumps({"ready": ready, "checks": [c.to_dict() for c in checks]}, indent=2))
     else:
         print(doctor.format_report(checks))

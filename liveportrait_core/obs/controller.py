@@ -21,6 +21,9 @@ from typing import Any, Callable, Iterable
 
 from liveportrait_core import paths
 from liveportrait_core import settings as schema
+from liveportrait_core.commands import check_character as check_character_command
+from liveportrait_core.commands import doctor as doctor_command
+from liveportrait_core.commands import download_models as download_models_command
 from liveportrait_core.expression_names import NAMES as EXPRESSION_NAMES
 from liveportrait_core.obs import properties, scene, shutdown
 from liveportrait_core.obs.environment import EnvironmentReport
@@ -682,8 +685,8 @@ class ScriptController:
         if not name:
             return f"no character images in {paths.resolve(folder)}: add a PNG/JPEG there"
         return self._background("check", functools.partial(
-            _run_command, "check-character", [str(paths.resolve(folder) / name), "--no-preview"],
-            self.settings.copy()))
+            _run_command, "check-character", [str(paths.resolve(folder) / name)], self.settings.copy(),
+            previews=False))
 
     def verify_models(self) -> str:
         return self._background("verify", functools.partial(
@@ -694,16 +697,22 @@ class ScriptController:
             _run_command, "download-models", [], self.settings.copy()))
 
 
-def _run_command(name: str, args: list[str], settings: schema.Settings) -> str:
+#: The CLI commands the buttons run, by name: each one's plain function (the CLI's ``run`` calls the same),
+#: called as ``fn(settings, *args, **options)``.
+BUTTON_COMMANDS: dict[str, Callable[..., int]] = {
+    check_character_command.NAME: check_character_command.check,
+    doctor_command.NAME: doctor_command.report,
+    download_models_command.NAME: download_models_command.download,
+}
+
+
+def _run_command(name: str, args: list[Any], settings: schema.Settings, **options: Any) -> str:
     """Run CLI command ``name`` in-process with the script's settings (inside OBS ``sys.executable`` is not
     Python, so no subprocess); its report goes to stdout, i.e. the OBS log."""
-    from liveportrait_core import cli  # noqa: PLC0415
-
-    try:
-        parsed = cli.build_parser().parse_args([name, *args])
-    except SystemExit:
+    command = BUTTON_COMMANDS.get(name)
+    if command is None:
         return f"this version has no working '{name}' command"
-    rc = int(parsed._module.run(parsed, settings) or 0)
+    rc = int(command(settings, *args, **options) or 0)
     return "done" if rc == 0 else f"failed (exit {rc}); the OBS log has the details"
 
 
