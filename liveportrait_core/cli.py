@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from types import ModuleType
@@ -72,8 +73,22 @@ def load_settings(args: argparse.Namespace) -> settings_mod.Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit status (``exits``). ``argv`` None means this is the process's own command line
     (``liveportrait``, ``python -m liveportrait_core``): the process is then ended safely (``exits.leave``)."""
-    code = _main(argv)
+    try:
+        code = _main(argv)
+    except BrokenPipeError:  # the reader went away (``liveportrait check-character --json | head``)
+        _discard_stdout()
+        code = exits.ERROR
     return exits.leave(code) if argv is None else code
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's final flush does not fail again (the
+    way Python's documentation handles SIGPIPE): the command ends quietly with its status."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor behind stdout (tests): nothing to redirect
+        pass
 
 
 def _main(argv: Sequence[str] | None) -> int:

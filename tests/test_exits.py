@@ -173,3 +173,18 @@ def test_demo_max_frames_counts_published_frames_and_records_them(recipe_models_
     assert "frames published: 1 " in cli.text and f"recording: {out} (1 frame)" in cli.text
     assert _frames(out) >= 1
     assert "output obs_source" not in cli.text  # only the outputs that were on are listed
+
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys):
+    """``liveportrait check-character --json | head``: when the reader closes the pipe, the write raises
+    BrokenPipeError (Python ignores SIGPIPE); the command ends with status 1 and no traceback."""
+    from liveportrait_core import cli
+    from liveportrait_core.commands import doctor
+
+    def run(args, settings):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(doctor, "run", run)
+    assert cli.main(["doctor", "--quick"]) == exits.ERROR
+    assert "Traceback" not in capsys.readouterr().err
