@@ -3,7 +3,9 @@
 ``drive_keypoints`` is the official per-frame maths (LIVEPORTRAIT_FACTS.md section 7, checked against
 the official ``driving.npz`` vectors): relative or absolute motion per animation region, the
 expression-friendly multiplier, lip normalisation, stitching, eye/lip retargeting and the driving
-multiplier. ``MotionDriver`` wraps it with what a live stream needs: a neutral reference taken on
+multiplier; the stitching and retargeting maths is ``models.stitching``'s (beside the MLPs) and the
+options are read straight from ``settings.AnimationSettings`` (their defaults live there only).
+``MotionDriver`` wraps it with what a live stream needs: a neutral reference taken on
 demand (the official code anchors on the first video frame), plus our own additions, each off with its
 setting: One Euro smoothing of rotation and expression, and a clamp on head rotation beyond which
 LivePortrait distorts. Everything runs in float32 torch on the tensors' device; the only host syncs are
@@ -22,6 +24,8 @@ import torch
 from .filters import OneEuroFilter, OneEuroParams
 from .models import layout
 from .models.keypoints import NUM_KP, MotionInfo, rotation_matrix, transform_keypoints
+from .models.stitching import retarget, stitch
+from .settings import AnimationSettings
 
 _log = logging.getLogger(__name__)
 
@@ -32,7 +36,6 @@ EYE_ROWS = (11, 13, 15, 16, 18)
 #: the source's (official selection: rows 0, 7, 10 and some components of 3, 4, 5, 8, 9 keep the source).
 _ABSOLUTE_EXP = tuple((r, (0, 1, 2)) for r in (1, 2, 6, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)) + (
     (3, (1,)), (4, (1,)), (5, (2,)), (8, (2,)), (9, (1, 2)))
-DRIVING_OPTIONS = ("pose-friendly", "expression-friendly")
 
 
 class Net(Protocol):
@@ -46,47 +49,6 @@ class RetargetingNets:
     stitching: Optional[Net] = None
     lip: Optional[Net] = None
     eye: Optional[Net] = None
-
-
-def stitch(net: Net, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
-    """Official stitching: 63 keypoint deltas plus a shared (dx, dy) added to every keypoint."""
-    b = x_s.shape[0]
-    out = net(torch.cat([x_s.reshape(b, -1), x_d.reshape(b, -1)], dim=1))
-    delta = out[:, : 3 * NUM_KP].reshape(b, NUM_KP, 3)
-    shift = torch.nn.functional.pad(out[:, 3 * NUM_KP: 3 * NUM_KP + 2], (0, 1)).reshape(b, 1, 3)
-    return x_d + delta + shift
-
-
-def retarget(net: Net, x_s: torch.Tensor, ratios: torch.Tensor) -> torch.Tensor:
-    """Official eye/lip retargeting: MLP(x_s, open ratios) -> (B, 21, 3) keypoint delta."""
-    b = x_s.shape[0]
-    return net(torch.cat([x_s.reshape(b, -1), ratios.reshape(b, -1).to(x_s)], dim=1)).reshape(b, NUM_KP, 3)
-
-
-@dataclass
-class DrivingOptions:
-    """The official driving options (names as in LivePortrait's InferenceConfig)."""
-
-    region: str = "all"  #: all / exp / pose / lip / eyes
-    relative_motion: bool = True
-    stitching: bool = True
-    eye_retargeting: bool = False
-    lip_retargeting: bool = False
-    normalize_lip: bool = False
-    lip_normalize_threshold: float = 0.03
-    driving_option: str = "pose-friendly"  #: or expression-friendly
-    driving_multiplier: float = 1.0
-    #: Official behaviour for a single driving *image* (lip_array as the reference expression, the
-    #: eyes-region quirk, no expression-friendly multiplier); never used for a live stream.
-    single_image: bool = False
-
-    @classmethod
-    def from_settings(cls, a) -> "DrivingOptions":
-        """From ``settings.AnimationSettings``."""
-        return cls(region=a.region, relative_motion=a.relative_motion, stitching=a.stitching,
-                   eye_retargeting=a.eye_retargeting, lip_retargeting=a.lip_retargeting,
-                   normalize_lip=a.normalize_lip, lip_normalize_threshold=a.lip_normalize_threshold,
-                   driving_option=a.driving_option, driving_multiplier=a.driving_multiplier)
 
 
 @dataclass
@@ -121,7 +83,8 @@ class Offsets:
         return cls(torch.zeros(1, NUM_KP, 3, device=device), torch.zeros(1, 3, device=device))
 
 
-def lip_normalisation_delta(nets: RetargetingNets, source: SourceMotion, opts: DrivingOptions) -> torch.Tensor | None:
+def lip_normalisation_delta(nets: RetargetingNets, source: SourceMotion,
+                            opts: AnimationSettings) -> torch.Tensor | None:
     """Official lip normalisation (once per source): close an open source mouth at neutral.
 
     Applies only with relative motion and when the source lip ratio reaches the threshold; one host
@@ -167,11 +130,13 @@ def _rotate(R: torch.Tensor, offsets: Offsets | None) -> torch.Tensor:
     return R @ rotation_matrix(p, y, r)
 
 
-def motion_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: DrivingOptions,
-                     ref_exp: torch.Tensor | None = None, offsets: Offsets | None = None) -> torch.Tensor:
+def motion_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: AnimationSettings,
+                     ref_exp: torch.Tensor | None = None, offsets: Offsets | None = None, *,
+                     single_image: bool = False) -> torch.Tensor:
     """Official steps 2-3: the driving keypoints before stitching, from the motion relative to ``ref``.
 
-    ``ref_exp`` replaces ``ref.exp`` for the lip/eyes/all expression reference (single-image quirks).
+    ``ref_exp`` replaces ``ref.exp`` for the lip/eyes/all expression reference; ``single_image``: the
+    official quirks for a single driving image (with ``ref_exp``, see ``MotionDriver``).
     """
     s, region = source.info, opts.region
     dev = s.exp.device
@@ -181,7 +146,7 @@ def motion_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts:
         if region in ("all", "exp"):
             exp = s.exp + (d.exp - e_ref)
         elif region in ("lip", "eyes"):
-            moved = s.exp + (d.exp - e_ref) if not (region == "eyes" and opts.single_image) else s.exp + d.exp
+            moved = s.exp + (d.exp - e_ref) if not (region == "eyes" and single_image) else s.exp + d.exp
             exp = torch.where(_region_mask(LIP_ROWS if region == "lip" else EYE_ROWS, dev), moved, s.exp)
         else:
             exp = s.exp
@@ -210,8 +175,8 @@ class ExpressionFriendly:
     multiplier: float
 
 
-def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: DrivingOptions,
-                    nets: RetargetingNets, *, lip0: torch.Tensor | None = None,
+def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: AnimationSettings,
+                    nets: RetargetingNets, *, single_image: bool = False, lip0: torch.Tensor | None = None,
                     expression_friendly: ExpressionFriendly | None = None,
                     eye_ratio: torch.Tensor | None = None, lip_ratio: torch.Tensor | None = None,
                     ref_exp: torch.Tensor | None = None, offsets: Offsets | None = None) -> torch.Tensor:
@@ -219,10 +184,12 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
 
     ``lip0``: lip-normalisation delta (``lip_normalisation_delta``); ``expression_friendly``: its state
     when that option is on; ``eye_ratio`` (1, 2) / ``lip_ratio`` (1, 1): the driving frame's open
-    ratios for retargeting (only the first eye ratio is used, as officially).
+    ratios for retargeting (only the first eye ratio is used, as officially). Of ``opts`` only the official
+    options are read (region, relative motion, stitching, retargeting, lip normalisation, driving option and
+    multiplier); smoothing and clamps are ``MotionDriver.condition``'s.
     """
     x_s = source.x_s
-    x_d = motion_keypoints(source, d, ref, opts, ref_exp, offsets)
+    x_d = motion_keypoints(source, d, ref, opts, ref_exp, offsets, single_image=single_image)
     if expression_friendly is not None:
         x_d = (x_d - expression_friendly.x_d0) * expression_friendly.multiplier + x_s
     use_stitch = opts.stitching and nets.stitching is not None
@@ -243,7 +210,7 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
         if opts.relative_motion:
             # official: the driving motion is replaced by the source plus the retargeting deltas
             base = x_s if offsets is None else motion_keypoints(source, source.info, source.info, opts,
-                                                                offsets=offsets)
+                                                                offsets=offsets, single_image=single_image)
             x_d = base + delta
         else:
             x_d = x_d + delta
@@ -254,25 +221,6 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
 
 # ------------------------------------------------------------------------------------------------
 # live driver
-
-
-@dataclass
-class MotionFilterSettings:
-    """Our additions on top of the official maths (``settings.animation``)."""
-
-    smoothing: bool = True
-    min_cutoff: float = 2.0
-    beta: float = 0.3
-    d_cutoff: float = 1.0
-    #: clamp of the head rotation (degrees) relative to the reference (absolute motion: to zero); None = off
-    max_pitch_deg: float | None = 30.0
-    max_yaw_deg: float | None = 40.0
-    max_roll_deg: float | None = 30.0
-
-    @classmethod
-    def from_settings(cls, a) -> "MotionFilterSettings":
-        return cls(smoothing=a.smoothing, min_cutoff=a.min_cutoff, beta=a.beta, d_cutoff=a.d_cutoff,
-                   max_pitch_deg=a.max_pitch_deg, max_yaw_deg=a.max_yaw_deg, max_roll_deg=a.max_roll_deg)
 
 
 def angles_from_rotation(R: torch.Tensor) -> torch.Tensor:
@@ -295,39 +243,41 @@ def pose_of(info: MotionInfo) -> torch.Tensor:
 
 
 class MotionDriver:
-    """Per-frame driving for one character: reference, smoothing, clamps, then the official maths."""
+    """Per-frame driving for one character: reference, smoothing, clamps, then the official maths.
 
-    def __init__(self, nets: RetargetingNets, options: DrivingOptions | None = None,
-                 filters: MotionFilterSettings | None = None) -> None:
+    Reads ``settings.animation`` itself (``configure`` takes a snapshot). ``additions=False`` leaves out
+    our smoothing and clamp (the official maths alone, as the reference vectors were made);
+    ``single_image`` gives the official behaviour for a single driving *image* (lip_array as the
+    reference expression, the eyes-region quirk, no expression-friendly multiplier), never a live stream.
+    """
+
+    def __init__(self, nets: RetargetingNets, settings: AnimationSettings | None = None, *,
+                 additions: bool = True, single_image: bool = False) -> None:
         self.nets = nets
-        self.options = options or DrivingOptions()
-        self.filters = filters or MotionFilterSettings(smoothing=False, max_pitch_deg=None, max_yaw_deg=None,
-                                                       max_roll_deg=None)
+        self.additions = additions
+        self.single_image = single_image
         self.source: SourceMotion | None = None
         self.reference: MotionInfo | None = None
         self._lip0: torch.Tensor | None = None
         self._ef: ExpressionFriendly | None = None
         self._pose_filter = OneEuroFilter()
         self._exp_filter = OneEuroFilter()
-        self._configure_filters()
+        self.configure(settings or AnimationSettings())
 
     # -- configuration ------------------------------------------------------------------------------
-    def _configure_filters(self) -> None:
-        p = OneEuroParams(self.filters.min_cutoff, self.filters.beta, self.filters.d_cutoff)
+    def configure(self, settings: AnimationSettings) -> None:
+        """New settings: recompute what depends on them, keep the reference."""
+        self.settings = replace(settings)  # a snapshot: what depends on it is recomputed only here
+        p = OneEuroParams(settings.min_cutoff, settings.beta, settings.d_cutoff)
         self._pose_filter.params = p
         self._exp_filter.params = p
-
-    def configure(self, options: DrivingOptions, filters: MotionFilterSettings) -> None:
-        """New options (settings changed): recompute what depends on them, keep the reference."""
-        self.options, self.filters = options, filters
-        self._configure_filters()
         if self.source is not None:
-            self._lip0 = lip_normalisation_delta(self.nets, self.source, options)
+            self._lip0 = lip_normalisation_delta(self.nets, self.source, self.settings)
         self._ef = self._expression_friendly()
 
     def set_source(self, source: SourceMotion) -> None:
         self.source = source
-        self._lip0 = lip_normalisation_delta(self.nets, source, self.options)
+        self._lip0 = lip_normalisation_delta(self.nets, source, self.settings)
         self._ef = self._expression_friendly()
         self.reset_filters()
 
@@ -342,8 +292,8 @@ class MotionDriver:
         self._exp_filter.reset()
 
     def _expression_friendly(self) -> ExpressionFriendly | None:
-        o = self.options
-        if (o.driving_option != "expression-friendly" or not o.relative_motion or o.single_image
+        o = self.settings
+        if (o.driving_option != "expression-friendly" or not o.relative_motion or self.single_image
                 or self.source is None or self.reference is None):
             return None
         x_d0 = motion_keypoints(self.source, self.reference, self.reference, o)
@@ -351,22 +301,20 @@ class MotionDriver:
 
     # -- per frame ----------------------------------------------------------------------------------
     def condition(self, d: MotionInfo, timestamp: float | None) -> MotionInfo:
-        """Our additions: One Euro smoothing of pose and expression, then the rotation clamp."""
-        f = self.filters
-        clamp = (f.max_pitch_deg, f.max_yaw_deg, f.max_roll_deg)
-        smooth = f.smoothing and timestamp is not None
-        if not smooth and all(c is None for c in clamp):
+        """Our additions: One Euro smoothing of pose and expression, then the rotation clamp (degrees,
+        around the reference; absolute motion: around zero)."""
+        if not self.additions:
             return d
+        a = self.settings
         pose = pose_of(d)
         exp = d.exp
-        if smooth:
+        if a.smoothing and timestamp is not None:
             pose = self._pose_filter(pose, timestamp)
             exp = self._exp_filter(exp, timestamp)
-        if any(c is not None for c in clamp):
-            limit = torch.tensor([c if c is not None else 180.0 for c in clamp], device=pose.device)
-            centre = pose_of(self.reference) if (self.options.relative_motion and self.reference is not None) \
-                else torch.zeros_like(pose)
-            pose = torch.clamp(pose, centre - limit, centre + limit)
+        limit = torch.tensor([a.max_pitch_deg, a.max_yaw_deg, a.max_roll_deg], device=pose.device)
+        centre = pose_of(self.reference) if (a.relative_motion and self.reference is not None) \
+            else torch.zeros_like(pose)
+        pose = torch.clamp(pose, centre - limit, centre + limit)
         return replace(with_pose(d, pose), exp=exp)
 
     def drive(self, d: MotionInfo, *, timestamp: float | None = None, eye_ratio: torch.Tensor | None = None,
@@ -377,7 +325,7 @@ class MotionDriver:
             raise RuntimeError("MotionDriver.drive: no character source set")
         if self.reference is None:
             self.set_reference(d)
-        if self.options.single_image:
+        if self.single_image:
             return self._drive_single_image(d, eye_ratio, lip_ratio, offsets)
         return self.drive_conditioned(self.condition(d, timestamp), eye_ratio=eye_ratio, lip_ratio=lip_ratio,
                                       offsets=offsets)
@@ -386,9 +334,9 @@ class MotionDriver:
                           lip_ratio: torch.Tensor | None = None, offsets: Offsets | None = None) -> torch.Tensor:
         """The official maths on motion already smoothed and clamped (``condition``), e.g. blended by idle."""
         ref = self.neutral()
-        return drive_keypoints(self.source, d, ref, self.options, self.nets, lip0=self._lip0,
-                               expression_friendly=self._ef, eye_ratio=eye_ratio, lip_ratio=lip_ratio,
-                               offsets=offsets)
+        return drive_keypoints(self.source, d, ref, self.settings, self.nets, single_image=self.single_image,
+                               lip0=self._lip0, expression_friendly=self._ef, eye_ratio=eye_ratio,
+                               lip_ratio=lip_ratio, offsets=offsets)
 
     def neutral(self) -> MotionInfo:
         """The neutral driving motion: the reference, or the source's own before any face was seen."""
@@ -399,5 +347,5 @@ class MotionDriver:
     def _drive_single_image(self, d: MotionInfo, eye_ratio, lip_ratio, offsets) -> torch.Tensor:
         """Official single driving image: the frame is its own reference, with lip_array as its expression."""
         lip_array = torch.tensor(layout.lip_array(), dtype=torch.float32, device=d.exp.device).reshape(1, NUM_KP, 3)
-        return drive_keypoints(self.source, d, d, self.options, self.nets, lip0=self._lip0, eye_ratio=eye_ratio,
-                               lip_ratio=lip_ratio, ref_exp=lip_array, offsets=offsets)
+        return drive_keypoints(self.source, d, d, self.settings, self.nets, single_image=True, lip0=self._lip0,
+                               eye_ratio=eye_ratio, lip_ratio=lip_ratio, ref_exp=lip_array, offsets=offsets)

@@ -119,9 +119,10 @@ def smoothstep(p: float) -> float:
 
 
 class Expressions:
-    """Active expressions with their strength, eased in and out over ``ease_s`` seconds."""
+    """Active expressions with their strength, eased in and out over ``ease_s`` seconds
+    (``animation.expression_ease_s``)."""
 
-    def __init__(self, ease_s: float = 0.15, device: torch.device | str = "cpu") -> None:
+    def __init__(self, ease_s: float, device: torch.device | str = "cpu") -> None:
         self.ease_s = ease_s
         self._lock = threading.Lock()
         self._target: dict[str, float] = {n: 0.0 for n in NAMES}  # wanted strength (0 when inactive)

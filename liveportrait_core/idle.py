@@ -45,9 +45,12 @@ class IdleStyle:
 
 
 class IdleAnimator:
-    """Tracks how idle the character is (0 live .. 1 fully idle) and what it does meanwhile."""
+    """Tracks how idle the character is (0 live .. 1 fully idle) and what it does meanwhile.
 
-    def __init__(self, ease_s: float = 0.5, alive: bool = True, style: IdleStyle | None = None,
+    ``ease_s`` and ``alive``: ``animation.idle_ease_s`` and ``animation.idle``.
+    """
+
+    def __init__(self, ease_s: float, alive: bool, style: IdleStyle | None = None,
                  seed: int | None = None) -> None:
         self.ease_s = ease_s
         self.alive = alive

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from .animation import DrivingOptions, MotionDriver, MotionFilterSettings, RetargetingNets
+from .animation import MotionDriver, RetargetingNets
 from .cancel import FrameCancelled
 from .characters import CharacterError, CharacterLibrary, PreparedCharacter
 from .expressions import NAMES as EXPRESSION_NAMES, Expressions, add_offsets
@@ -57,9 +57,10 @@ class Animator:
         self.library = library
         mods = getattr(models, "modules", {})
         self.nets = RetargetingNets(stitching=mods.get("stitching"), lip=mods.get("lip"), eye=mods.get("eye"))
-        self.driver = MotionDriver(self.nets)
-        self.expressions = Expressions(device=self.device)
-        self.idle = IdleAnimator()
+        a = settings.animation
+        self.driver = MotionDriver(self.nets, a)
+        self.expressions = Expressions(a.expression_ease_s, device=self.device)
+        self.idle = IdleAnimator(a.idle_ease_s, a.idle)
         self.character: PreparedCharacter | None = None
         #: the user's explicit choice (``characters.active``, a pick or a hotkey; "" = none) and, when it is not
         #: the live character, why (the engine's status shows both; a refused choice is never replaced)
@@ -124,7 +125,7 @@ class Animator:
     def update_settings(self, settings: Settings) -> None:
         self.settings = settings
         a = settings.animation
-        self.driver.configure(DrivingOptions.from_settings(a), MotionFilterSettings.from_settings(a))
+        self.driver.configure(a)
         self.expressions.ease_s = a.expression_ease_s
         self.idle.ease_s, self.idle.alive = a.idle_ease_s, a.idle
         if self.library is not None and self.library.settings is not settings:

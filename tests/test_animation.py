@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from liveportrait_core import models
-from liveportrait_core.animation import (DrivingOptions, MotionDriver, MotionFilterSettings, Offsets,
-                                         RetargetingNets, SourceMotion, angles_from_rotation, retarget, stitch)
+from liveportrait_core.animation import MotionDriver, Offsets, RetargetingNets, SourceMotion, angles_from_rotation
 from liveportrait_core.models.keypoints import MotionInfo, rotation_matrix
 from liveportrait_core.models.recipe import recipe_state_dicts, recipe_weights
+from liveportrait_core.settings import AnimationSettings
 from tests.conftest import load_vectors, rel_err, shared_path
 
 
@@ -46,33 +46,24 @@ def info(v, prefix: str, i: int | None = None) -> MotionInfo:
 # official vectors
 
 
-def test_stitching_and_retargeting_keypoint_level():
-    v = load_vectors("stitching_retargeting")
-    nets = recipe_nets()
-    with torch.no_grad():
-        assert rel_err(stitch(nets.stitching, t(v["x_s"]), t(v["x_d"])), v["stitched_x_d"]) < 1e-5
-        assert rel_err(retarget(nets.eye, t(v["x_s"]), t(v["eye_ratio"])), v["eye_delta"]) < 1e-5
-        assert rel_err(retarget(nets.lip, t(v["x_s"]), t(v["lip_ratio"])), v["lip_delta"]) < 1e-5
-
-
 @pytest.mark.parametrize("case", range(16))
 def test_driving_vectors_all_cases(case: int):
     v = load_vectors("driving")
-    opts = DrivingOptions(
+    single_image = int(v["case_n_frames"][case]) == 1
+    opts = AnimationSettings(
         region=str(v["opt_animation_region"][case]), relative_motion=bool(v["opt_flag_relative_motion"][case]),
         stitching=bool(v["opt_flag_stitching"][case]), eye_retargeting=bool(v["opt_flag_eye_retargeting"][case]),
         lip_retargeting=bool(v["opt_flag_lip_retargeting"][case]),
         normalize_lip=bool(v["opt_flag_normalize_lip"][case]),
         lip_normalize_threshold=float(v["opt_lip_normalize_threshold"][case]),
         driving_option=str(v["opt_driving_option"][case]),
-        driving_multiplier=float(v["opt_driving_multiplier"][case]),
-        single_image=int(v["case_n_frames"][case]) == 1)
+        driving_multiplier=float(v["opt_driving_multiplier"][case]))
     lip = v["source_lip_ratio_closed"] if v["case_source_lip_closed"][case] else v["source_lip_ratio_open"]
     source = SourceMotion(info(v, "source"), t(v["source_eye_ratio"]), t(lip))
     assert rel_err(source.x_s, v["source_x_s"]) < 1e-5
-    driver = MotionDriver(recipe_nets(), opts)  # default filters: off (official maths only)
+    driver = MotionDriver(recipe_nets(), opts, additions=False, single_image=single_image)  # official maths only
     driver.set_source(source)
-    if opts.driving_option == "expression-friendly" and not opts.single_image:
+    if opts.driving_option == "expression-friendly" and not single_image:
         driver.drive(info(v, "driving", 0))  # sets the reference
         assert driver._ef.multiplier == pytest.approx(float(v["expression_friendly_motion_multiplier"]), abs=1e-6)
         driver.set_reference(None)
@@ -202,12 +193,12 @@ def test_motion_sequences_match_numpy_reference(name, kw):
     seq = _sequence(name)
     src, source = _source()
     ref = NumpyReference(src, **kw)
-    opts = DrivingOptions(region=kw.get("region", "all"), stitching=kw.get("stitching", True),
-                          eye_retargeting=kw.get("eye", False), lip_retargeting=kw.get("lip", False),
-                          normalize_lip=kw.get("normalize_lip", False),
-                          driving_option="expression-friendly" if kw.get("expression_friendly") else "pose-friendly",
-                          driving_multiplier=kw.get("multiplier", 1.0))
-    driver = MotionDriver(recipe_nets(), opts)
+    opts = AnimationSettings(region=kw.get("region", "all"), stitching=kw.get("stitching", True),
+                             eye_retargeting=kw.get("eye", False), lip_retargeting=kw.get("lip", False),
+                             normalize_lip=kw.get("normalize_lip", False),
+                             driving_option="expression-friendly" if kw.get("expression_friendly") else "pose-friendly",
+                             driving_multiplier=kw.get("multiplier", 1.0))
+    driver = MotionDriver(recipe_nets(), opts, additions=False)
     driver.set_source(source)
     n = min(len(seq["R"]), 40)
     with torch.no_grad():
@@ -229,7 +220,7 @@ def test_sequence_motion_is_not_trivially_the_source():
     """The comparison above means something: real motion moves the keypoints well away from x_s."""
     seq = _sequence("laugh")
     _, source = _source()
-    driver = MotionDriver(recipe_nets(), DrivingOptions(stitching=False))
+    driver = MotionDriver(recipe_nets(), AnimationSettings(stitching=False), additions=False)
     driver.set_source(source)
     with torch.no_grad():
         moved = max(float((driver.drive(_seq_info(seq, i)) - source.x_s).abs().max()) for i in range(len(seq["R"])))
@@ -263,8 +254,8 @@ def _posed(source: SourceMotion, pitch=0.0, yaw=0.0, roll=0.0, exp=None) -> Moti
 
 def test_rotation_clamp_limits_head_turn_relative_to_reference():
     source = _synthetic_source()
-    filters = MotionFilterSettings(smoothing=False, max_pitch_deg=30, max_yaw_deg=20, max_roll_deg=30)
-    driver = MotionDriver(RetargetingNets(), DrivingOptions(stitching=False), filters)
+    settings = AnimationSettings(stitching=False, smoothing=False, max_pitch_deg=30, max_yaw_deg=20, max_roll_deg=30)
+    driver = MotionDriver(RetargetingNets(), settings)
     driver.set_source(source)
     driver.set_reference(_posed(source, yaw=10.0))
     clamped = driver.drive(_posed(source, yaw=70.0))
@@ -276,9 +267,9 @@ def test_rotation_clamp_limits_head_turn_relative_to_reference():
 
 def test_smoothing_damps_jitter_but_follows_a_hold():
     source = _synthetic_source()
-    filters = MotionFilterSettings(smoothing=True, min_cutoff=1.0, beta=0.0, max_pitch_deg=None,
-                                   max_yaw_deg=None, max_roll_deg=None)
-    driver = MotionDriver(RetargetingNets(), DrivingOptions(stitching=False), filters)
+    settings = AnimationSettings(stitching=False, smoothing=True, min_cutoff=1.0, beta=0.0, max_pitch_deg=90.0,
+                                 max_yaw_deg=90.0, max_roll_deg=90.0)  # the clamps as loose as the settings allow
+    driver = MotionDriver(RetargetingNets(), settings)
     driver.set_source(source)
     driver.set_reference(_posed(source))
     raw, smooth = [], []
@@ -288,7 +279,7 @@ def test_smoothing_damps_jitter_but_follows_a_hold():
         x = driver.drive(_posed(source, yaw=yaw), timestamp=i / 30)
         smooth.append(x)
     jitter_smooth = float((smooth[-1] - smooth[-2]).abs().max())
-    unsmoothed = MotionDriver(RetargetingNets(), DrivingOptions(stitching=False))
+    unsmoothed = MotionDriver(RetargetingNets(), AnimationSettings(stitching=False), additions=False)
     unsmoothed.set_source(source)
     unsmoothed.set_reference(_posed(source))
     jitter_raw = float((unsmoothed.drive(_posed(source, yaw=3.0)) - unsmoothed.drive(_posed(source, yaw=-3.0))).abs().max())
@@ -300,7 +291,7 @@ def test_smoothing_damps_jitter_but_follows_a_hold():
 
 def test_reference_frame_reproduces_the_source_and_calibration_moves_it():
     source = _synthetic_source()
-    driver = MotionDriver(RetargetingNets(), DrivingOptions(stitching=False))
+    driver = MotionDriver(RetargetingNets(), AnimationSettings(stitching=False), additions=False)
     driver.set_source(source)
     first = _posed(source, pitch=5.0, yaw=-8.0)
     assert torch.allclose(driver.drive(first), source.x_s, atol=1e-5)  # first frame = neutral
@@ -312,7 +303,7 @@ def test_reference_frame_reproduces_the_source_and_calibration_moves_it():
 
 def test_offsets_add_expression_and_tilt():
     source = _synthetic_source()
-    driver = MotionDriver(RetargetingNets(), DrivingOptions(stitching=False))
+    driver = MotionDriver(RetargetingNets(), AnimationSettings(stitching=False), additions=False)
     driver.set_source(source)
     off = Offsets.zeros()
     off.exp[0, 14, 1] = 0.02
@@ -326,3 +317,14 @@ def test_offsets_add_expression_and_tilt():
     expected = source.info.scale * ((source.info.kp @ source.info.R @ rotation_matrix(*(torch.tensor([v]) for v in (0.0, 0.0, 10.0))))
                                     + source.info.exp)
     assert torch.allclose(x, expected, atol=1e-5)
+
+
+def test_driver_reads_the_animation_settings_and_keeps_a_snapshot():
+    """The driving options are ``settings.AnimationSettings`` itself (defaults there only), copied at
+    ``configure``: a later change to the caller's object takes effect only through ``configure``."""
+    driver = MotionDriver(RetargetingNets())
+    assert driver.settings == AnimationSettings()
+    mine = AnimationSettings(region="pose", driving_multiplier=1.5)
+    driver.configure(mine)
+    mine.region = "lip"
+    assert driver.settings == AnimationSettings(region="pose", driving_multiplier=1.5)

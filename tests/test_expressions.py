@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from liveportrait_core.animation import DrivingOptions, MotionDriver, RetargetingNets, SourceMotion
+from liveportrait_core.animation import MotionDriver, RetargetingNets, SourceMotion
 from liveportrait_core.expressions import CHARACTER_LEFT, CHARACTER_RIGHT, NAMES, SHAPES, Expressions
 from liveportrait_core.models.keypoints import MotionInfo, rotation_matrix
+from liveportrait_core.settings import AnimationSettings
 
 BRIEF_NAMES = {"smile", "wink_left", "wink_right", "blink", "aaa", "eee", "woo", "eyebrows_up", "pupils_left",
                "pupils_right", "pupils_up", "pupils_down", "head_tilt"}
@@ -26,7 +27,7 @@ def test_every_named_expression_exists():
 
 def test_unknown_expression_is_rejected_with_the_known_names():
     with pytest.raises(KeyError, match="smile"):
-        Expressions().set("grin_wide", True)
+        Expressions(ease_s=0.15).set("grin_wide", True)
 
 
 def test_blink_closes_both_eyes_and_winks_one():
@@ -93,7 +94,7 @@ def test_expression_moves_the_driving_keypoints_by_its_offset():
     z = torch.zeros(1, 1)
     info = MotionInfo(pitch=z, yaw=z, roll=z, R=rotation_matrix(z, z, z), kp=torch.randn(1, 21, 3, generator=g) * 0.3,
                       exp=torch.zeros(1, 21, 3), t=torch.zeros(1, 3), scale=torch.full((1, 1), 1.5))
-    driver = MotionDriver(RetargetingNets(), DrivingOptions(stitching=False))
+    driver = MotionDriver(RetargetingNets(), AnimationSettings(stitching=False), additions=False)
     driver.set_source(SourceMotion(info, torch.tensor([[0.3, 0.3]]), torch.tensor([[0.0]])))
     ex = Expressions(ease_s=0.0)
     ex.set("aaa", True)

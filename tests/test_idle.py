@@ -16,7 +16,7 @@ def motion(yaw: float, e: float) -> MotionInfo:
 
 
 def test_weight_eases_to_idle_in_ease_time_and_back():
-    idle = IdleAnimator(ease_s=0.5, seed=0)
+    idle = IdleAnimator(ease_s=0.5, alive=True, seed=0)
     assert idle.update(True, 0.0) == 0.0
     w = [idle.update(False, t) for t in (0.1, 0.25, 0.4, 0.5, 0.6)]
     assert all(a < b for a, b in zip(w[:4], w[1:4]))  # monotonic while easing
@@ -35,8 +35,8 @@ def test_blend_motion_goes_from_last_pose_to_neutral():
 
 
 def test_idle_breathes_and_blinks_at_natural_intervals():
-    ex = Expressions()
-    idle = IdleAnimator(ease_s=0.5, seed=3)
+    ex = Expressions(ease_s=0.15)
+    idle = IdleAnimator(ease_s=0.5, alive=True, seed=3)
     idle.update(True, 0.0)
     assert idle.offsets(0.0, ex) is None  # live: nothing added
     fps, seconds = 30, 60
@@ -64,4 +64,4 @@ def test_not_alive_still_eases_but_adds_nothing():
     idle = IdleAnimator(ease_s=0.2, alive=False)
     idle.update(True, 0.0)
     assert idle.update(False, 1.0) == 1.0
-    assert idle.offsets(1.0, Expressions()) is None
+    assert idle.offsets(1.0, Expressions(ease_s=0.15)) is None

@@ -10,7 +10,7 @@ import torch
 from liveportrait_core.models import build
 from liveportrait_core.models.keypoints import MotionInfo
 from liveportrait_core.models.layout import MODULE_NAMES, module_layout, total_parameters
-from liveportrait_core.models.stitching import retarget_eye, retarget_lip, stitch
+from liveportrait_core.models.stitching import retarget, stitch
 from tests.conftest import load_vectors, rel_err
 
 
@@ -95,12 +95,13 @@ def test_retargeting_mlps(modules, name):
 
 
 def test_stitching_and_retargeting_at_keypoint_level(modules):
+    """The one copy of the wrapper maths, used by the driving maths (animation.py) and the benchmark."""
     v = load_vectors("stitching_retargeting")
     x_s, x_d = t(v["x_s"]), t(v["x_d"])
     with torch.inference_mode():
         assert rel_err(stitch(modules["stitching"], x_s, x_d), v["stitched_x_d"]) < 1e-5
-        assert rel_err(retarget_eye(modules["eye"], x_s, t(v["eye_ratio"])), v["eye_delta"]) < 1e-5
-        assert rel_err(retarget_lip(modules["lip"], x_s, t(v["lip_ratio"])), v["lip_delta"]) < 1e-5
+        assert rel_err(retarget(modules["eye"], x_s, t(v["eye_ratio"])), v["eye_delta"]) < 1e-5
+        assert rel_err(retarget(modules["lip"], x_s, t(v["lip_ratio"])), v["lip_delta"]) < 1e-5
 
 
 @pytest.mark.parametrize("key", ["out", "occlusion_map", "deformation"])

@@ -43,7 +43,7 @@ class RetargetingMLP(nn.Module):
 
 def _concat(kp: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
     b = kp.shape[0]
-    return torch.cat([kp.reshape(b, -1), other.reshape(b, -1)], dim=1)
+    return torch.cat([kp.reshape(b, -1), other.reshape(b, -1).to(kp)], dim=1)
 
 
 def stitch(mlp: nn.Module, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
@@ -54,11 +54,7 @@ def stitch(mlp: nn.Module, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor
     return x_d + delta[:, :3 * n].reshape(b, n, 3) + shift[:, None, :]
 
 
-def retarget_eye(mlp: nn.Module, x_s: torch.Tensor, eye_ratio: torch.Tensor) -> torch.Tensor:
-    """Keypoint offsets (B,21,3) from x_s and [source left, source right, driving] eye-open ratios (B,3)."""
-    return mlp(_concat(x_s, eye_ratio)).reshape(x_s.shape[0], -1, 3)
-
-
-def retarget_lip(mlp: nn.Module, x_s: torch.Tensor, lip_ratio: torch.Tensor) -> torch.Tensor:
-    """Keypoint offsets (B,21,3) from x_s and [source, driving] lip-open ratios (B,2)."""
-    return mlp(_concat(x_s, lip_ratio)).reshape(x_s.shape[0], -1, 3)
+def retarget(mlp: nn.Module, x_s: torch.Tensor, ratios: torch.Tensor) -> torch.Tensor:
+    """Keypoint offsets (B,21,3) from x_s and the open ratios (official ``retarget_eye`` / ``retarget_lip``,
+    the same maths): eye MLP [source left, source right, driving] (B,3), lip MLP [source, driving] (B,2)."""
+    return mlp(_concat(x_s, ratios)).reshape(x_s.shape[0], -1, 3)
