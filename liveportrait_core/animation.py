@@ -260,15 +260,16 @@ class MotionDriver:
         self.reference: MotionInfo | None = None
         self._lip0: torch.Tensor | None = None
         self._ef: ExpressionFriendly | None = None
-        self._pose_filter = OneEuroFilter()
-        self._exp_filter = OneEuroFilter()
-        self.configure(settings or AnimationSettings())
+        settings = settings or AnimationSettings()
+        self._pose_filter = OneEuroFilter(OneEuroParams.of(settings))
+        self._exp_filter = OneEuroFilter(OneEuroParams.of(settings))
+        self.configure(settings)
 
     # -- configuration ------------------------------------------------------------------------------
     def configure(self, settings: AnimationSettings) -> None:
         """New settings: recompute what depends on them, keep the reference."""
         self.settings = replace(settings)  # a snapshot: what depends on it is recomputed only here
-        p = OneEuroParams(settings.min_cutoff, settings.beta, settings.d_cutoff)
+        p = OneEuroParams.of(settings)
         self._pose_filter.params = p
         self._exp_filter.params = p
         if self.source is not None:

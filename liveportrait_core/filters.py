@@ -11,11 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass
+@dataclass(frozen=True)
 class OneEuroParams:
-    min_cutoff: float = 1.0  #: Hz; lower is steadier when still, with more lag
-    beta: float = 0.05  #: how fast the cutoff rises with speed; higher is less lag when moving
-    d_cutoff: float = 1.0  #: Hz, for the speed estimate
+    """The filter's three parameters; their defaults live in the settings (tracking and animation)."""
+
+    min_cutoff: float  #: Hz; lower is steadier when still, with more lag
+    beta: float  #: how fast the cutoff rises with speed; higher is less lag when moving
+    d_cutoff: float  #: Hz, for the speed estimate
+
+    @classmethod
+    def of(cls, settings: Any) -> "OneEuroParams":
+        """From a settings section with ``min_cutoff``, ``beta`` and ``d_cutoff`` fields."""
+        return cls(settings.min_cutoff, settings.beta, settings.d_cutoff)
 
 
 def _alpha(cutoff: Any, dt: float) -> Any:
@@ -26,8 +33,8 @@ def _alpha(cutoff: Any, dt: float) -> Any:
 class OneEuroFilter:
     """Filters successive samples ``x`` (array-like, same shape each time) taken at times ``t`` (s)."""
 
-    def __init__(self, params: OneEuroParams | None = None) -> None:
-        self.params = params or OneEuroParams()
+    def __init__(self, params: OneEuroParams) -> None:
+        self.params = params
         self._x: Any = None
         self._dx: Any = None
         self._t: float | None = None

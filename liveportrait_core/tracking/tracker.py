@@ -46,9 +46,8 @@ class FaceTracker:
         self._mesh: FaceMesh | None = None
         self._mesh_key: tuple | None = None
         self.calibration = Calibration(self.settings.auto_calibrate, self.settings.calibrate_after_s)
-        self._lmk_filter = OneEuroFilter()
-        self._box_filter = OneEuroFilter()
-        self._apply_filter_params()
+        self._lmk_filter = OneEuroFilter(OneEuroParams.of(self.settings))
+        self._box_filter = OneEuroFilter(OneEuroParams.of(self.settings))
         self._last_centre: np.ndarray | None = None  # kept through losses: re-acquire the nearest face
         self._seen_at: float | None = None  # when a face was last seen (kept through losses)
         self._have_face = False
@@ -174,7 +173,7 @@ class FaceTracker:
 
     def _apply_filter_params(self) -> None:
         s = self.settings
-        params = OneEuroParams(min_cutoff=s.min_cutoff, beta=s.beta, d_cutoff=s.d_cutoff)
+        params = OneEuroParams.of(s)
         self._lmk_filter.params = params
         self._box_filter.params = params
 
