@@ -391,7 +391,7 @@ def test_a_different_official_layout_file_is_used_but_said_to_differ(tmp_path, s
     assert rep.status == "differs" and rep.ok  # usable, never replaced behind the user's back
     assert f"{AFE_REL} is not the official file" in rep.message and "3,387,959" in rep.message
     assert rep.sha256[:12] in rep.message and "5279bb865429" in rep.message
-    assert "delete it and re-download" in rep.fix and "download-models" in rep.fix
+    assert "replace it:" in rep.fix and "download-models --force" in rep.fix  # one step, not "delete it"
 
 
 def test_download_manifest_detects_later_corruption(tmp_path, small_weights):

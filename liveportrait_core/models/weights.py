@@ -103,10 +103,13 @@ def checkpoint_paths(models_dir: str | os.PathLike[str], variant: str = "human")
 
 
 def download_fix(variant: str = "human", again: bool = True,
-                 models_dir: str | os.PathLike[str] | None = None) -> str:
+                 models_dir: str | os.PathLike[str] | None = None, force: bool = False) -> str:
     """What to tell the user: the command that fetches the official files for ``variant`` into the folder
-    that was checked (``--models-dir DIR`` unless it is the default one, so following it fixes that folder)."""
+    that was checked (``--models-dir DIR`` unless it is the default one, so following it fixes that folder).
+    ``download-models`` replaces a damaged file by itself; ``force`` also replaces a usable one."""
     args = [] if variant == "human" else ["--variant", variant]
+    if force:
+        args.append("--force")
     if models_dir is not None:
         root = models_root(models_dir)
         if root.resolve() != paths.DEFAULT_MODELS_DIR.resolve():
@@ -438,14 +441,14 @@ def verify_models(models_dir: str | os.PathLike[str], variant: str = "human", de
             what = "too small (truncated?)" if size < lo else "too large"
             reports.append(FileReport(file, path, "bad", size,
                                       f"{rel} is {size:,} bytes, {what}: expected {lo:,} to {hi:,} bytes",
-                                      f"delete it and {fix}"))
+                                      fix))
             continue
         if not deep:
             reports.append(FileReport(file, path, "ok", size, f"{rel} present ({size:,} bytes; not loaded)", ""))
             continue
         _, problems = _read_file(file, path, layout.modules_in_file(file), variant, models_dir)
         if problems:
-            reports.append(FileReport(file, path, "bad", size, " | ".join(problems), f"delete it and {fix}"))
+            reports.append(FileReport(file, path, "bad", size, " | ".join(problems), fix))
             continue
         report = FileReport(file, path, "ok", size, f"{rel} matches the official layout ({size:,} bytes)", "")
         if check_hash:
@@ -467,10 +470,11 @@ def _compare_hash(models_dir: str | os.PathLike[str], rel: str, report: FileRepo
         report.status = "bad"
         report.message = (f"{rel} is corrupt: same size as the {source} file but a different SHA-256 "
                           f"({report.sha256[:12]}... instead of {sha[:12]}...)")
-        report.fix = f"delete it and {fix}"
+        report.fix = fix
     else:
         report.status = "differs"
         report.message = (f"{rel} is not the {source} file: {report.size:,} bytes instead of {size:,}, "
                           f"SHA-256 {report.sha256[:12]}... instead of {sha[:12]}...; its keys and shapes match, "
                           f"so it is used, but its results may differ from the official weights")
-        report.fix = f"if you did not convert it on purpose (e.g. to fp16), delete it and {fix}"
+        report.fix = ("if you did not convert it on purpose (e.g. to fp16), replace it: "
+                      + download_fix(models_dir=models_dir, force=True))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from liveportrait_core import crop, log
+from liveportrait_core import crop, log, paths
 from liveportrait_core.tracking import landmarks as lm
 from liveportrait_core.tracking.mesh import FaceMesh, MeshFace
 
@@ -213,8 +213,8 @@ def below_threshold_message(score: float, threshold: float) -> str:
     value = suggested_threshold(score)
     return (head + f"; to try it anyway lower the threshold to {value:.1f}: CLI --set characters.min_face_confidence="
             f"{value:.1f}, OBS: the Min face confidence slider (Character group); a lower threshold can accept "
-            "something that is not a face and put the crop beside the face, so check the crop preview "
-            f"(check-character --min-confidence {value:.1f})")
+            "something that is not a face and put the crop beside the face, so check the crop preview first: "
+            + paths.cli_command("check-character", "IMAGE", "--min-confidence", f"{value:.1f}"))
 
 
 def _unique(faces: list[MeshFace]) -> list[MeshFace]:
