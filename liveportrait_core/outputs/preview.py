@@ -245,6 +245,7 @@ class PreviewWindow:
         self._bg: np.ndarray | None = None
         self._last_ts = 0.0
         self._fps = 0.0
+        self._rendered = 0  #: frames this window has shown (the number the engine's status counts too)
         self._lock = threading.Lock()
         self._pending: PublishedFrame | None = None  #: the newest frame, not drawn yet
         self._frame: PublishedFrame | None = None  #: the frame on screen
@@ -345,6 +346,7 @@ class PreviewWindow:
         if dt > 0:
             self._fps = 0.9 * self._fps + 0.1 * (1.0 / dt) if self._fps else 1.0 / dt
         self._last_ts = frame.publish_ts
+        self._rendered += 1
         return image
 
     def overlay(self, base: np.ndarray, frame: PublishedFrame, busy: str = "") -> np.ndarray:
@@ -354,8 +356,9 @@ class PreviewWindow:
             fps = self._fps
             rate = "" if not fps else f"{fps:.1f} fps   " if fps >= 1 else f"{1 / fps:.1f} s per frame   "
             lat = frame.latency_s
-            draw_text_band(image, f"{rate}latency {lat * 1e3:.0f} ms   #{frame.index}" if lat < 10
-                           else f"{rate}latency {lat:.1f} s   #{frame.index}")
+            # "frame N" counts frames produced, like the status ("computing frame N+1"), not camera frames
+            draw_text_band(image, f"{rate}latency {lat * 1e3:.0f} ms   frame {self._rendered}" if lat < 10
+                           else f"{rate}latency {lat:.1f} s   frame {self._rendered}")
         if busy:
             draw_text_band(image, busy, bottom=True)
         return image
