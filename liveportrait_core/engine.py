@@ -134,10 +134,30 @@ class _Session:
         self.published = 0  #: frames published in this session (what ``max_frames`` counts)
         self.frame_errors = 0  #: input frames lost to a tracking or inference error
         self.busy: tuple[str, float] | None = None  #: what the inference stage is doing, since when
+        self.skipped_while_loading = 0  #: input frames passed over while the networks loaded (not a user's loss)
+        self.loading_since_passed_over: int | None = None  #: ``input_passed_over()`` when a load began
         self.slow_warned = False
 
     def handoffs(self) -> tuple[LatestValue, ...]:
         return self.captured, self.tracked, self.animated
+
+    def input_passed_over(self) -> int:
+        """Input frames replaced before inference took them (captured or tracked, but never animated)."""
+        return self.captured.dropped + self.tracked.dropped
+
+    def skipped(self) -> int:
+        """Input frames skipped because inference was busy animating: those passed over while the networks
+        load are not counted (nothing could animate them; a user cannot act on that number)."""
+        total = self.input_passed_over() if self.loading_since_passed_over is None else self.loading_since_passed_over
+        return total - self.skipped_while_loading
+
+    def loading(self, started: bool) -> None:
+        """Mark the start and the end of a model load (for ``skipped``)."""
+        if started:
+            self.loading_since_passed_over = self.input_passed_over()
+        elif self.loading_since_passed_over is not None:
+            self.skipped_while_loading += self.input_passed_over() - self.loading_since_passed_over
+            self.loading_since_passed_over = None
 
 
 OUT_OF_MEMORY_ADVICE = ("out of GPU memory while animating: close other GPU applications, lower "
@@ -395,7 +415,7 @@ class Engine:
         st.outputs = {name: r.status() for name, r in runners.items()}
         if sess is not None:
             st.dropped_by_stage = {box.name: box.dropped for box in sess.handoffs()}
-            st.skipped = st.dropped_by_stage["captured"] + st.dropped_by_stage["tracked"]
+            st.skipped = sess.skipped()
             st.dropped = st.dropped_by_stage["animated"]
             st.failed = sess.frame_errors
             st.activity = self._activity(sess, st, now)
@@ -661,6 +681,7 @@ class Engine:
                 if hasattr(self._backend, "should_stop"):
                     self._backend.should_stop = sess.stop.is_set
                 sess.busy = (LOADING, time.perf_counter())
+                sess.loading(True)
                 try:
                     animator = self._backend.create_animator(self._settings)
                 except FrameCancelled:
@@ -673,6 +694,7 @@ class Engine:
                     continue
                 finally:
                     sess.busy = None
+                    sess.loading(False)
                 with self._lock:
                     self._animator, self._rebuild_animator = animator, False
                 self._device = str(_safe(lambda: getattr(animator, "device", "")) or "")

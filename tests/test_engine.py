@@ -686,3 +686,22 @@ def test_a_start_error_that_names_its_fix_is_logged_once_without_traceback(tmp_p
     errors = [r for r in caplog.records if r.levelname == "ERROR" and "weights are not usable" in r.getMessage()]
     assert len(errors) == 1 and not errors[0].exc_info and errors[0].start_error
     assert len([e for e in st.errors if "weights are not usable" in e]) == 1  # a retry is not listed again
+
+
+def test_input_passed_over_while_the_networks_load_is_not_counted_as_skipped(tmp_path):
+    """A live source keeps coming while the model loads (seconds on a CPU, ~500 frames in the walkthrough):
+    nothing could animate those frames, so "input skipped (busy)" does not count them; it counts what is
+    skipped while frames are being animated."""
+    backend = FakeBackend()
+    backend.release_animator.clear()  # the model load takes until the test releases it
+    out = Collect()
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 20, fps=200.0)), realtime=True, loop=True),
+                 [out], backend=backend)
+    eng.start()
+    assert _wait(lambda: sum(eng.status().dropped_by_stage.values()) >= 20)  # many frames passed over...
+    assert eng.status().skipped == 0  # ...none of them counted
+    backend.release_animator.set()
+    assert _wait(lambda: len(out.frames) >= 3)
+    st = eng.status()
+    assert 0 <= st.skipped < st.dropped_by_stage["captured"] + st.dropped_by_stage["tracked"]
+    assert eng.stop()
