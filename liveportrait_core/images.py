@@ -169,7 +169,7 @@ def _pil_image(data: bytes):
         import io
 
         from PIL import Image
-    except ImportError:  # Pillow is optional: without it EXIF orientation and animation are not checked
+    except ImportError:  # a declared dependency; without it EXIF orientation and animation are not checked
         return None
     try:
         return Image.open(io.BytesIO(data))
