@@ -106,6 +106,7 @@ def _load(args: argparse.Namespace, settings, device, modes: list[str]):
     else:
         state_dicts = weights.read_state_dicts(settings.model.models_dir, variant=settings.model.variant)
         label = f"official weights ({settings.model.variant}) from {weights.models_root(settings.model.models_dir)}"
+    _log.info("building the networks: %s", label)
     plain = loader.LivePortraitModels(loader.load_state_dicts_into(state_dicts, device), device, torch.float32)
     prepared = {}
     for dtype in dict.fromkeys(_mode_dtype(m) for m in modes if m != "plain-fp32"):
@@ -205,14 +206,17 @@ def run(args: argparse.Namespace, settings) -> dict[str, Any]:
     repeats = max(1, int(args.repeats))
     times = {m: {k: [] for k in (*STAGES, "frame", "frame_cpu", "appearance_feature_extractor")} for m in modes}
     outputs = {}
+    _log.info("modes %s on %s: one warm-up frame each, then %d timed repeat(s); on a CPU a frame takes seconds",
+              ", ".join(modes), device, repeats)
     for m in modes:  # warm-up (and output for the error figures)
+        _log.info("warm-up: %s", m)
         outputs[m] = _frame(by_mode[m], image, f_s, x_s, None)
     for r in range(repeats):
         for m in modes:
+            _log.info("repeat %d/%d: %s", r + 1, repeats, m)
             _, t_f = _timed(device, lambda: by_mode[m].run("appearance_feature_extractor", image))
             times[m]["appearance_feature_extractor"].append(t_f)
             _frame(by_mode[m], image, f_s, x_s, times[m])
-        _log.info("repeat %d/%d done", r + 1, repeats)
     ref_out, ref_u8 = outputs["plain-fp32"]
     result_modes = {}
     for m in modes:
