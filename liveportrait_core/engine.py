@@ -9,8 +9,8 @@ are queued and applied by the thread that owns that object, between frames.
 Rules the engine keeps (docs/ENGINE.md):
 * ``start()`` returns at once; torch, MediaPipe and the weights load on the stage threads.
 * ``stop()`` returns within its timeout; the outputs are joined first (a recording is finalised),
-  then the stages. A stage busy in a native call that cannot be interrupted (the model load, one
-  network) finishes on its own and its result is thrown away; ``join()`` waits for it. A process
+  then the stages. A stage busy in a native call that cannot be interrupted (one network, or one
+  step of the model load: a load is given up between networks) finishes on its own and its result is thrown away; ``join()`` waits for it. A process
   must not exit while such a thread runs (Python would kill it inside C++: SIGABRT), see the CLI.
 * An exception in any stage is caught, logged, listed in ``status().errors`` and the stage goes on.
 * A lost camera is reopened with backoff while the character idles.
@@ -279,8 +279,8 @@ class Engine:
         return joined
 
     def join(self, timeout: float | None = None) -> bool:
-        """After ``stop()``: wait up to ``timeout`` s for threads that were still finishing (a model load or a
-        network cannot be interrupted; a stop cancels between networks). True when none is left."""
+        """After ``stop()``: wait up to ``timeout`` s for threads that were still finishing (one network, or one
+        step of the model load, cannot be interrupted; a stop cancels between them). True when none is left."""
         deadline = None if timeout is None else time.perf_counter() + timeout
         for th in self.lingering_threads():
             th.join(None if deadline is None else max(0.0, deadline - time.perf_counter()))

@@ -3,7 +3,7 @@
 Every command ends with one of the statuses below, never with a signal. Python (3.11 and older) ends a
 daemon thread that is still inside a native call when the interpreter exits by unwinding it through C++
 code, which aborts the whole process ("terminate called without an active exception", SIGABRT, exit 134).
-The engine joins its threads on stop, but a model load or one network cannot be interrupted; ``leave``
+The engine joins its threads on stop, but one network (or one step of the model load) cannot be interrupted; ``leave``
 is the last resort for that case: it flushes what was printed and ends the process with ``os._exit``,
 which skips the interpreter's teardown. Recordings are finalised before (the engine joins its outputs
 first), so nothing is lost.

@@ -260,8 +260,8 @@ def _stop(engine: Any, requests: _StopRequests, recorded: bool) -> bool:
     if engine.stop(timeout=STOP_S):
         return True
     busy = ", ".join(t.name.removeprefix("lp-") for t in engine.lingering_threads()) or "a stage"
-    print(f"stopping: waiting up to {FINISH_S:.0f} s for {busy} to finish its current step (a network or the model "
-          "load cannot be interrupted)" + ("; the recording is already finalised" if engine.settings.outputs.record
+    print(f"stopping: waiting up to {FINISH_S:.0f} s for {busy} to finish its current step (one network, or one network's "
+          "load, cannot be interrupted)" + ("; the recording is already finalised" if engine.settings.outputs.record
                                             and recorded else "") + "; Ctrl-C leaves now", flush=True)
     signals = requests.count
     deadline = time.perf_counter() + FINISH_S
