@@ -271,7 +271,8 @@ def check_outputs(settings: Settings) -> list[Check]:
     return checks
 
 
-def check_characters(settings: Settings) -> Check:
+def check_character_folder(settings: Settings) -> Check:
+    """The characters folder exists and holds images (``check-character`` checks the images themselves)."""
     folder = paths.resolve(settings.characters.folder)
     if not folder.is_dir():
         return Check("characters", FAIL, f"character folder {folder} does not exist",
@@ -300,7 +301,7 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
     for name, fn in (("python", check_python), ("torch", lambda: check_torch(s)), ("gpu", check_gpu),
                      ("mediapipe", check_mediapipe), ("opencv", check_opencv),
                      ("weights", lambda: check_weights(s)), ("outputs", lambda: check_outputs(s)),
-                     ("characters", lambda: check_characters(s)), ("command", check_command)):
+                     ("characters", lambda: check_character_folder(s)), ("command", check_command)):
         checks += _guard(name, fn)
     return checks
 

@@ -127,7 +127,7 @@ def test_bad_images_are_rejected_with_a_message_and_the_library_keeps_working(fo
 
 def test_cache_hit_brings_the_paste_back_mask_and_a_bad_mask_means_preparing_again(tmp_path, recipe_models,
                                                                                      monkeypatch):
-    from liveportrait_core import characters as ch
+    from liveportrait_core.characters import cache as ch
     from liveportrait_core import crop
 
     folder = tmp_path / "chars"

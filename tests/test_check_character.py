@@ -89,9 +89,9 @@ def test_dog_is_not_a_character():
     dog = ROOT.parent / "shared" / "testdata" / "characters" / "s25.jpg"
     if not dog.exists():
         pytest.skip("shared test data not found")
-    from liveportrait_core.tracking.character_check import check_characters
+    from liveportrait_core.characters.check import check_images
 
-    (r,) = check_characters([dog], previews=False)
+    (r,) = check_images([dog])
     assert r.face_found is False and r.confidence < 0.8
 
 

@@ -142,10 +142,10 @@ def test_spout_enabled_off_windows_fails(monkeypatch):
 def test_missing_characters_folder(tmp_path):
     s = Settings()
     s.characters.folder = str(tmp_path / "nope")
-    assert doctor.check_characters(s).status == "FAIL"
+    assert doctor.check_character_folder(s).status == "FAIL"
     s.characters.folder = str(tmp_path)
     (tmp_path / "me.png").write_bytes(b"")
-    assert doctor.check_characters(s).status == "OK"
+    assert doctor.check_character_folder(s).status == "OK"
 
 
 def test_a_crashing_check_is_reported_and_the_rest_still_runs(monkeypatch):

@@ -11,7 +11,7 @@ pytest.importorskip("mediapipe")
 
 from liveportrait_core.settings import TrackingSettings  # noqa: E402
 from liveportrait_core.tracking import FaceTracker  # noqa: E402
-from liveportrait_core.tracking.character import CharacterFaceFinder  # noqa: E402
+from liveportrait_core.characters.faces import CharacterFaceFinder  # noqa: E402
 from liveportrait_core.tracking.debug_draw import draw_observation  # noqa: E402
 from tests.conftest import shared_path  # noqa: E402
 

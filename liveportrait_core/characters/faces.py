@@ -1,31 +1,35 @@
-"""Find the face in a character image (static mode) and the official source crop around it.
+"""The face in a character image: found (static mode), measured, and refused with the reason.
 
-Used by ``check-character`` and by the character library when it prepares a character. A face must
-come with a detector score of at least ``min_confidence``: MediaPipe's mesh happily fits a face to a
-dog (testdata s25 scores 0.72 while every human portrait and the 3-D cartoon score ≥ 0.9), and the
-human LivePortrait model should not be fed one. Faces that are small in a large image are missed by
-the short-range detector FaceMesh uses, so a full-range detection pass finds them and the mesh runs
-again on a crop around each. Candidates under the threshold are kept too, so that a refusal can say
-how close the best one came (``CharacterFace.confidence``) and what lowering the threshold would risk.
+A face must come with a detector score of at least ``characters.min_face_confidence``: MediaPipe's mesh
+happily fits a face to a dog (testdata s25 scores 0.72 while every human portrait and the 3-D cartoon score
+≥ 0.9), and the human LivePortrait model should not be fed one. Faces that are small in a large image are
+missed by the short-range detector FaceMesh uses, so a full-range detection pass finds them and the mesh runs
+again on a crop around each. Candidates under the threshold are kept too, so that a refusal can say how close
+the best one came (``CharacterFace.confidence``) and what lowering the threshold would risk.
+
+``CharacterFaceFinder`` gives the full description (``check-character`` reports it); ``SourceFace`` is the part
+a preparation keeps (and the disk cache stores); ``LazyFaceFinder`` is the finder the library shares between
+threads, which raises ``CharacterError`` when there is no face to use. The thresholds come from
+``settings.CharacterSettings``.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from liveportrait_core import crop, log, paths
+from liveportrait_core.settings import CharacterSettings
 from liveportrait_core.tracking import landmarks as lm
 from liveportrait_core.tracking.mesh import FaceMesh, MeshFace
 
 _log = logging.getLogger(__name__)
 
-#: Below this detector score a face is reported as not found (see the module docstring).
-MIN_CONFIDENCE = 0.8
-#: Faces whose eye-to-chin box is smaller than this (pixels) are too small to animate well.
-MIN_FACE_PX = 64
 #: The second pass runs the mesh on a square this many times the detected box, at most this big.
 _REGION_SCALE = 2.5
 _REGION_MAX_PX = 768
@@ -34,8 +38,39 @@ _TILE_MIN_PX = 256
 #: Detector floor for candidates: weaker ones are not even reported. MediaPipe drops a face altogether when its
 #: own threshold is near the face's score (the alpaca s23 scores 0.41 with a floor of 0.1, nothing with 0.2).
 CANDIDATE_FLOOR = 0.1
-#: The lowest ``characters.min_face_confidence`` the settings allow (settings.py holds the range).
-LOWEST_THRESHOLD = 0.3
+#: The lowest ``characters.min_face_confidence`` the settings allow (read from the schema's range).
+LOWEST_THRESHOLD: float = next(f.metadata["min"] for f in dataclasses.fields(CharacterSettings)
+                               if f.name == "min_face_confidence")
+#: A face this many pixels across (or more) fills the 512 crop's face without upscaling (512 / 2.3 ≈ 222).
+SHARP_FACE_PX = 200
+
+
+class CharacterError(ValueError):
+    """A character image cannot be used; the message names the file and what to do."""
+
+
+@dataclass
+class SourceFace:
+    """What a preparation keeps of the face in a character image (image pixels)."""
+
+    eye_centre: np.ndarray  #: (2,) mean of the two eye centres
+    lip_centre: np.ndarray  #: (2,) mouth centre
+    points: np.ndarray  #: (N, 2) landmarks whose extent defines the crop box
+    confidence: float
+    eye_ratio: tuple[float, float]  #: open ratios (left, right), the tracker's convention
+    lip_ratio: float
+    roll_deg: float
+    size_px: float  #: face size across, pixels
+
+    def crop_transform(self) -> crop.CropTransform:
+        """The official source crop (rotated, ×2.3, 512²) around this face."""
+        return crop.source_crop_transform(self.eye_centre, self.lip_centre, self.points)
+
+
+class FaceFinder(Protocol):
+    def __call__(self, image_bgr: np.ndarray) -> SourceFace:
+        """The face in a still BGR image (the largest when there are several); raises CharacterError
+        with the reason (no face, not a human face, too small) when there is none to use."""
 
 
 @dataclass
@@ -58,14 +93,24 @@ class CharacterFace:
     faces_found: int = 0
     warnings: list[str] = field(default_factory=list)
 
+    def source_face(self) -> SourceFace:
+        """The part a preparation keeps (needs ``found``)."""
+        assert self.landmarks is not None, "no face was found"
+        pts = self.landmarks
+        eye, lip = lm.eye_lip_centres(pts)
+        return SourceFace(eye_centre=eye, lip_centre=lip, points=pts[lm.CROP_POINTS], confidence=float(self.confidence),
+                          eye_ratio=(float(self.eye_open[0]), float(self.eye_open[1])),
+                          lip_ratio=float(self.mouth_open), roll_deg=float(self.roll), size_px=float(self.face_size_px))
+
 
 class CharacterFaceFinder:
-    """A static-mode FaceMesh kept open across images (creating one takes ~0.1 s)."""
+    """A static-mode FaceMesh kept open across images (creating one takes ~0.1 s); the thresholds are
+    ``settings``' (the defaults when None)."""
 
-    def __init__(self, min_confidence: float = MIN_CONFIDENCE, min_face_px: int = MIN_FACE_PX,
-                 max_faces: int = 4) -> None:
-        self.min_confidence = min_confidence
-        self.min_face_px = min_face_px
+    def __init__(self, settings: CharacterSettings | None = None, max_faces: int = 4) -> None:
+        cs = settings or CharacterSettings()
+        self.min_confidence = cs.min_face_confidence
+        self.min_face_px = cs.min_face_px
         self._mesh = FaceMesh(static_image_mode=True, max_faces=max_faces, min_detection_confidence=0.3)
         self._weak_mesh: FaceMesh | None = None  # the candidate pass, made when an image is refused
         self._detector = None
@@ -225,3 +270,33 @@ def _unique(faces: list[MeshFace]) -> list[MeshFace]:
         if all(np.linalg.norm(c - lm.face_box(g.landmarks)[0]) > s / 2 for g in out):
             out.append(f)
     return out
+
+
+class LazyFaceFinder:
+    """The library's ``FaceFinder``: one ``CharacterFaceFinder`` with ``settings``' thresholds, opened on first
+    use (MediaPipe), kept for later images and shared between threads."""
+
+    def __init__(self, settings: CharacterSettings) -> None:
+        self._settings = dataclasses.replace(settings)  # a copy: the thresholds it was made with
+        self._finder: CharacterFaceFinder | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, image_bgr: np.ndarray) -> SourceFace:
+        with self._lock:
+            if self._finder is None:
+                self._finder = CharacterFaceFinder(self._settings)
+            face = self._finder.find(image_bgr)
+        if not face.found or face.landmarks is None:
+            raise CharacterError(face.message)
+        return face.source_face()
+
+    def uses(self, settings: CharacterSettings) -> bool:
+        """True when ``settings`` ask for the thresholds this finder applies."""
+        mine = self._settings
+        return (mine.min_face_px, mine.min_face_confidence) == (settings.min_face_px, settings.min_face_confidence)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._finder is not None:
+                self._finder.close()
+                self._finder = None
