@@ -23,11 +23,10 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
-from liveportrait_core import outputs as outputs_mod
 from liveportrait_core.backend import AnimatorStage, Backend, FrameCancelled, LivePortraitBackend, Tracker
 from liveportrait_core.capture import (CapturedFrame, CaptureError, FrameSource, every_frame, is_finite,
                                       open_source)
@@ -35,6 +34,9 @@ from liveportrait_core.handoff import END_OF_STREAM, EndOfStream, LatestValue
 from liveportrait_core.outputs.base import Output, PublishedFrame
 from liveportrait_core.outputs.callback import CallbackOutput, FrameCallback
 from liveportrait_core.outputs.runner import OutputRunner
+from liveportrait_core.outputs.table import CALLBACKS, OUTPUTS
+from liveportrait_core.outputs.table import BY_NAME as OUTPUT_SPECS
+from liveportrait_core.outputs.table import spec as output_spec
 from liveportrait_core.settings import Settings
 from liveportrait_core.stats import RECENT_ERROR_S, EngineStatus, StageTimer, SystemMonitor, fps_text
 
@@ -186,8 +188,11 @@ class Engine:
         self._settings = settings.copy()
         self._backend: Backend = backend or LivePortraitBackend()
         self._extra_outputs = list(outputs or [])
-        self._callbacks = CallbackOutput("obs_source")
-        self._output_enabled: dict[str, bool] = {}
+        #: built once, from the table: frame callbacks can be added before the engine starts
+        self._callbacks = cast(CallbackOutput, OUTPUT_SPECS[CALLBACKS].factory(self._settings.outputs, 0.0, True))
+        #: Outputs switched off at run time that have no switch in the settings to write (the recording, whose
+        #: setting is its target; an extra output); whatever has one is on or off in ``self._settings`` alone.
+        self._switched_off: set[str] = set()
         self.max_frames = max_frames
         self._lock = threading.RLock()
         self._session: _Session | None = None
@@ -370,17 +375,34 @@ class Engine:
             return []
 
     def set_output_enabled(self, name: str, enabled: bool) -> None:
-        """Switch one output on or off by name (``obs_source``, ``spout``, ``ndi``, ``preview``, ``record``, or an
-        extra output's own name); one that is not running yet is built from the settings."""
-        name = "obs_source" if name == "callback" else name
+        """Switch one output on or off by name (one of ``outputs.table.OUTPUTS``, or an extra output's own
+        name): an output with a switch in the settings gets it written; one that is not running yet is built."""
+        enabled = bool(enabled)
+        spec = OUTPUT_SPECS.get(name)
         with self._lock:
-            self._output_enabled[name] = bool(enabled)
+            if spec is not None and spec.switch:
+                new = self._settings.copy()
+                setattr(new.outputs, spec.setting, enabled)
+                self._settings = new
+            elif enabled:
+                self._switched_off.discard(name)
+            else:
+                self._switched_off.add(name)
             runner = self._runners.get(name)
             sess = self._session
         if runner is not None:
             runner.set_enabled(enabled)
         elif enabled and sess is not None:
             self._add_runner(name, sess.lossless)
+
+    def output_on(self, name: str) -> bool:
+        """Whether output ``name`` is on: its switch in the settings, else (the recording, an extra output)
+        its target and whether it was switched off at run time."""
+        with self._lock:
+            spec = OUTPUT_SPECS.get(name)
+            if spec is not None and spec.switch:
+                return spec.is_on(self._settings.outputs)
+            return name not in self._switched_off and (spec is None or spec.is_on(self._settings.outputs))
 
     def add_frame_callback(self, fn: FrameCallback) -> int:
         """Call ``fn(frame)`` for every published frame (on the callback output's thread); returns a handle."""
@@ -804,26 +826,20 @@ class Engine:
         return float(self._settings.performance.target_fps)
 
     def _build_runners(self, lossless: bool) -> None:
-        self._runners = {}
-        enabled = outputs_mod.enabled_in_settings(self._settings.outputs)
-        enabled.update(self._output_enabled)
-        self._runners["obs_source"] = OutputRunner(self._callbacks, lossless=lossless,
-                                                   enabled=enabled.get("obs_source", True))
-        for name in outputs_mod.OUTPUT_NAMES:
-            if name != "obs_source" and enabled.get(name):
-                self._add_runner(name, lossless, start=False)
+        """A runner for the in-process callbacks (always, switched as the settings say), for every other output
+        of the table that is on, and for each extra output."""
+        self._runners = {CALLBACKS: OutputRunner(self._callbacks, lossless=lossless, enabled=self.output_on(CALLBACKS))}
+        for spec in OUTPUTS:
+            if spec.name != CALLBACKS and self.output_on(spec.name):
+                self._add_runner(spec.name, lossless, start=False)
         for out in self._extra_outputs:
-            self._runners[out.name] = OutputRunner(out, lossless=lossless,
-                                                   enabled=self._output_enabled.get(out.name, True))
+            self._runners[out.name] = OutputRunner(out, lossless=lossless, enabled=self.output_on(out.name))
 
     def _add_runner(self, name: str, lossless: bool, start: bool = True) -> None:
         s = self._settings.outputs
-        if name == "record" and not s.record:
-            self._report("outputs", ValueError("recording needs outputs.record set to a .mp4 file or a folder"))
-            return
         try:
-            out = outputs_mod.make_output(name, s, self._record_fps() if name == "record" else self._target_fps(),
-                                          live=not lossless)
+            spec = output_spec(name)
+            out = spec.factory(s, self._record_fps() if spec.capture_rate else self._target_fps(), not lossless)
         except ValueError as e:
             self._report("outputs", e)
             return
@@ -853,20 +869,17 @@ class Engine:
             if sess is None:
                 return
             new_s, old_s = self._settings.outputs, old.outputs
-            enabled = outputs_mod.enabled_in_settings(new_s)
-            changed = {"spout": new_s.spout_name != old_s.spout_name, "ndi": new_s.ndi_name != old_s.ndi_name,
-                       "record": new_s.record != old_s.record,
-                       "preview": False, "obs_source": False}
-            changed["ndi"] |= new_s.width != old_s.width or new_s.height != old_s.height
-            stale = [self._runners.pop(n) for n in list(self._runners) if changed.get(n)]
+            stale = [self._runners.pop(o.name) for o in OUTPUTS
+                     if o.name in self._runners and o.needs_rebuild(old_s, new_s)]
+            self._switched_off -= set(OUTPUT_SPECS)  # the settings say again what is on
         for r in stale:
             r.stop()
-        for name in outputs_mod.OUTPUT_NAMES:
-            self._output_enabled.pop(name, None)
-            if name in self._runners:
-                self._runners[name].set_enabled(enabled[name])
-            elif enabled[name]:
-                self._add_runner(name, sess.lossless)
+        for spec in OUTPUTS:
+            on = spec.is_on(new_s)
+            if spec.name in self._runners:
+                self._runners[spec.name].set_enabled(on)
+            elif on:
+                self._add_runner(spec.name, sess.lossless)
 
 
 def _safe(fn: Callable[[], Any]) -> Any:

@@ -507,6 +507,39 @@ def test_output_toggle_and_callback_removal(tmp_path):
     eng.stop()
 
 
+def test_outputs_follow_the_table_and_a_toggle_writes_the_setting(tmp_path):
+    """What is on lives in the settings: a switch toggled at run time is written there (the controller and a
+    later settings change then agree); the recording keeps its target and is switched off in the engine."""
+    from liveportrait_core.outputs import table
+
+    s = _settings(str(_video(tmp_path / "d.avi", 10)), realtime=True, loop=True)
+    s.outputs.record = str(tmp_path / "out")
+    out = Collect()
+    eng = Engine(s, [out], backend=FakeBackend())
+    eng.set_output_enabled("preview", True)  # before start: only the setting changes
+    assert eng.settings.outputs.preview is True and eng.output_on("preview")
+    eng.set_output_enabled("preview", False)
+    assert eng.settings.outputs.preview is False and not eng.output_on("preview")
+    eng.start()
+    try:
+        on = {o.name for o in table.OUTPUTS if o.is_on(eng.settings.outputs)}
+        assert on == {table.CALLBACKS, table.RECORD}
+        assert set(eng.status().outputs) == on | {"collect"}  # the runners: the table's outputs that are on, extras
+        assert _wait(lambda: eng.status().outputs["record"].sent > 0)
+        eng.set_output_enabled("record", False)
+        assert eng.settings.outputs.record == str(tmp_path / "out") and not eng.output_on("record")
+        assert _wait(lambda: eng.status().outputs["record"].state == "disabled")
+        eng.set_output_enabled("obs_source", False)
+        assert eng.settings.outputs.obs_source is False and not eng.status().outputs["obs_source"].enabled
+        changed = eng.settings
+        changed.outputs.ndi_name = "other"  # any output change: the settings say again what is on
+        eng.update_settings(changed)
+        assert eng.output_on("record") and eng.status().outputs["record"].enabled
+        assert not eng.status().outputs["obs_source"].enabled  # the toggle was written, so it stays
+    finally:
+        eng.stop()
+
+
 def test_missing_models_show_as_error_and_keep_trying(tmp_path, monkeypatch):
     monkeypatch.setattr(engine_mod, "BACKOFF_S", (0.05, 0.1))
     calls = {"n": 0}

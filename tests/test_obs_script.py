@@ -48,6 +48,7 @@ class FakeEngine:
     def set_expression(self, name, active, strength=1.0): self._rec("set_expression", name, active)
     def expression_names(self): return ["smile", "extra_one"]
     def set_output_enabled(self, name, on): self._rec("set_output_enabled", name, on)
+    def output_on(self, name): return name != "record" or bool(self.settings.outputs.record)
     def characters(self): return ["a.png"]
     def status_line(self): return "12.0 FPS, 80 ms"
 
@@ -222,6 +223,31 @@ def test_hotkeys_drive_the_engine(obs):
                             ("calibrate",), ("pause", True), ("set_expression", "smile", True),
                             ("set_output_enabled", "ndi", True)]
     assert data.values[properties.EXPRESSION_PREFIX + "smile"] is True  # the property follows the hotkey
+    finish(obs, c, data)
+
+
+def test_output_hotkeys_come_from_the_table(obs):
+    from liveportrait_core.outputs.table import OUTPUTS
+
+    c, _, data = loaded(obs)
+    registered = {hk["name"]: hk["description"] for hk in obs.hotkeys.values()
+                  if hk["name"].startswith("liveportrait.output.")}
+    assert registered == {f"liveportrait.output.{o.name}": f"LivePortrait: {o.label} on/off" for o in OUTPUTS}
+    finish(obs, c, data)
+
+
+def test_an_output_hotkey_writes_the_setting_so_a_later_change_keeps_it(obs):
+    """The hotkey's state lived in the controller only: a later panel change sent the engine settings that
+    switched NDI off again while Status still said it was on."""
+    c, (e,), data = loaded(obs)
+    obs.trigger_hotkey("liveportrait.output.ndi")
+    assert c.settings.outputs.ndi is True and data.values["outputs.ndi"] is True  # the checkbox follows
+    assert "NDI" in c.frames_route()
+    data.values["animation.region"] = "exp"
+    c.update(data)
+    assert [call[1] for call in e.calls if call[0] == "update_settings"][-1].outputs.ndi is True
+    obs.trigger_hotkey("liveportrait.output.record")  # no target: the engine says why (its target stays)
+    assert e.calls[-1] == ("set_output_enabled", "record", True) and c.settings.outputs.record == ""
     finish(obs, c, data)
 
 

@@ -459,6 +459,30 @@ def test_make_output_from_settings(tmp_path):
     assert outputs.enabled_in_settings(s)["record"] is True
 
 
+def test_the_output_table_is_the_one_list(tmp_path):
+    """Every output is named once, in ``outputs.table``: a setting, a label and a factory each; the names the
+    package, the OBS hotkeys and the OBS receivers use are the table's."""
+    import dataclasses
+
+    from liveportrait_core.obs import controller, scene
+    from liveportrait_core.outputs import table
+
+    fields = {f.name for f in dataclasses.fields(OutputSettings)}
+    s = OutputSettings(record=str(tmp_path / "x.mp4"))
+    assert len(set(table.NAMES)) == len(table.OUTPUTS) and outputs.OUTPUT_NAMES == table.NAMES
+    for spec in table.OUTPUTS:
+        assert spec.label and spec.setting in fields and set(spec.rebuild_on) <= fields
+        assert spec.switch == (spec.name != table.RECORD)  # only the recording's setting is not a bool
+        built = spec.factory(s, 30.0, True)
+        assert isinstance(built, outputs.Output) and built.name == spec.name
+    assert set(outputs.enabled_in_settings(s)) == set(table.NAMES)
+    assert controller.OUTPUT_TOGGLES == tuple((o.name, o.label) for o in table.OUTPUTS)
+    assert set(scene.RECEIVERS) <= set(table.NAMES)
+    assert controller.fallback_output().name in scene.RECEIVERS
+    with pytest.raises(ValueError, match="recording needs outputs.record"):
+        table.BY_NAME[table.RECORD].factory(OutputSettings(), 30.0, True)
+
+
 @pytest.fixture(scope="module")
 def x_display():
     """An X display: the session's own, or a private Xvfb started for these tests (skips without one).

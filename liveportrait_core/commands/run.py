@@ -299,18 +299,20 @@ def _print_summary(st: Any, elapsed: float, s: Any, stopped: bool, preview: bool
         for name, stage in st.stages.items():
             print(f"  {name:<10} {stage.count:6d} items  p50 {stage.latency_p50_ms:8.1f} ms  "
                   f"p95 {stage.latency_p95_ms:8.1f} ms")
+    from liveportrait_core.outputs.table import CALLBACKS, RECORD
+
     for name, o in st.outputs.items():
-        if name == "obs_source":  # the in-process frame callbacks: here only the preview window uses them
+        if name == CALLBACKS:  # the in-process frame callbacks: here only the preview window uses them
             if preview:
                 print(f"  preview window: {o.sent} frames shown")
             continue
-        if name == "record":
+        if name == RECORD:
             continue  # said below
         if o.enabled and (o.sent or o.failures or o.state in ("unavailable", "retrying")):
             print(f"  output {name}: {o.sent} sent, {o.failures} failures"
                   + (f" ({o.message})" if o.message else ""))
     if s.outputs.record:
-        rec = st.outputs.get("record")
+        rec = st.outputs.get(RECORD)
         if rec is not None and rec.sent:
             print(f"recording: {s.outputs.record} ({rec.sent} frame{'s' if rec.sent != 1 else ''})")
         else:

@@ -30,6 +30,8 @@ from liveportrait_core.obs.environment import EnvironmentReport
 from liveportrait_core.obs.hotkeys import Hotkeys
 from liveportrait_core.obs.libobs_source import SOURCE_ID, LibobsSource, LibobsUnavailable
 from liveportrait_core.obs.libobs_source import checked_range as libobs_checked_range
+from liveportrait_core.outputs.table import BY_NAME as OUTPUT_SPECS
+from liveportrait_core.outputs.table import OUTPUTS, OutputSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,8 @@ MESSAGE_TTL_S = 30.0
 SWITCH_FOLLOW_S = 120.0
 LOG_STATUS_EVERY_S = 10.0
 UNLOAD_BUDGET_S = 0.8
-#: Engine output names for the per-output hotkeys, and the setting each mirrors.
-OUTPUT_TOGGLES = (("obs_source", "OBS source"), ("spout", "Spout2"), ("ndi", "NDI"), ("preview", "preview window"),
-                  ("record", "recording"))
+#: The per-output hotkeys (``output.<name>``, "LivePortrait: <label> on/off"): one for each output of the table.
+OUTPUT_TOGGLES = tuple((o.name, o.label) for o in OUTPUTS)
 #: Expression hotkeys registered at load (they must exist then to get their saved bindings); names the
 #: engine adds later get their hotkeys once it reports them.
 DEFAULT_EXPRESSIONS = EXPRESSION_NAMES
@@ -66,6 +67,11 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             return None
 
     return wrapper
+
+
+def fallback_output() -> OutputSpec:
+    """The output frames go through when there is no in-process source (announced in Status and the log)."""
+    return OUTPUT_SPECS["spout" if sys.platform == "win32" else "ndi"]
 
 
 def default_engine_factory(settings: schema.Settings) -> Any:
@@ -99,7 +105,6 @@ class ScriptController:
         self.libobs_warning = ""  # in-process source on an OBS newer than the checked ones
         self.expressions = list(DEFAULT_EXPRESSIONS)
         self.expression_state: dict[str, bool] = {}
-        self.output_state: dict[str, bool] = {}
         self.paused = False
         self._message: tuple[str, float, bool] = ("", 0.0, False)  # (text, when, is an error)
         self._switch_from: tuple[float, str] | None = None  # (when, live character) of a hotkey switch
@@ -163,7 +168,6 @@ class ScriptController:
         self.settings = self._with_fallback(settings)
         for e in self.setting_errors:
             log.warning("ignored setting: %s", e)
-        self.output_state = {k: bool(getattr(self.settings.outputs, k)) for k, _t in OUTPUT_TOGGLES}
         log.info("%s", self.frames_route())
         self.expression_state = {e: self.obs.obs_data_get_bool(data, properties.EXPRESSION_PREFIX + e)
                                  for e in self.expressions}
@@ -192,9 +196,6 @@ class ScriptController:
                 log.warning("ignored setting: %s", e)
         self.setting_errors = errors
         old, self.settings = self.settings, new
-        for name, _t in OUTPUT_TOGGLES:
-            if getattr(old.outputs, name) != getattr(new.outputs, name):
-                self.output_state[name] = bool(getattr(new.outputs, name))
         for e in self.expressions:
             active = self.obs.obs_data_get_bool(data, properties.EXPRESSION_PREFIX + e)
             if active != self.expression_state.get(e, False):
@@ -299,9 +300,7 @@ class ScriptController:
                     return
                 self.engine, self._frame_handle = engine, handle
             engine.start()
-            # commands that arrived while the engine was being built
-            for name, on in self.output_state.items():
-                engine.set_output_enabled(name, on)
+            # commands that arrived while the engine was being built (an output toggle is in the settings)
             for e, on in self.expression_state.items():
                 if on:
                     engine.set_expression(e, True)
@@ -370,7 +369,7 @@ class ScriptController:
         try:
             if self._message[2]:
                 self._clear_error()
-            if self.libobs is not None and self.output_state.get("obs_source", True):
+            if self.libobs is not None and self.settings.outputs.obs_source:
                 self.libobs.push(frame.bgra)
                 self._frames_pushed += 1
         except Exception:  # noqa: BLE001
@@ -462,10 +461,23 @@ class ScriptController:
         return f"expression {name} {'on' if active else 'off'}"
 
     def toggle_output(self, name: str) -> str:
-        on = not self.output_state.get(name, False)
-        self.output_state[name] = on
-        if self.engine is not None:
-            self.engine.set_output_enabled(name, on)
+        """An output's hotkey. One with a switch in the settings gets it written, and its checkbox follows; the
+        recording (its setting is its target, which stays) is switched in the running engine."""
+        spec = OUTPUT_SPECS[name]
+        engine = self.engine
+        if spec.switch:
+            on = not spec.is_on(self.settings.outputs)
+            settings = self.settings.copy()
+            setattr(settings.outputs, spec.setting, on)
+            self.settings = settings
+            if self.data is not None and not self.unloaded:
+                self.obs.obs_data_set_bool(self.data, f"outputs.{spec.setting}", on)
+        elif engine is None:
+            return f"output {name}: engine not running"
+        else:
+            on = not engine.output_on(name)
+        if engine is not None:
+            engine.set_output_enabled(name, on)
         return f"output {name} {'on' if on else 'off'}"
 
     def _register_hotkeys(self, data: Any) -> None:
@@ -496,10 +508,15 @@ class ScriptController:
     def _with_fallback(self, settings: schema.Settings) -> schema.Settings:
         """No in-process source here: frames go out through Spout2 (Windows) or NDI instead, as announced."""
         o = settings.outputs
-        if self.libobs is None and o.obs_source and not (o.spout or o.ndi):
+        if self.libobs is None and o.obs_source and not self._receivers_on(o):
             settings = settings.copy()
-            setattr(settings.outputs, "spout" if sys.platform == "win32" else "ndi", True)
+            setattr(settings.outputs, fallback_output().setting, True)
         return settings
+
+    @staticmethod
+    def _receivers_on(o: schema.OutputSettings) -> list[OutputSpec]:
+        """The outputs that are on and that an OBS source can receive (``scene.RECEIVERS``), in table order."""
+        return [spec for spec in OUTPUTS if spec.name in scene.RECEIVERS and spec.is_on(o)]
 
     def _register_source_type(self) -> None:
         try:
@@ -509,19 +526,18 @@ class ScriptController:
             self.libobs_warning = str(getattr(self.libobs, "warning", "") or "")
         except (LibobsUnavailable, OSError, AttributeError) as e:
             self.libobs = None
-            fallback = "Spout2" if sys.platform == "win32" else "NDI"
-            self.libobs_problem = f"{e} Until then the script sends frames through {fallback}."
+            self.libobs_problem = f"{e} Until then the script sends frames through {fallback_output().label}."
             log.warning("in-process OBS source unavailable: %s", self.libobs_problem)
 
     def frames_route(self) -> str:
         """Where the frames go and why, for Status and the log."""
         o = self.settings.outputs
-        others = [n for n, on in (("Spout2", o.spout), ("NDI", o.ndi)) if on]
+        others = [spec.label for spec in self._receivers_on(o)]
         if self.libobs is None:
             via = " and ".join(others) or "nothing that OBS shows"
             return f"frames → {via} (no in-process source: {self.libobs_problem})"
         version = ".".join(map(str, getattr(self.libobs, "version", ()) or ())) or "?"
-        if not self.output_state.get("obs_source", o.obs_source):
+        if not o.obs_source:
             return "frames → " + (" and ".join(others) or "no OBS output") + " (Output › OBS source is off)"
         why = (f"OBS {version} is newer than the checked {libobs_checked_range()}, tried anyway: see the log"
                if self.libobs_warning else f"OBS {version}, checked layout")
@@ -531,23 +547,18 @@ class ScriptController:
     def add_sources_to_scene(self) -> str:
         """The button: our source (and Spout2/NDI receivers when those outputs are on) into the current scene."""
         msgs = []
-        if self.libobs is not None and self.settings.outputs.obs_source:
-            msgs.append(scene.ensure_in_current_scene(self.obs, SOURCE_ID, SOURCE_NAME))
-        elif self.libobs is None and self.settings.outputs.obs_source:
-            msgs.append(self.libobs_problem)
         o = self.settings.outputs
-        if o.spout:
-            if scene.type_available(self.obs, scene.SPOUT_SOURCE_ID):
-                msgs.append(scene.ensure_in_current_scene(self.obs, scene.SPOUT_SOURCE_ID, f"{SOURCE_NAME} (Spout2)",
-                                                          scene.spout_source_settings(o.spout_name)))
+        if self.libobs is not None and o.obs_source:
+            msgs.append(scene.ensure_in_current_scene(self.obs, SOURCE_ID, SOURCE_NAME))
+        elif self.libobs is None and o.obs_source:
+            msgs.append(self.libobs_problem)
+        for spec in self._receivers_on(o):
+            receiver = scene.RECEIVERS[spec.name]
+            if scene.type_available(self.obs, receiver.type_id):
+                msgs.append(scene.ensure_in_current_scene(self.obs, receiver.type_id, f"{SOURCE_NAME} ({spec.label})",
+                                                          receiver.source_settings(o)))
             else:
-                msgs.append(scene.SPOUT_HELP)
-        if o.ndi:
-            if scene.type_available(self.obs, scene.NDI_SOURCE_ID):
-                msgs.append(scene.ensure_in_current_scene(self.obs, scene.NDI_SOURCE_ID, f"{SOURCE_NAME} (NDI)",
-                                                          scene.ndi_source_settings(o.ndi_name)))
-            else:
-                msgs.append(scene.NDI_HELP)
+                msgs.append(receiver.help)
         return "; ".join(m for m in msgs if m) or "no output that OBS shows is enabled (see Output)"
 
     def _frontend_ready(self) -> bool:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from typing import Any, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+from liveportrait_core.settings import OutputSettings
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +219,20 @@ def spout_source_settings(sender: str) -> dict[str, Any]:
 
 def ndi_source_settings(sender: str) -> dict[str, Any]:
     return {"ndi_source_name": ndi_source_name(sender)}
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """The OBS source type that shows one of our outputs (``outputs.table`` names it), and how to set it up."""
+
+    type_id: str
+    source_settings: Callable[[OutputSettings], dict[str, Any]]
+    help: str  #: said when the type is not installed
+
+
+#: By output name (``outputs.table.OUTPUTS``): the outputs that "Add source to current scene" gives a receiver
+#: and that stand in for the in-process source when there is none.
+RECEIVERS: dict[str, Receiver] = {
+    "spout": Receiver(SPOUT_SOURCE_ID, lambda o: spout_source_settings(o.spout_name), SPOUT_HELP),
+    "ndi": Receiver(NDI_SOURCE_ID, lambda o: ndi_source_settings(o.ndi_name), NDI_HELP),
+}

@@ -1,42 +1,27 @@
 """Where finished frames go: one small interface (``base.Output``), several outputs at once.
 
-``outputs_from_settings`` builds the outputs that ``settings.outputs`` switches on; each output
-module imports its optional package (SpoutGL, cyndilib, OpenCV GUI) only when opened, so a missing
-package or the wrong OS gives a clear message for that output and leaves the others running.
+``table.OUTPUTS`` lists them (name, label, the setting that switches each on, how it is built, what
+rebuilds it); the engine, the OBS controller and the CLI read that table. Each output module imports its
+optional package (SpoutGL, cyndilib, OpenCV GUI) only when built, so a missing package or the wrong OS
+gives a clear message for that output and leaves the others running.
 """
 from __future__ import annotations
 
 from liveportrait_core.outputs.base import Output, OutputUnavailable, PublishedFrame
+from liveportrait_core.outputs.table import NAMES as OUTPUT_NAMES
+from liveportrait_core.outputs.table import OUTPUTS, OutputSpec, spec
 from liveportrait_core.settings import OutputSettings
 
-__all__ = ["Output", "OutputUnavailable", "PublishedFrame", "make_output", "enabled_in_settings", "OUTPUT_NAMES"]
-
-#: Names of the outputs settings can switch on (plus ``obs_source``, the in-process callback).
-OUTPUT_NAMES = ("obs_source", "spout", "ndi", "preview", "record")
+__all__ = ["Output", "OutputUnavailable", "PublishedFrame", "OutputSpec", "OUTPUTS", "OUTPUT_NAMES", "make_output",
+           "enabled_in_settings"]
 
 
 def make_output(name: str, s: OutputSettings, fps: float, live: bool = True) -> Output:
-    """The output called ``name``, configured from ``s``; ``live`` frames come at the engine's own pace
-    (a video recording then follows their capture times), otherwise every frame of a file, in order."""
-    if name == "spout":
-        from liveportrait_core.outputs.spout import SpoutOutput
-
-        return SpoutOutput(s.spout_name)
-    if name == "ndi":
-        from liveportrait_core.outputs.ndi import NdiOutput
-
-        return NdiOutput(s.ndi_name, fps=fps)
-    if name == "preview":
-        from liveportrait_core.outputs.preview import PreviewWindow
-
-        return PreviewWindow()
-    if name == "record":
-        from liveportrait_core.outputs.recorder import make_recorder
-
-        return make_recorder(s.record, fps, timed=live)
-    raise ValueError(f"unknown output {name!r}; known: {', '.join(OUTPUT_NAMES)}")
+    """The output called ``name``, configured from ``s`` (ValueError for an unknown name or a recording
+    without a target); ``live``: see ``table.OutputFactory``."""
+    return spec(name).factory(s, fps, live)
 
 
 def enabled_in_settings(s: OutputSettings) -> dict[str, bool]:
-    return {"obs_source": s.obs_source, "spout": s.spout, "ndi": s.ndi, "preview": s.preview,
-            "record": bool(s.record)}
+    """Which of the table's outputs ``s`` switches on."""
+    return {o.name: o.is_on(s) for o in OUTPUTS}
