@@ -166,7 +166,8 @@ class OutputSettings:
     ndi: bool = _f(False, "NDI sender (any OS, needs cyndilib)")
     ndi_name: str = _f("LivePortrait", "NDI sender name")
     preview: bool = _f(False, "preview window (OpenCV)")
-    record: str = _f("", "record to this .mp4 file or PNG folder (empty: off); a video's odd side gets one row or "
+    record: str = _f("", "record to this .mp4 file or PNG folder (empty: off); an existing recording is kept "
+                     "(name-2.mp4, name-3.mp4 ... is used instead); a video's odd side gets one row or "
                      "column of background (encoders need even sides), a PNG sequence keeps the exact size")
 
 

@@ -231,6 +231,7 @@ class OutputStatus:
     dropped: int = 0
     fps: float = 0.0
     message: str = ""
+    target: str = ""  #: where the output writes, when it writes to a file (the recording's actual path)
 
 
 @dataclass

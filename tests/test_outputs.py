@@ -556,3 +556,29 @@ def test_real_preview_window_answers_q_before_any_frame(x_display):
         assert quit_event.wait(5.0), "Q was not answered"
     finally:
         p.close()
+
+
+def test_a_recording_never_overwrites_an_earlier_one(tmp_path):
+    """Recording twice to the same name (a second run, or an engine restarted in OBS) keeps the first file and
+    the first frames: the next free name beside it is used, and the status names it."""
+    import hashlib
+
+    from liveportrait_core.outputs.recorder import make_recorder
+    from liveportrait_core.outputs.runner import OutputRunner
+
+    def frame(value: int) -> PublishedFrame:
+        return PublishedFrame(0, 0.0, 0.0, np.full((48, 64, 4), value, np.uint8))
+
+    def digest(target) -> list[str]:
+        files = [target] if target.is_file() else sorted(target.iterdir())
+        return [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
+
+    for target, made in ((tmp_path / "out.mp4", tmp_path / "out-2.mp4"), (tmp_path / "seq", tmp_path / "seq-2")):
+        first = make_recorder(target, fps=30)
+        first.open(), first.send(frame(200)), first.close()
+        before = digest(target)
+        second = make_recorder(target, fps=30)
+        second.open(), second.send(frame(50)), second.close()
+        assert digest(target) == before  # the first recording is untouched
+        assert second.target == made and digest(made) != before
+        assert OutputRunner(second).status().target == str(made)

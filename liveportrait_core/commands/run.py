@@ -314,7 +314,7 @@ def _print_summary(st: Any, elapsed: float, s: Any, stopped: bool, preview: bool
     if s.outputs.record:
         rec = st.outputs.get(RECORD)
         if rec is not None and rec.sent:
-            print(f"recording: {s.outputs.record} ({rec.sent} frame{'s' if rec.sent != 1 else ''})")
+            print(f"recording: {rec.target or s.outputs.record} ({rec.sent} frame{'s' if rec.sent != 1 else ''})")
         else:
             why = (rec.message if rec is not None and rec.message else "no frame was published")
             print(f"recording: nothing recorded ({why})")

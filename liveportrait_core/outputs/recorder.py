@@ -16,8 +16,19 @@ VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
+def free_path(path: Path) -> Path:
+    """``path`` when nothing is there, else the first free ``name-2.mp4``, ``name-3.mp4``, ... beside it."""
+    n = 2
+    candidate = path
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate
+
+
 class VideoRecorder:
-    """Writes frames to a video file with OpenCV. Video codecs have no alpha, so transparent parts are
+    """Writes frames to a video file with OpenCV. An existing file is never overwritten (a recording made
+    earlier, or before a restart of the engine): the next free ``name-N`` beside it is used, and said. Video codecs have no alpha, so transparent parts are
     composited over ``background`` (BGR); the first frame fixes the size and later frames of another
     size (a character switch) are resized to it, so that the file stays playable. Video encoders need
     even sides (OpenCV would silently drop the last row or column), so an odd side gets one row or
@@ -41,6 +52,11 @@ class VideoRecorder:
         self._bg: np.ndarray | None = None
         self._pad = (0, 0)  #: rows, columns of background added for the encoder's even size
 
+    @property
+    def target(self) -> Path:
+        """The file being written (``path``, or the free name chosen because ``path`` existed)."""
+        return self.path
+
     def open(self) -> None:
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
             raise OutputUnavailable(f"cannot record to {self.path}: use one of "
@@ -52,6 +68,10 @@ class VideoRecorder:
         import cv2
 
         ew, eh = w + w % 2, h + h % 2  # the encoder's even size
+        if self.path.exists():
+            free = free_path(self.path)
+            _log.warning("%s already exists and is kept; recording to %s instead", self.path, free)
+            self.path = free
         fourcc = cv2.VideoWriter_fourcc(*VIDEO_SUFFIXES[self.path.suffix.lower()])
         self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (ew, eh))
         if not self._writer.isOpened():
@@ -110,7 +130,8 @@ class VideoRecorder:
 
 
 class PngSequenceRecorder:
-    """Writes ``frame_000000.png``, ... into a folder, alpha kept (for editing with transparency)."""
+    """Writes ``frame_000000.png``, ... into a folder, alpha kept (for editing with transparency). A folder
+    that already holds frames is left alone: the next free ``name-N`` beside it is used, and said."""
 
     def __init__(self, folder: str | Path, name: str = "record", compression: int = 1) -> None:
         self.name = name
@@ -118,13 +139,20 @@ class PngSequenceRecorder:
         self.compression = compression  # 0-9; 1 is fast enough for live use
         self.frames_written = 0
 
+    @property
+    def target(self) -> Path:
+        return self.folder
+
     def open(self) -> None:
+        if self.frames_written == 0 and any(self.folder.glob("frame_*.png")):  # an earlier recording: kept
+            free = free_path(self.folder)
+            _log.warning("%s already holds frame_*.png files, which are kept; recording to %s instead",
+                         self.folder, free)
+            self.folder = free
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputUnavailable(f"cannot create the recording folder {self.folder}: {e.strerror or e}") from None
-        if any(self.folder.glob("frame_*.png")) and self.frames_written == 0:
-            _log.warning("%s already holds frame_*.png files; they will be overwritten", self.folder)
 
     def send(self, frame: PublishedFrame) -> None:
         import cv2

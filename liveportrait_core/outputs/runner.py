@@ -85,6 +85,7 @@ class OutputRunner:
             st = OutputStatus(**vars(self._status))
         st.dropped = self.frames.dropped
         st.fps = self.timer.snapshot().fps
+        st.target = str(getattr(self.output, "target", "") or "")
         return st
 
     # -- the output's thread ----------------------------------------------------------------------
