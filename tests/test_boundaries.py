@@ -78,3 +78,14 @@ def test_the_pipeline_imports_nothing_from_the_stages_that_run_it():
              "liveportrait_core.commands", "liveportrait_core.cli")
     bad = {n for n in imported_modules(PACKAGE / "pipeline.py") if any(_is_under(n, a) for a in above)}
     assert not bad, f"pipeline.py imports from the layers that run it: {sorted(bad)}"
+
+
+def test_the_webcam_tracker_imports_nothing_from_the_characters():
+    """Character images are handled in ``characters/`` only (its face finder uses the tracker's mesh and landmark
+    maths, never the other way), so ``tracking/`` stays the webcam tracker."""
+    offenders = {}
+    for path in (PACKAGE / "tracking").rglob("*.py"):
+        bad = {n for n in imported_modules(path) if _is_under(n, "liveportrait_core.characters")}
+        if bad:
+            offenders[str(path.relative_to(REPO))] = sorted(bad)
+    assert not offenders, f"tracking/ imports from characters/: {offenders}"

@@ -95,7 +95,8 @@ class CharacterFace:
 
     def source_face(self) -> SourceFace:
         """The part a preparation keeps (needs ``found``)."""
-        assert self.landmarks is not None, "no face was found"
+        if self.landmarks is None:
+            raise ValueError(f"no face to keep: {self.message}")
         pts = self.landmarks
         eye, lip = lm.eye_lip_centres(pts)
         return SourceFace(eye_centre=eye, lip_centre=lip, points=pts[lm.CROP_POINTS], confidence=float(self.confidence),
