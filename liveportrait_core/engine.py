@@ -137,7 +137,9 @@ class _Session:
         self.frame_errors = 0  #: input frames lost to a tracking or inference error
         self.busy: tuple[str, float] | None = None  #: what the inference stage is doing, since when
         self.skipped_while_loading = 0  #: input frames passed over while the networks loaded (not a user's loss)
-        self.loading_since_passed_over: int | None = None  #: ``input_passed_over()`` when a load began
+        #: ``input_passed_over()`` when the current model load began (None: not loading). A session starts
+        #: loading: capture may pass frames over before the inference stage has even begun its load.
+        self.loading_since_passed_over: int | None = 0
         self.slow_warned = False
 
     def handoffs(self) -> tuple[LatestValue, ...]:
@@ -156,7 +158,8 @@ class _Session:
     def loading(self, started: bool) -> None:
         """Mark the start and the end of a model load (for ``skipped``)."""
         if started:
-            self.loading_since_passed_over = self.input_passed_over()
+            if self.loading_since_passed_over is None:
+                self.loading_since_passed_over = self.input_passed_over()
         elif self.loading_since_passed_over is not None:
             self.skipped_while_loading += self.input_passed_over() - self.loading_since_passed_over
             self.loading_since_passed_over = None
@@ -716,7 +719,6 @@ class Engine:
                     continue
                 finally:
                     sess.busy = None
-                    sess.loading(False)
                 with self._lock:
                     self._animator, self._rebuild_animator = animator, False
                 self._device = str(_safe(lambda: getattr(animator, "device", "")) or "")
@@ -726,6 +728,7 @@ class Engine:
                     self._set_state(sess, "running")
                 else:  # a refused explicit choice is never replaced by another file: say why, animate nothing
                     self._set_state(sess, "error", f"chosen character refused: {self._character_error}")
+            sess.loading(False)  # an animator exists (loaded now, or kept from before): frames can be skipped
             self._run_commands(self._animator_cmds, animator, "inference")
             self._sync_character(animator)
             item = sess.tracked.get(timeout=POLL_S)

@@ -731,9 +731,11 @@ def test_input_passed_over_while_the_networks_load_is_not_counted_as_skipped(tmp
     eng = Engine(_settings(str(_video(tmp_path / "d.avi", 20, fps=200.0)), realtime=True, loop=True),
                  [out], backend=backend)
     eng.start()
-    assert _wait(lambda: sum(eng.status().dropped_by_stage.values()) >= 20)  # many frames passed over...
-    assert eng.status().skipped == 0  # ...none of them counted
-    backend.release_animator.set()
+    try:
+        assert _wait(lambda: sum(eng.status().dropped_by_stage.values()) >= 20)  # many frames passed over...
+        assert eng.status().skipped == 0  # ...none of them counted
+    finally:
+        backend.release_animator.set()  # never leave the stage blocked in its load (later tests check threads)
     assert _wait(lambda: len(out.frames) >= 3)
     st = eng.status()
     assert 0 <= st.skipped < st.dropped_by_stage["captured"] + st.dropped_by_stage["tracked"]
