@@ -147,7 +147,8 @@ class FakeBackend:
 
     def create_animator(self, settings):
         self.create_threads.add(threading.get_ident())
-        self.release_animator.wait()
+        if not self.release_animator.wait(60):  # a failed test must not leave a stage blocked for good
+            raise RuntimeError("the test never released the model load")
         self.animators.append(FakeAnimator(self.log, **self.animator_kw))
         return self.animators[-1]
 
