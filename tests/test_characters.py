@@ -417,3 +417,22 @@ def test_a_lowered_threshold_lets_the_refused_chosen_character_go_live(tmp_path,
     animator.update_settings(lowered)
     assert animator.current_character() == "dog.jpg" and animator.character_error == ""
     animator.close()
+
+
+def test_new_thresholds_close_the_old_face_finder(tmp_path):
+    """Moving the confidence slider makes a new face finder; the old one's MediaPipe graph is closed, not leaked."""
+    from liveportrait_core.characters.faces import LazyFaceFinder
+
+    s = Settings()
+    s.characters.folder = str(tmp_path)
+    s.characters.cache_dir = str(tmp_path / "cache")
+    library = CharacterLibrary(s, models=None)
+    old = library.face_finder
+    assert isinstance(old, LazyFaceFinder)
+    closed = []
+    old.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    s2 = Settings()
+    s2.characters.folder, s2.characters.cache_dir = s.characters.folder, s.characters.cache_dir
+    s2.characters.min_face_confidence = 0.5
+    library.update_settings(s2)
+    assert closed == [True] and library.face_finder is not old

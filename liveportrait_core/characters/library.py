@@ -101,6 +101,7 @@ class CharacterLibrary:
             finder = self._face_finder
             if isinstance(finder, LazyFaceFinder) and not finder.uses(cs):
                 self._face_finder = None  # new thresholds: refused images get another chance on next use
+                finder.close()  # its MediaPipe graph is not needed any more
             self.rescan(force=True)
 
     @property
