@@ -47,6 +47,30 @@ def rel_err(ours, ref) -> float:
     return float(np.abs(ours[mask] - ref[mask]).max() / np.abs(ref[mask]).max())
 
 
+@pytest.fixture
+def stop_started_engines(monkeypatch):
+    """Every engine a test starts is stopped afterwards, even when the test failed half-way, and no engine
+    thread may be left: one failure must not leave threads behind that fail every later test."""
+    import time
+
+    from liveportrait_core.engine import Engine, engine_threads
+
+    started: list = []
+    real_start = Engine.start
+
+    def start(self, *a, **k):
+        started.append(self)
+        return real_start(self, *a, **k)
+
+    monkeypatch.setattr(Engine, "start", start)
+    yield
+    stopped = all(e.stop(5.0) for e in started)
+    deadline = time.monotonic() + 30.0  # a stage may finish a CPU step first: a deadline, not a speed check
+    while engine_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stopped and not engine_threads(), [t.name for t in engine_threads()]
+
+
 # --- recipe weights (deterministic synthetic weights: for tests only, never a model) -------------------------
 
 

@@ -214,21 +214,7 @@ def _engine_threads() -> list[threading.Thread]:
     return engine_mod.engine_threads()
 
 
-@pytest.fixture(autouse=True)
-def _no_leftover_threads(monkeypatch):
-    """Every engine a test started is stopped afterwards, even when the test failed half-way, so
-    that one failure cannot leave threads behind that fail every later test."""
-    started: list[Engine] = []
-    real_start = Engine.start
-
-    def start(self, *a, **k):
-        started.append(self)
-        return real_start(self, *a, **k)
-
-    monkeypatch.setattr(Engine, "start", start)
-    yield
-    stopped = all(e.stop(5.0) for e in started)
-    assert stopped and _wait(lambda: not _engine_threads(), 5), [t.name for t in _engine_threads()]
+pytestmark = pytest.mark.usefixtures("stop_started_engines")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -37,10 +37,7 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(autouse=True)
-def _no_leftover_engine_threads():
-    yield
-    assert _wait(lambda: not _engine_threads(), 30), [t.name for t in _engine_threads()]
+pytestmark = pytest.mark.usefixtures("stop_started_engines")
 
 
 @pytest.fixture(autouse=True)

@@ -68,7 +68,7 @@ class VideoRecorder:
         import cv2
 
         ew, eh = w + w % 2, h + h % 2  # the encoder's even size
-        if self.path.exists():
+        if self.path.is_file():  # (a folder of that name makes OpenCV fail: reported and retried as before)
             free = free_path(self.path)
             _log.warning("%s already exists and is kept; recording to %s instead", self.path, free)
             self.path = free
