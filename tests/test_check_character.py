@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("mediapipe")
 
 from liveportrait_core import cli  # noqa: E402
+from tests.conftest import shared_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,9 +87,7 @@ def test_empty_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_dog_is_not_a_character():
-    dog = ROOT.parent / "shared" / "testdata" / "characters" / "s25.jpg"
-    if not dog.exists():
-        pytest.skip("shared test data not found")
+    dog = shared_path("testdata", "characters", "s25.jpg")
     from liveportrait_core.characters.check import check_images
 
     (r,) = check_images([dog])
@@ -96,8 +95,6 @@ def test_dog_is_not_a_character():
 
 
 def _shared(name: str) -> Path:
-    from tests.conftest import shared_path
-
     return shared_path("testdata", "characters", name)
 
 
