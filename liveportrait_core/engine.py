@@ -54,10 +54,14 @@ LOADING = "loading the networks and preparing the character"
 #: Errors whose message says what to do (missing weights, unusable character, settings, camera): logged
 #: without a traceback (it is logged at DEBUG), since it would only bury the fix. By module and class name,
 #: so that the engine never imports torch to test for them.
-USER_ERRORS = (("liveportrait_core.models.weights", "WeightsError"), ("liveportrait_core.models.loader", "ModelLoadError"),
-               ("liveportrait_core.characters", "CharacterError"), ("liveportrait_core.images", "ImageError"),
-               ("liveportrait_core.settings", "SettingsError"), ("liveportrait_core.tracking.mesh", "TrackerUnavailable"),
-               ("liveportrait_core.capture", "CaptureError"), ("liveportrait_core.outputs.base", "OutputUnavailable"))
+USER_ERRORS = (("liveportrait_core.models.weights", "WeightsError"),
+               ("liveportrait_core.models.loader", "ModelLoadError"),
+               ("liveportrait_core.characters.faces", "CharacterError"),
+               ("liveportrait_core.images", "ImageError"),
+               ("liveportrait_core.settings", "SettingsError"),
+               ("liveportrait_core.tracking.mesh", "TrackerUnavailable"),
+               ("liveportrait_core.capture", "CaptureError"),
+               ("liveportrait_core.outputs.base", "OutputUnavailable"))
 
 
 def is_user_error(exc: BaseException) -> bool:
