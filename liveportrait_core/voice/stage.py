@@ -1,0 +1,249 @@
+"""The voice stage: an audio source read on its own thread (``lp-voice``), analysed block by block, the
+newest features handed to the inference thread through a latest-value hand-off.
+
+What travels is a ``VoiceTrack``: the features of the last half second, newest last (a tuple, never
+changed after it is made). The inference thread takes the newest track when it animates a frame and reads
+the features at the frame's own timestamp (``VoiceTrack.at``): a webcam frame gets the voice of the instant
+it was captured (the audio and video clocks are both ``time.perf_counter()``), an idle frame (no webcam)
+the newest. The lag from the voice to the mouth is then at most one audio block (the block must end before
+its features exist) plus one video frame (the frame that shows it is the next one made).
+
+A source that fails or disappears is reported, closed and reopened with backoff (0.5 s doubling to 10 s),
+exactly like a lost webcam; the mouth closes meanwhile. Mute and push-to-talk gate the features here, so
+that the status still shows the level while the mouth stays closed.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable
+
+from liveportrait_core.engine.handoff import LatestValue
+from liveportrait_core.voice.features import SILENT, VoiceAnalyzer, VoiceFeatures
+from liveportrait_core.voice.resample import RATE
+from liveportrait_core.voice.sources import AudioBlock, AudioSource, AudioSourceError, describe_audio, open_audio
+
+if TYPE_CHECKING:  # pragma: no cover
+    from liveportrait_core.settings import AudioSettings
+
+_log = logging.getLogger(__name__)
+
+HISTORY_S = 0.5  #: how far back a VoiceTrack reaches
+STALE_S = 0.5  #: features older than this before a frame are no voice any more (source lost or ended)
+BACKOFF_S = (0.5, 10.0)
+READ_TIMEOUT_S = 0.1
+
+
+def block_samples(s: "AudioSettings") -> int:
+    return max(16, int(round(RATE * s.block_ms / 1000.0)))
+
+
+@dataclass(frozen=True)
+class VoiceTrack:
+    """The features of the last ``HISTORY_S``, oldest first."""
+
+    features: tuple[VoiceFeatures, ...]
+
+    def at(self, t: float) -> VoiceFeatures:
+        """The features of the newest block that ended by ``t`` (the oldest if ``t`` is before them all; the
+        silent features when the newest is older than ``STALE_S`` before ``t``)."""
+        fs = self.features
+        if not fs:
+            return SILENT
+        if t - fs[-1].timestamp > STALE_S:
+            return SILENT
+        for f in reversed(fs):
+            if f.timestamp <= t:
+                return f
+        return fs[0]
+
+
+EMPTY_TRACK = VoiceTrack(())
+
+
+@dataclass(frozen=True)
+class VoiceStatus:
+    state: str  #: off | opening | listening | lost | ended
+    source: str = ""  #: what is being listened to
+    db: float = SILENT.db
+    level: float = 0.0
+    vowel: str = ""
+    muted: bool = False
+    message: str = ""
+
+    def text(self) -> str:
+        """One short line for a status bar: ``voice -23 dB ▮▮▮▯▯ a``."""
+        if self.state in ("off",):
+            return ""
+        if self.state != "listening":
+            return f"voice {self.state}" + (f": {self.message}" if self.message else "")
+        bars = int(round(self.level * 5))
+        meter = "▮" * bars + "▯" * (5 - bars)
+        return (f"voice {self.db:.0f} dB {meter}" + (f" {self.vowel.upper()}" if self.vowel else "")
+                + (" (muted)" if self.muted else ""))
+
+
+class VoiceReceiver:
+    """The inference thread's end of the hand-off: the newest track, read at a frame's time."""
+
+    def __init__(self, handoff: LatestValue[VoiceTrack]) -> None:
+        self.handoff = handoff
+        self.track = EMPTY_TRACK
+
+    def features_at(self, t: float) -> VoiceFeatures:
+        newer = self.handoff.get(timeout=0)
+        if newer is not None:
+            self.track = newer
+        return self.track.at(t)
+
+
+class VoiceStage:
+    """Owns the ``lp-voice`` thread. ``settings()`` is read at every block (the engine's current settings)."""
+
+    def __init__(self, settings: Callable[[], "AudioSettings"], *, report: Callable[[BaseException], None]
+                 | None = None, sd: Any | None = None, realtime: bool = True) -> None:
+        self._settings = settings
+        self._report = report or (lambda e: _log.warning("voice: %s", e))
+        self._sd = sd
+        self.realtime = realtime
+        self.handoff: LatestValue[VoiceTrack] = LatestValue("voice")
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._taps: list[Callable[[AudioBlock], None]] = []
+        self._lock = threading.Lock()
+        self._status = VoiceStatus("opening")
+        self._muted = False
+        self._talking = False
+        self.blocks = 0  #: blocks analysed since start
+        self.reopened = 0  #: times the source came back after a loss
+
+    # -- control (any thread) -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="lp-voice", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        self._stop.set()
+        self.handoff.close()
+        th = self._thread
+        if th is not None and th is not threading.current_thread():
+            th.join(timeout)
+            return not th.is_alive()
+        return True
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def set_muted(self, muted: bool) -> None:
+        self._muted = bool(muted)
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
+
+    def set_talking(self, talking: bool) -> None:
+        """Push-to-talk held (True) or released; only matters with ``audio.push_to_talk``."""
+        self._talking = bool(talking)
+
+    def add_tap(self, fn: Callable[[AudioBlock], None]) -> None:
+        """Call ``fn(block)`` on the voice thread for every block (the recording's audio track)."""
+        with self._lock:
+            self._taps.append(fn)
+
+    def remove_tap(self, fn: Callable[[AudioBlock], None]) -> None:
+        with self._lock:
+            if fn in self._taps:
+                self._taps.remove(fn)
+
+    def status(self) -> VoiceStatus:
+        return self._status
+
+    # -- the thread -----------------------------------------------------------------------------------
+    def _gated(self, s: "AudioSettings") -> bool:
+        return self._muted or (s.push_to_talk and not self._talking)
+
+    def _run(self) -> None:
+        src: AudioSource | None = None
+        delay = BACKOFF_S[0]
+        history: deque[VoiceFeatures] = deque()
+        s = self._settings()
+        analyzer = VoiceAnalyzer(s)
+        device = s.device
+        lost = False
+        try:
+            while not self._stop.is_set():
+                s = self._settings()
+                if s.device != device and src is not None:  # another microphone or file: reopen
+                    src.close()
+                    src, device, lost = None, s.device, False
+                    analyzer.reset()
+                if src is None:
+                    device = s.device
+                    try:
+                        src = open_audio(device, block_samples(s), realtime=self.realtime, loop=s.loop, sd=self._sd,
+                                         refresh=lost and describe_audio(device) != "file")
+                    except AudioSourceError as e:
+                        self._lost(e, history)
+                        lost = True
+                        self._stop.wait(delay)
+                        delay = min(delay * 2, BACKOFF_S[1])
+                        continue
+                    if lost:
+                        self.reopened += 1
+                        _log.info("voice back: %s", src.description)
+                    lost, delay = False, BACKOFF_S[0]
+                    self._status = VoiceStatus("listening", src.description, muted=self._muted)
+                try:
+                    block = src.read(READ_TIMEOUT_S)
+                except AudioSourceError as e:
+                    src.close()
+                    src = None
+                    analyzer.reset()
+                    self._lost(e, history)
+                    lost = True
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, BACKOFF_S[1])
+                    continue
+                if block is None:
+                    if getattr(src, "ended", False):
+                        self._status = VoiceStatus("ended", src.description, message="the file ended")
+                        self._publish(history, replace(SILENT, timestamp=time.perf_counter()))
+                        self._stop.wait(READ_TIMEOUT_S)
+                    continue
+                analyzer.configure(s)
+                f = analyzer.process(block.samples, block.t_end)
+                gated = self._gated(s)
+                if gated:
+                    f = replace(f, level=0.0, gate_open=False, vowels=SILENT.vowels)
+                self.blocks += 1
+                self._publish(history, f)
+                self._status = VoiceStatus("listening", src.description, db=f.db, level=f.level, vowel=f.vowel,
+                                           muted=gated)
+                with self._lock:
+                    taps = list(self._taps)
+                for tap in taps:
+                    try:
+                        tap(block)
+                    except Exception as e:  # noqa: BLE001 - a failing recording must not stop the voice
+                        _log.warning("voice: audio tap failed: %s", e)
+                        self.remove_tap(tap)
+        finally:
+            if src is not None:
+                src.close()
+
+    def _publish(self, history: deque[VoiceFeatures], f: VoiceFeatures) -> None:
+        history.append(f)
+        while history and f.timestamp - history[0].timestamp > HISTORY_S:
+            history.popleft()
+        self.handoff.put(VoiceTrack(tuple(history)))
+
+    def _lost(self, e: BaseException, history: deque[VoiceFeatures]) -> None:
+        self._status = VoiceStatus("lost", message=str(e))
+        self._publish(history, replace(SILENT, timestamp=time.perf_counter()))  # the mouth closes at once
+        self._report(e)
