@@ -23,7 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from liveportrait_core import machine, paths  # standard library only: usable before anything is installed
+from liveportrait_core.tools import machine
+from liveportrait_core import paths
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"

@@ -14,7 +14,7 @@ DEFAULT_CHARACTERS_DIR = PROJECT_ROOT / "characters"
 
 
 VENV_DIR = PROJECT_ROOT / ".venv"  #: where install.py makes the virtual environment
-#: The console command that ``pyproject.toml`` declares (``liveportrait = liveportrait_core.cli:main``).
+#: The console command that ``pyproject.toml`` declares (``liveportrait = liveportrait_core.cli.main:main``).
 CLI_NAME = "liveportrait"
 
 

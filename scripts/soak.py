@@ -43,8 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from liveportrait_core.backend import LivePortraitBackend  # noqa: E402
-from liveportrait_core.engine import Engine  # noqa: E402
+from liveportrait_core.engine.backend import LivePortraitBackend
+from liveportrait_core.engine.core import Engine
 from liveportrait_core.settings import Settings  # noqa: E402
 from liveportrait_core.models.small import LABEL as REDUCED_LABEL, reduced_models  # noqa: E402
 
@@ -80,14 +80,14 @@ class SoakBackend(LivePortraitBackend):
         if self.model == "official":
             return super().create_animator(settings)
         from liveportrait_core.characters import CharacterLibrary
-        from liveportrait_core.pipeline import Animator
+        from liveportrait_core.engine.pipeline import Animator
 
         if self.model == "reduced":
             models = reduced_models(settings.model.device if settings.model.device != "auto" else "cpu")
         else:
             from liveportrait_core.models.loader import LivePortraitModels, load_state_dicts_into
-            from liveportrait_core.models.optimize import prepare_for_inference
-            from liveportrait_core.models.recipe import recipe_state_dicts
+            from liveportrait_core.models.fast.optimize import prepare_for_inference
+            from liveportrait_core.models.checkpoint.recipe import recipe_state_dicts
 
             import torch
 

@@ -53,7 +53,7 @@ def stop_started_engines(monkeypatch):
     thread may be left: one failure must not leave threads behind that fail every later test."""
     import time
 
-    from liveportrait_core.engine import Engine, engine_threads
+    from liveportrait_core.engine.core import Engine, engine_threads
 
     started: list = []
     real_start = Engine.start
@@ -77,7 +77,7 @@ def stop_started_engines(monkeypatch):
 @pytest.fixture(scope="session")
 def recipe_state_dicts():
     """``{official module name: {key: torch.Tensor}}`` of the recipe weights (all seven modules)."""
-    from liveportrait_core.models.recipe import recipe_state_dicts as make
+    from liveportrait_core.models.checkpoint.recipe import recipe_state_dicts as make
 
     return make()
 
@@ -85,7 +85,7 @@ def recipe_state_dicts():
 @pytest.fixture(scope="session")
 def recipe_models_dir(tmp_path_factory, recipe_state_dicts):
     """A models folder holding the recipe weights in the official file layout (human variant)."""
-    from liveportrait_core.models import weights
+    from liveportrait_core.models.checkpoint import weights
 
     root = tmp_path_factory.mktemp("recipe_models")
     weights.write_checkpoints(root, recipe_state_dicts)

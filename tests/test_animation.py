@@ -1,4 +1,4 @@
-"""Driving maths (animation.py) against the official vectors and an independent numpy reference.
+"""Driving maths (driving/animation.py) against the official vectors and an independent numpy reference.
 
 The MLPs use the recipe weights (test-only synthetic numbers, the ones the vectors were made with).
 """
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from liveportrait_core import models
-from liveportrait_core.animation import MotionDriver, Offsets, RetargetingNets, SourceMotion, angles_from_rotation
-from liveportrait_core.models.keypoints import MotionInfo, rotation_matrix
-from liveportrait_core.models.recipe import recipe_state_dicts, recipe_weights
+from liveportrait_core.models import networks as models
+from liveportrait_core.driving.animation import MotionDriver, Offsets, RetargetingNets, SourceMotion, angles_from_rotation
+from liveportrait_core.models.networks.keypoints import MotionInfo, rotation_matrix
+from liveportrait_core.models.checkpoint.recipe import recipe_state_dicts, recipe_weights
 from liveportrait_core.settings import AnimationSettings
 from tests.conftest import load_vectors, rel_err, shared_path
 

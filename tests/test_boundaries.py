@@ -10,10 +10,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "liveportrait_core"
 OBS_GLUE = PACKAGE / "obs"
-NETWORKS = PACKAGE / "models"
-#: What the networks may import from the project: themselves and the folder helpers.
-NETWORKS_MAY_IMPORT = ("liveportrait_core.models", "liveportrait_core.paths")
-
+NETWORKS = PACKAGE / "models" / "networks"
+#: What the plain networks may import from the project: each other only.
+NETWORKS_MAY_IMPORT = ("liveportrait_core.models.networks",)
+#: What the whole models/ folder (networks, checkpoint I/O, fast forms, loader) may import from the project.
+MODELS_MAY_IMPORT = ("liveportrait_core.models", "liveportrait_core.paths")
+#: The only modules at the package root: everything else lives in a folder named for its part of the product.
+ROOT_MODULES = {"__init__.py", "__main__.py", "settings.py", "paths.py", "log.py", "images.py"}
+#: The folders, each named for one part of the product (docs/ARCHITECTURE.md has the map).
+FOLDERS = {"capture", "voice", "tracking", "models", "driving", "characters", "outputs", "engine", "obs", "cli", "tools"}
 
 def imported_modules(path: Path) -> set[str]:
     """Absolute names of every module ``path`` imports (``from x import y`` gives ``x`` and ``x.y``)."""
@@ -71,12 +76,40 @@ def test_the_networks_import_nothing_from_the_layers_above():
     assert not offenders, f"the networks may import only {NETWORKS_MAY_IMPORT}: {offenders}"
 
 
+def test_the_models_folder_imports_nothing_from_the_engine_or_the_product_around_it():
+    offenders = {}
+    for path in (PACKAGE / "models").rglob("*.py"):
+        bad = {n for n in imported_modules(path) if _is_under(n, "liveportrait_core")
+               and not any(_is_under(n, ok) for ok in MODELS_MAY_IMPORT) and n != "liveportrait_core"}
+        if bad:
+            offenders[str(path.relative_to(REPO))] = sorted(bad)
+    assert not offenders, f"models/ may import only {MODELS_MAY_IMPORT}: {offenders}"
+
+
+def test_the_package_root_is_grouped_by_part_of_the_product():
+    root = {p.name for p in PACKAGE.glob("*.py")}
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert root == ROOT_MODULES, f"modules at the package root beyond the shared ones: {sorted(root - ROOT_MODULES)}"
+    assert folders == FOLDERS, f"folders differ from the documented map: {sorted(folders ^ FOLDERS)}"
+
+
+def test_the_driving_maths_imports_nothing_from_the_stages_that_run_it():
+    above = ("liveportrait_core.engine", "liveportrait_core.outputs", "liveportrait_core.cli", "liveportrait_core.obs",
+             "liveportrait_core.characters", "liveportrait_core.capture")
+    offenders = {}
+    for path in (PACKAGE / "driving").rglob("*.py"):
+        bad = {n for n in imported_modules(path) if any(_is_under(n, a) for a in above)}
+        if bad:
+            offenders[str(path.relative_to(REPO))] = sorted(bad)
+    assert not offenders, f"driving/ imports from the layers that run it: {offenders}"
+
+
 def test_the_pipeline_imports_nothing_from_the_stages_that_run_it():
     """The engine runs the backend, the backend runs the pipeline: never the other way (``FrameCancelled``,
     which the pipeline raises and the engine catches, lives below all three in ``cancel``)."""
-    above = ("liveportrait_core.backend", "liveportrait_core.engine", "liveportrait_core.outputs",
-             "liveportrait_core.commands", "liveportrait_core.cli")
-    bad = {n for n in imported_modules(PACKAGE / "pipeline.py") if any(_is_under(n, a) for a in above)}
+    above = ("liveportrait_core.engine.backend", "liveportrait_core.engine.core", "liveportrait_core.outputs",
+             "liveportrait_core.cli.commands", "liveportrait_core.cli.main")
+    bad = {n for n in imported_modules(PACKAGE / "engine" / "pipeline.py") if any(_is_under(n, a) for a in above)}
     assert not bad, f"pipeline.py imports from the layers that run it: {sorted(bad)}"
 
 

@@ -8,9 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from liveportrait_core import capture
-from liveportrait_core.capture import (CameraInfo, CaptureError, ImageFolderSource, VideoFileSource, backend_for,
-                                       describe_source, open_source, resolve_camera)
+from liveportrait_core.capture import sources as capture
+from liveportrait_core.capture.sources import CameraInfo, CaptureError, ImageFolderSource, VideoFileSource, backend_for, describe_source, open_source, resolve_camera
 from liveportrait_core.settings import CaptureSettings
 
 
@@ -134,6 +133,6 @@ def test_linux_camera_listing_skips_metadata_nodes(tmp_path):
 
 
 def test_empty_source_is_not_the_working_folder():
-    from liveportrait_core.capture import describe_source
+    from liveportrait_core.capture.sources import describe_source
     assert describe_source("") == "camera-name"
     assert describe_source("   ") == "camera-name"

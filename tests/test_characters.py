@@ -128,7 +128,7 @@ def test_bad_images_are_rejected_with_a_message_and_the_library_keeps_working(fo
 def test_cache_hit_brings_the_paste_back_mask_and_a_bad_mask_means_preparing_again(tmp_path, recipe_models,
                                                                                      monkeypatch):
     from liveportrait_core.characters import cache as ch
-    from liveportrait_core import crop
+    from liveportrait_core.driving import crop
 
     folder = tmp_path / "chars"
     folder.mkdir()
@@ -196,7 +196,7 @@ def test_assess_gives_verdicts_and_advice():
 
 
 def test_check_character_command_writes_previews_and_verdicts(tmp_path, capsys):
-    from liveportrait_core import cli
+    from liveportrait_core.cli import main as cli
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -320,7 +320,7 @@ class _RealAnimatorBackend:
         return NoFace()
 
     def create_animator(self, settings):
-        from liveportrait_core.pipeline import Animator
+        from liveportrait_core.engine.pipeline import Animator
 
         animator = Animator(self.models, settings, CharacterLibrary(settings, self.models))
         animator.start_character()
@@ -350,7 +350,7 @@ def test_engine_keeps_a_refused_chosen_character_off_and_says_why(tmp_path, smal
     """``characters.active`` (the OBS panel's choice) naming an unusable file used to be swapped silently for
     another file of the folder. Now nothing is animated, and the status names the choice and the reason;
     another pick goes live at once (the networks stay loaded), and a later refused pick keeps the live one."""
-    from liveportrait_core.engine import Engine
+    from liveportrait_core.engine.core import Engine
 
     folder = tmp_path / "chars"
     folder.mkdir()
@@ -384,7 +384,7 @@ def test_engine_keeps_a_refused_chosen_character_off_and_says_why(tmp_path, smal
 
 
 def test_with_no_choice_the_first_usable_character_is_taken_and_the_log_says_so(tmp_path, small_models, caplog):
-    from liveportrait_core.pipeline import Animator
+    from liveportrait_core.engine.pipeline import Animator
 
     folder = tmp_path / "chars"
     folder.mkdir()
@@ -392,7 +392,7 @@ def test_with_no_choice_the_first_usable_character_is_taken_and_the_log_says_so(
     shutil.copy(ASTRONAUT, folder / "astronaut.png")
     s = _settings(folder, tmp_path)
     animator = Animator(small_models, s, CharacterLibrary(s, small_models))
-    with caplog.at_level("INFO", logger="liveportrait_core.pipeline"):
+    with caplog.at_level("INFO", logger="liveportrait_core.engine.pipeline"):
         animator.start_character()
     assert animator.current_character() == "astronaut.png"
     assert animator.chosen_character == "" and animator.character_error == ""
@@ -404,7 +404,7 @@ def test_with_no_choice_the_first_usable_character_is_taken_and_the_log_says_so(
 def test_a_lowered_threshold_lets_the_refused_chosen_character_go_live(tmp_path, small_models):
     """The OBS slider (``characters.min_face_confidence``) applied live retries the refused choice."""
     dog = shared_path("testdata", "characters", "s25.jpg")
-    from liveportrait_core.pipeline import Animator
+    from liveportrait_core.engine.pipeline import Animator
 
     folder = tmp_path / "chars"
     folder.mkdir()

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("mediapipe")
 
-from liveportrait_core import cli  # noqa: E402
+from liveportrait_core.cli import main as cli
 from tests.conftest import shared_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from liveportrait_core import cli
+from liveportrait_core.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,7 @@ def test_unknown_command_is_an_argparse_error(capsys):
 
 
 def test_download_models_variant_shortcut(monkeypatch, capsys):
-    from liveportrait_core.models import download
+    from liveportrait_core.models.checkpoint import download
 
     seen = {}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from liveportrait_core import crop
+from liveportrait_core.driving import crop
 from tests.conftest import shared_path
 
 

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from liveportrait_core import cli, settings as settings_mod
+from liveportrait_core.cli import main as cli
+from liveportrait_core import settings as settings_mod
 
 REPO = Path(__file__).resolve().parents[1]
 DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -129,7 +130,7 @@ def kind(c: DocCommand) -> str:
     a = c.argv
     if a[:2] == ("-m", "liveportrait_core"):
         return "cli"
-    if a[:2] == ("-m", "liveportrait_core.settings_doc"):
+    if a[:2] == ("-m", "liveportrait_core.tools.settings_doc"):
         return "settings_doc"
     if a[0] in ("install.py", "scripts/soak.py", "scripts/obs_abi.py"):
         return a[0]
@@ -321,7 +322,7 @@ def test_documented_command_runs(where: str, argv: tuple[str, ...], tmp_path):
         assert (tmp_path / out_dir / "astronaut.crop.png").is_file()
         if "--json" in argv:
             assert json.loads(p.stdout)[0]["face_found"] is True
-    elif argv[:2] == ("-m", "liveportrait_core.settings_doc"):
+    elif argv[:2] == ("-m", "liveportrait_core.tools.settings_doc"):
         assert p.returncode == 0
         assert p.stdout == (REPO / "docs" / "SETTINGS.md").read_text(encoding="utf-8")
     else:  # pragma: no cover - _runnable() only plans the cases above

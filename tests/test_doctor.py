@@ -7,7 +7,8 @@ import types
 
 import pytest
 
-from liveportrait_core import cli, doctor, machine
+from liveportrait_core.cli import main as cli
+from liveportrait_core.tools import doctor, machine
 from liveportrait_core.settings import Settings
 
 
@@ -118,7 +119,7 @@ def test_cuda_requested_without_cuda_fails(monkeypatch):
 
 
 def test_bad_weight_file_is_named(tmp_path):
-    from liveportrait_core.models import weights
+    from liveportrait_core.models.checkpoint import weights
 
     path = weights.checkpoint_paths(tmp_path)["stitching_retargeting_module"]
     path.parent.mkdir(parents=True)
@@ -274,8 +275,8 @@ def test_nvidia_driver_presence_falls_back_to_nvidia_smi(monkeypatch):
 
 
 def test_weight_file_that_differs_from_the_official_one_is_a_warning(tmp_path):
-    from liveportrait_core.models import layout, weights
-    from liveportrait_core.models.recipe import recipe_weights
+    from liveportrait_core.models.checkpoint import layout, weights
+    from liveportrait_core.models.checkpoint.recipe import recipe_weights
 
     name = "appearance_feature_extractor"
     weights.write_checkpoints(tmp_path, {name: recipe_weights((name,))[name]})  # right layout, other bytes

@@ -15,10 +15,10 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-from liveportrait_core import cli
-from liveportrait_core.models import download, layout, weights
-from liveportrait_core.models.download import DownloadError
-from liveportrait_core.models.recipe import recipe_weights
+from liveportrait_core.cli import main as cli
+from liveportrait_core.models.checkpoint import download, layout, weights
+from liveportrait_core.models.checkpoint.download import DownloadError
+from liveportrait_core.models.checkpoint.recipe import recipe_weights
 
 AFE_REL = "liveportrait/base_models/appearance_feature_extractor.pth"
 STITCH_REL = "liveportrait/retargeting_models/stitching_retargeting_module.pth"

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from liveportrait_core import engine as engine_mod
-from liveportrait_core.capture import CaptureError
-from liveportrait_core.engine import Engine
+from liveportrait_core.engine import core as engine_mod
+from liveportrait_core.capture.sources import CaptureError
+from liveportrait_core.engine.core import Engine
 from liveportrait_core.outputs.base import PublishedFrame
 from liveportrait_core.settings import Settings
 
@@ -548,7 +548,7 @@ def test_missing_models_show_as_error_and_keep_trying(tmp_path, monkeypatch):
 
 def test_stop_cancels_a_long_frame_in_flight(tmp_path):
     """A CPU frame takes seconds: the animator is told to stop between networks, and stop() is prompt."""
-    from liveportrait_core.backend import FrameCancelled
+    from liveportrait_core.engine.backend import FrameCancelled
 
     entered = threading.Event()
 
@@ -687,7 +687,7 @@ def test_below_target_is_logged_once_with_advice(tmp_path, caplog):
 
 
 def test_a_start_error_that_names_its_fix_is_logged_once_without_traceback(tmp_path, monkeypatch, caplog):
-    from liveportrait_core.models.weights import WeightsError
+    from liveportrait_core.models.checkpoint.weights import WeightsError
 
     monkeypatch.setattr(engine_mod, "BACKOFF_S", (0.05, 0.1))
     calls = {"n": 0}

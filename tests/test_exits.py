@@ -1,6 +1,6 @@
 """Every way a command ends, run as a user runs it: the real CLI in a subprocess, with the full-size networks
 (recipe weights written by the test: test-only synthetic numbers) so that a model load and a frame take seconds
-on a CPU, as they do for users. Each test asserts the documented exit status (``liveportrait_core.exits``), that
+on a CPU, as they do for users. Each test asserts the documented exit status (``liveportrait_core.cli.exits``), that
 no signal ended the process (the old abort: -6 / 134, "terminate called without an active exception") and, where
 a recording was asked for, that the file is complete (it opens and has frames).
 
@@ -19,7 +19,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from liveportrait_core import exits, paths
+from liveportrait_core.cli import exits
+from liveportrait_core import paths
 from tests.conftest import REPO, shared_path
 
 ASTRONAUT = paths.DEFAULT_CHARACTERS_DIR / "astronaut.png"
@@ -179,8 +180,8 @@ def test_demo_max_frames_counts_published_frames_and_records_them(recipe_models_
 def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, capsys):
     """``liveportrait check-character --json | head``: when the reader closes the pipe, the write raises
     BrokenPipeError (Python ignores SIGPIPE); the command ends with status 1 and no traceback."""
-    from liveportrait_core import cli
-    from liveportrait_core.commands import doctor
+    from liveportrait_core.cli import main as cli
+    from liveportrait_core.cli.commands import doctor
 
     def run(args, settings):
         raise BrokenPipeError(32, "Broken pipe")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from liveportrait_core.animation import MotionDriver, RetargetingNets, SourceMotion
-from liveportrait_core.expressions import CHARACTER_LEFT, CHARACTER_RIGHT, NAMES, SHAPES, Expressions
-from liveportrait_core.models.keypoints import MotionInfo, rotation_matrix
+from liveportrait_core.driving.animation import MotionDriver, RetargetingNets, SourceMotion
+from liveportrait_core.driving.expressions import CHARACTER_LEFT, CHARACTER_RIGHT, NAMES, SHAPES, Expressions
+from liveportrait_core.models.networks.keypoints import MotionInfo, rotation_matrix
 from liveportrait_core.settings import AnimationSettings
 
 BRIEF_NAMES = {"smile", "wink_left", "wink_right", "blink", "aaa", "eee", "woo", "eyebrows_up", "pupils_left",

@@ -1,9 +1,9 @@
-"""The dense-motion heads by FFT (models/fft_conv.py) are the same convolutions as Conv3d/Conv2d."""
+"""The dense-motion heads by FFT (models/fast/fft_conv.py) are the same convolutions as Conv3d/Conv2d."""
 import pytest
 import torch
 from torch import nn
 
-from liveportrait_core.models.fft_conv import FFTMotionHeads
+from liveportrait_core.models.fast.fft_conv import FFTMotionHeads
 
 
 def _heads(c: int, o: int, d: int, dtype=torch.float64, k: int = 7):

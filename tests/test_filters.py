@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from liveportrait_core.filters import OneEuroFilter, OneEuroParams
+from liveportrait_core.driving.filters import OneEuroFilter, OneEuroParams
 
 
 def test_reduces_jitter_of_a_still_signal():

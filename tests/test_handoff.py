@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from liveportrait_core.handoff import END_OF_STREAM, EndOfStream, LatestValue
+from liveportrait_core.engine.handoff import END_OF_STREAM, EndOfStream, LatestValue
 
 
 def test_put_replaces_and_counts_dropped():

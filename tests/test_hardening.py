@@ -20,10 +20,11 @@ import cv2
 import numpy as np
 import pytest
 
-from liveportrait_core import cli, engine as engine_mod
-from liveportrait_core.backend import LivePortraitBackend
+from liveportrait_core.cli import main as cli
+from liveportrait_core.engine import core as engine_mod
+from liveportrait_core.engine.backend import LivePortraitBackend
 from liveportrait_core.characters import CharacterError, CharacterLibrary
-from liveportrait_core.engine import Engine
+from liveportrait_core.engine.core import Engine
 from liveportrait_core.settings import Settings, SettingsError, load as load_settings
 from tests.test_engine import Collect, FakeAnimator, FakeBackend, _engine_threads, _settings, _video, _wait
 
@@ -178,8 +179,8 @@ def test_check_character_reports_every_image_without_crashing(odd_characters, tm
 
 def _models_dir_with(tmp_path: Path, damage: str) -> Path:
     """The appearance extractor's file in the official place, damaged as ``damage`` says."""
-    from liveportrait_core.models import weights
-    from liveportrait_core.models.recipe import recipe_weights
+    from liveportrait_core.models.checkpoint import weights
+    from liveportrait_core.models.checkpoint.recipe import recipe_weights
 
     root = tmp_path / "models"
     sd = recipe_weights(("appearance_feature_extractor",))
@@ -330,7 +331,7 @@ def test_persistent_out_of_memory_does_not_flood_the_log(tmp_path, caplog):
     backend, out = FakeBackend(), Collect()
     backend.create_animator = lambda s: AlwaysOOM(backend.log)  # type: ignore[method-assign]
     eng = Engine(_settings(str(_video(tmp_path / "d.avi", 60))), [out], backend=backend)
-    with caplog.at_level(logging.WARNING, logger="liveportrait_core.engine"):
+    with caplog.at_level(logging.WARNING, logger="liveportrait_core.engine.core"):
         eng.start()
         assert eng.wait_finished(120)
         st = eng.status()
@@ -378,7 +379,7 @@ def test_recording_into_a_missing_folder_is_unavailable_not_retried(tmp_path):
 
 def test_face_lost_for_ten_seconds_idles_then_follows_the_face_again(small_models, tmp_path):
     """Real Animator (reduced test networks), simulated 30 fps clock: 0.4 s face, 10 s none, 0.7 s face."""
-    from liveportrait_core.pipeline import Animator
+    from liveportrait_core.engine.pipeline import Animator
 
     folder = tmp_path / "chars"
     folder.mkdir()

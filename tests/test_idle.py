@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from liveportrait_core.expressions import Expressions
-from liveportrait_core.idle import IdleAnimator, blend_motion
-from liveportrait_core.models.keypoints import MotionInfo, rotation_matrix
+from liveportrait_core.driving.expressions import Expressions
+from liveportrait_core.driving.idle import IdleAnimator, blend_motion
+from liveportrait_core.models.networks.keypoints import MotionInfo, rotation_matrix
 
 
 def motion(yaw: float, e: float) -> MotionInfo:

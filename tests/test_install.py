@@ -124,7 +124,7 @@ def _pyproject() -> dict:
 def test_pyproject_declares_the_command_the_dependencies_and_the_markers():
     meta = _pyproject()
     project = meta["project"]
-    assert project["scripts"] == {"liveportrait": "liveportrait_core.cli:main"}
+    assert project["scripts"] == {"liveportrait": "liveportrait_core.cli.main:main"}
     deps = " ".join(project["dependencies"])
     for dist in ("torch", "mediapipe==0.10.21", "opencv-contrib-python", "huggingface_hub", "cyndilib"):
         assert dist in deps
@@ -145,7 +145,7 @@ def test_pyproject_declares_the_command_the_dependencies_and_the_markers():
 
 
 def test_package_data_covers_every_data_file_of_the_package():
-    """A non-editable install (a wheel) must carry e.g. models/checkpoint_layout.json."""
+    """A non-editable install (a wheel) must carry e.g. models/checkpoint/checkpoint_layout.json."""
     import fnmatch
 
     data = _pyproject()["tool"]["setuptools"]["package-data"]
@@ -153,7 +153,7 @@ def test_package_data_covers_every_data_file_of_the_package():
     if tracked.returncode != 0:
         pytest.skip("not a git checkout")
     files = [Path(p) for p in tracked.stdout.split() if not p.endswith(".py")]
-    assert Path("liveportrait_core/models/checkpoint_layout.json") in files
+    assert Path("liveportrait_core/models/checkpoint/checkpoint_layout.json") in files
     for f in files:
         pkg = ".".join(f.parent.parts)
         assert any(fnmatch.fnmatch(f.name, pat) for pat in data.get(pkg, [])), f"{f} is not package data"

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from liveportrait_core.models.keypoints import MotionInfo, headpose_to_degrees, rotation_matrix, transform_keypoints
+from liveportrait_core.models.networks.keypoints import MotionInfo, headpose_to_degrees, rotation_matrix, transform_keypoints
 from tests.conftest import load_vectors, rel_err
 
 

@@ -5,11 +5,12 @@ import logging
 import pytest
 import torch
 
-from liveportrait_core.models import loader as loader_module, weights
-from liveportrait_core.models.layout import MODULE_NAMES, RETARGETING_MODULES
+from liveportrait_core.models import loader as loader_module
+from liveportrait_core.models.checkpoint import weights
+from liveportrait_core.models.checkpoint.layout import MODULE_NAMES, RETARGETING_MODULES
 from liveportrait_core.models.loader import (LivePortraitModels, ModelLoadError, _strict_load, cpu_has_fast_bf16,
                                              load_models, pick_device, pick_precision)
-from liveportrait_core.models.stitching import CONFIGS, RetargetingMLP
+from liveportrait_core.models.networks.stitching import CONFIGS, RetargetingMLP
 from liveportrait_core.settings import Settings
 
 

@@ -10,14 +10,14 @@ import pytest
 
 pytest.importorskip("torch")
 
-from liveportrait_core import cli  # noqa: E402
+from liveportrait_core.cli import main as cli
 from liveportrait_core.models.small import reduced_models  # noqa: E402
 
 
 def _use_reduced_networks(monkeypatch) -> list[int]:
     """The benchmark's loader builds the reduced networks (the MLPs keep their recipe weights)."""
     import liveportrait_core.models.loader as loader
-    import liveportrait_core.models.recipe as recipe
+    import liveportrait_core.models.checkpoint.recipe as recipe
 
     built: list[int] = []
     full_recipe = recipe.recipe_state_dicts

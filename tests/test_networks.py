@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from liveportrait_core.models import build
-from liveportrait_core.models.keypoints import MotionInfo
-from liveportrait_core.models.layout import MODULE_NAMES, module_layout, total_parameters
-from liveportrait_core.models.stitching import retarget, stitch
+from liveportrait_core.models.networks import build
+from liveportrait_core.models.networks.keypoints import MotionInfo
+from liveportrait_core.models.checkpoint.layout import MODULE_NAMES, module_layout, total_parameters
+from liveportrait_core.models.networks.stitching import retarget, stitch
 from tests.conftest import load_vectors, rel_err
 
 
@@ -95,7 +95,7 @@ def test_retargeting_mlps(modules, name):
 
 
 def test_stitching_and_retargeting_at_keypoint_level(modules):
-    """The one copy of the wrapper maths, used by the driving maths (animation.py) and the benchmark."""
+    """The one copy of the wrapper maths, used by the driving maths (driving/animation.py) and the benchmark."""
     v = load_vectors("stitching_retargeting")
     x_s, x_d = t(v["x_s"]), t(v["x_d"])
     with torch.inference_mode():

@@ -635,7 +635,7 @@ def test_script_functions_swallow_controller_errors(script, obs, monkeypatch, ca
 
 
 def test_default_expressions_match_the_engine_catalogue():
-    from liveportrait_core import expressions
+    from liveportrait_core.driving import expressions
 
     assert tuple(ctl.DEFAULT_EXPRESSIONS) == tuple(expressions.NAMES)
 
@@ -697,8 +697,8 @@ def test_run_command_reports_an_unknown_command():
 
 def test_buttons_run_the_commands_plain_functions_without_the_cli_parser(monkeypatch, capsys, tmp_path):
     """The buttons call the same function as the CLI command, with settings and options, never argparse."""
-    from liveportrait_core import cli
-    from liveportrait_core.commands import check_character, doctor, download_models
+    from liveportrait_core.cli import main as cli
+    from liveportrait_core.cli.commands import check_character, doctor, download_models
 
     assert ctl.BUTTON_COMMANDS == {"check-character": check_character.check, "doctor": doctor.report,
                                    "download-models": download_models.download}

@@ -1,15 +1,14 @@
-"""The exact inference rewrites (models/optimize.py) compute the same function as the plain modules."""
+"""The exact inference rewrites (models/fast/optimize.py) compute the same function as the plain modules."""
 import copy
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from liveportrait_core.models.optimize import (FastSPADEDecoder, FastWarpingNetwork, UpsampledConv3x3,
-                                                fold_spectral_norm)
-from liveportrait_core.models.spade import SPADEConfig, SPADEDecoder, SpectralNormConv2d
-from liveportrait_core.models.warping import WarpingConfig, WarpingNetwork
-from liveportrait_core.models.winograd import WinogradConv3x3
+from liveportrait_core.models.fast.optimize import FastSPADEDecoder, FastWarpingNetwork, UpsampledConv3x3, fold_spectral_norm
+from liveportrait_core.models.networks.spade import SPADEConfig, SPADEDecoder, SpectralNormConv2d
+from liveportrait_core.models.networks.warping import WarpingConfig, WarpingNetwork
+from liveportrait_core.models.fast.winograd import WinogradConv3x3
 
 
 @pytest.mark.parametrize("s, taps", [(1, 9), (2, 16), (3, 25), (4, 25)])
@@ -116,7 +115,7 @@ def test_fast_warping_network_equals_plain_in_float64():
 def test_winograd_and_fft_only_for_cpu_float32(device, dtype, cpu_paths):
     """CUDA keeps cuDNN's algorithms and a bf16 CPU mode oneDNN's bf16 kernels: the memory-for-arithmetic
     rewrites are made for CPU float32 only (the decision is checked here with the modules on the CPU)."""
-    from liveportrait_core.models.optimize import prepare_for_inference
+    from liveportrait_core.models.fast.optimize import prepare_for_inference
     from liveportrait_core.models.small import reduced_models
 
     models = reduced_models()

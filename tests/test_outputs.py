@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from liveportrait_core import outputs
-from liveportrait_core.handoff import END_OF_STREAM
+from liveportrait_core.engine.handoff import END_OF_STREAM
 from liveportrait_core.outputs.base import OutputUnavailable, PublishedFrame
 from liveportrait_core.outputs.callback import CallbackOutput
 from liveportrait_core.outputs.ndi import NdiOutput

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from liveportrait_core.characters import CharacterLibrary
-from liveportrait_core.expressions import SHAPES
-from liveportrait_core.pipeline import Animator, fit_frame
+from liveportrait_core.driving.expressions import SHAPES
+from liveportrait_core.engine.pipeline import Animator, fit_frame
 from liveportrait_core.settings import Settings
 from tests.conftest import shared_path
 
@@ -138,7 +138,7 @@ def test_odd_sized_character_keeps_its_exact_size(tmp_path, recipe_models, monke
 
 def test_a_stop_cancels_the_frame_between_the_networks(s1_settings, recipe_models, monkeypatch):
     """On a CPU W and G take seconds each: a stopping engine must not wait for both."""
-    from liveportrait_core.cancel import FrameCancelled
+    from liveportrait_core.engine.cancel import FrameCancelled
 
     animator = _animator(s1_settings, recipe_models)
     ran: list[str] = []
@@ -208,7 +208,7 @@ def test_fit_frame_modes():
 
 def test_a_stop_during_the_model_load_skips_preparing_characters(recipe_models_dir, s1_settings, monkeypatch):
     """A reload while the weights load (seconds on a CPU) must not go on to prepare characters."""
-    from liveportrait_core.backend import FrameCancelled, LivePortraitBackend
+    from liveportrait_core.engine.backend import FrameCancelled, LivePortraitBackend
 
     settings = s1_settings
     settings.model.models_dir = str(recipe_models_dir)
@@ -223,8 +223,8 @@ def test_a_stop_during_the_model_load_skips_preparing_characters(recipe_models_d
 
 def test_a_stop_during_the_model_load_gives_up_after_one_step(recipe_models_dir, tmp_path, monkeypatch):
     """The load itself is cancellable: a stop waits for one network to be built, not for all of them."""
-    from liveportrait_core.cancel import FrameCancelled
-    from liveportrait_core.models import loader
+    from liveportrait_core.engine.cancel import FrameCancelled
+    from liveportrait_core.models.networks import loader
 
     settings = _settings(_folder_with(tmp_path), tmp_path)
     settings.model.models_dir = str(recipe_models_dir)

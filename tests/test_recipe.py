@@ -1,8 +1,8 @@
-"""The recipe weights (models/recipe.py) against the reference checksums: every tensor, exactly."""
+"""The recipe weights (models/checkpoint/recipe.py) against the reference checksums: every tensor, exactly."""
 import numpy as np
 
-from liveportrait_core.models.layout import MODULE_NAMES, module_layout
-from liveportrait_core.models.recipe import module_weights
+from liveportrait_core.models.checkpoint.layout import MODULE_NAMES, module_layout
+from liveportrait_core.models.checkpoint.recipe import module_weights
 from tests.conftest import load_vectors
 
 

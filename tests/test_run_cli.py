@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from liveportrait_core import cli, paths
-from liveportrait_core.commands import run as run_cmd
-from liveportrait_core.engine import engine_threads
+from liveportrait_core.cli import main as cli
+from liveportrait_core import paths
+from liveportrait_core.cli.commands import run as run_cmd
+from liveportrait_core.engine.core import engine_threads
 from liveportrait_core.settings import Settings
 from tests.conftest import shared_path
 
@@ -58,7 +59,7 @@ def test_missing_models_exit_with_the_fix(tmp_path, capsys):
 
 
 def test_no_input_at_all_ends_the_command_with_the_reason(capsys, monkeypatch):
-    from liveportrait_core import engine as engine_mod
+    from liveportrait_core.engine import core as engine_mod
     from tests.test_engine import FakeBackend
 
     monkeypatch.setattr(engine_mod, "BACKOFF_S", (0.05, 0.1))
@@ -70,7 +71,7 @@ def test_no_input_at_all_ends_the_command_with_the_reason(capsys, monkeypatch):
 
 
 def test_demo_without_webcam_drives_with_a_clip_of_the_bundled_photo(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr("liveportrait_core.capture.list_cameras", lambda platform=None: [])
+    monkeypatch.setattr("liveportrait_core.capture.sources.list_cameras", lambda platform=None: [])
     monkeypatch.setattr("liveportrait_core.paths.user_cache_dir", lambda: tmp_path / "cache")
     rc = cli.main(["demo", "--record", str(tmp_path / "o.mp4"), "--models-dir", str(tmp_path / "none"),
                    "--max-frames", "1"])
@@ -84,7 +85,7 @@ def test_demo_without_webcam_drives_with_a_clip_of_the_bundled_photo(monkeypatch
 def test_demo_clip_shows_a_real_face_that_moves(tmp_path):
     import cv2
 
-    from liveportrait_core import demo_clip
+    from liveportrait_core.capture import demo_clip
     from liveportrait_core.settings import Settings
     from liveportrait_core.tracking.tracker import FaceTracker
 
@@ -113,7 +114,7 @@ def test_end_to_end_real_video_full_size_networks(recipe_models_dir, tmp_path, m
     """2 frames of a real driving video through the real tracker and full-size networks into an MP4:
     every frame arrives, in order; stats are sane; no engine thread is left running. The two frames are
     far apart in the video (another head pose), so their animated frames differ and the order shows."""
-    from liveportrait_core.engine import Engine
+    from liveportrait_core.engine.core import Engine
 
     cap = cv2.VideoCapture(str(shared_path("testdata", "driving", "d0.mp4")))
     video = tmp_path / "frames"  # an image folder: frames 0 and 60 of the video
@@ -171,7 +172,7 @@ def test_end_to_end_real_video_full_size_networks(recipe_models_dir, tmp_path, m
 
 
 def test_benchmark_report_names_the_bottleneck_and_the_setting(capsys):
-    from liveportrait_core.benchmarks import pipeline as bench
+    from liveportrait_core.tools.benchmarks import pipeline as bench
     from liveportrait_core.settings import Settings
 
     stage = lambda ms: {"median_ms": ms, "p95_ms": ms * 1.2, "mean_ms": ms, "min_ms": ms * 0.9, "n": 3}  # noqa: E731
@@ -189,7 +190,7 @@ def test_benchmark_report_names_the_bottleneck_and_the_setting(capsys):
     assert "recipe (synthetic)" in table and "tracking" in table and "warping_module" in table
     assert "bottleneck: tracking" in table and "capture.width/height" in table and "7.7 s per frame" in table
     assert "model.device=cuda" in bench._advice("inference", "spade_generator", {**info, "device": "cpu"}, s)
-    from liveportrait_core.models import loader
+    from liveportrait_core.models.networks import loader
     for fast_bf16 in (True, False):  # bf16 is advised only where the CPU runs it natively
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(loader, "cpu_has_fast_bf16", lambda v=fast_bf16: v)
@@ -202,7 +203,7 @@ def test_benchmark_report_names_the_bottleneck_and_the_setting(capsys):
 
 
 def test_benchmark_never_calls_other_weights_official(recipe_models_dir, tmp_path):
-    from liveportrait_core.benchmarks.pipeline import weights_label
+    from liveportrait_core.tools.benchmarks.pipeline import weights_label
 
     assert "not byte-identical to the official" in weights_label(str(recipe_models_dir), "human")
     assert "not byte-identical to the official" in weights_label(str(tmp_path), "human")  # no files at all
@@ -231,7 +232,7 @@ def test_record_to_an_image_name_is_refused_naming_the_options(tmp_path, capsys,
 
 
 def test_summary_lists_only_the_outputs_that_were_on(capsys):
-    from liveportrait_core.stats import EngineStatus, OutputStatus, StageStatus
+    from liveportrait_core.engine.stats import EngineStatus, OutputStatus, StageStatus
 
     st = EngineStatus(frames=3, stages={"inference": StageStatus(count=3)},
                       outputs={"obs_source": OutputStatus("obs_source", sent=3),

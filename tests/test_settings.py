@@ -202,7 +202,7 @@ def test_get_by_dotted_key():
 @pytest.fixture
 def seen_settings(monkeypatch):
     """Run the doctor command with its checks replaced, to see the settings the CLI built."""
-    from liveportrait_core import doctor
+    from liveportrait_core.tools import doctor
 
     seen: dict[str, Settings] = {}
 
@@ -215,7 +215,7 @@ def seen_settings(monkeypatch):
 
 
 def test_cli_set_override(seen_settings, capsys):
-    from liveportrait_core import cli
+    from liveportrait_core.cli import main as cli
 
     assert cli.main(["doctor", "--json", "--set", "animation.region=lip", "--set", "capture.fps=50"]) == 0
     s = seen_settings["s"]
@@ -223,7 +223,7 @@ def test_cli_set_override(seen_settings, capsys):
 
 
 def test_cli_config_then_set_then_shortcut(seen_settings, tmp_path, capsys):
-    from liveportrait_core import cli
+    from liveportrait_core.cli import main as cli
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model:\n  models_dir: from_file\n  variant: animal\nanimation:\n  region: pose\n")
@@ -234,7 +234,7 @@ def test_cli_config_then_set_then_shortcut(seen_settings, tmp_path, capsys):
 
 
 def test_cli_bad_override_exits_2_with_the_message(seen_settings, capsys):
-    from liveportrait_core import cli
+    from liveportrait_core.cli import main as cli
 
     assert cli.main(["doctor", "--set", "animation.regoin=exp"]) == 2
     err = capsys.readouterr().err
@@ -245,7 +245,7 @@ def test_cli_bad_override_exits_2_with_the_message(seen_settings, capsys):
 
 
 def test_cli_bad_config_file_exits_2(tmp_path, capsys):
-    from liveportrait_core import cli
+    from liveportrait_core.cli import main as cli
 
     assert cli.main(["doctor", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "cannot read settings file" in capsys.readouterr().err
@@ -262,11 +262,11 @@ def test_settings_doc_lists_every_setting():
 
 
 def test_settings_doc_is_up_to_date():
-    from liveportrait_core import settings_doc
+    from liveportrait_core.tools import settings_doc
 
     doc = (REPO / "docs" / "SETTINGS.md").read_text(encoding="utf-8")
     assert doc == settings_doc.render(), \
-        "docs/SETTINGS.md is stale: run `python -m liveportrait_core.settings_doc > docs/SETTINGS.md`"
+        "docs/SETTINGS.md is stale: run `python -m liveportrait_core.tools.settings_doc > docs/SETTINGS.md`"
 
 
 def test_settings_sections_are_documented():

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from liveportrait_core.stats import (EngineStatus, GpuStats, OutputStatus, StageTimer, SystemMonitor,
-                                     percentile)
+from liveportrait_core.engine.stats import EngineStatus, GpuStats, OutputStatus, StageTimer, SystemMonitor, percentile
 
 
 def test_percentile_interpolates():
@@ -37,7 +36,7 @@ def test_a_stage_slower_than_the_window_is_described_by_its_last_samples():
 
 
 def test_system_monitor_without_nvidia_driver_disables_gpu_once(caplog):
-    caplog.set_level(logging.INFO, logger="liveportrait_core.stats")
+    caplog.set_level(logging.INFO, logger="liveportrait_core.engine.stats")
     mon = SystemMonitor(interval_s=0.0)
     cpu, gpu = mon.sample()
     mon.sample()
@@ -76,7 +75,7 @@ def test_status_line_shows_rate_latency_warning_and_failing_outputs():
 
 def test_a_slow_rate_is_never_shown_as_zero():
     """One frame every 44 s on a CPU read "0.0 fps | latency 61357/61357 ms" next to "computing frame 2"."""
-    from liveportrait_core.stats import fps_text
+    from liveportrait_core.engine.stats import fps_text
 
     st = EngineStatus(state="running", fps=1 / 44.2, latency_p50_ms=61357.0, latency_p95_ms=61357.0, frames=1,
                       target_fps=60, activity="computing frame 2 on the CPU, about 44.2 s each (1 s in)")

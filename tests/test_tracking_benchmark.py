@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("mediapipe")
 
-from liveportrait_core import cli  # noqa: E402
-from liveportrait_core.benchmarks import tracking  # noqa: E402
+from liveportrait_core.cli import main as cli
+from liveportrait_core.tools.benchmarks import tracking
 
 
 def test_tracking_benchmark_reports_passes(tmp_path, capsys, monkeypatch):

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from liveportrait_core import crop
+from liveportrait_core.driving import crop
 from liveportrait_core.tracking import landmarks as lm
 from liveportrait_core.tracking.calibration import Calibration
 from liveportrait_core.tracking.mesh import _landmarks_array

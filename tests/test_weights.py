@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from liveportrait_core.models import layout, weights
-from liveportrait_core.models.recipe import recipe_weights
-from liveportrait_core.models.weights import WeightsError
+from liveportrait_core.models.checkpoint import layout, weights
+from liveportrait_core.models.checkpoint.recipe import recipe_weights
+from liveportrait_core.models.checkpoint.weights import WeightsError
 
 AFE = "appearance_feature_extractor"
 STITCH_FILE = "stitching_retargeting_module"
@@ -155,7 +155,7 @@ def _hinted_command(text: str) -> list[str]:
 @pytest.mark.parametrize("how", ["read", "verify"])
 def test_fix_hint_downloads_into_the_folder_that_failed(tmp_path, small_weights, how):
     """Bug 10: following the hint fetches the files into the --models-dir that was checked, not models/."""
-    from liveportrait_core import cli
+    from liveportrait_core.cli import main as cli
 
     root = tmp_path / "my models"  # a space, so the folder must be quoted to survive copy-paste
     path = _afe(root, small_weights)

@@ -1,10 +1,10 @@
-"""Winograd F(4x4, 3x3) (models/winograd.py) is the same convolution as F.conv2d(padding=1)."""
+"""Winograd F(4x4, 3x3) (models/fast/winograd.py) is the same convolution as F.conv2d(padding=1)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from liveportrait_core.models import winograd
-from liveportrait_core.models.winograd import WinogradConv3x3
+from liveportrait_core.models.fast import winograd
+from liveportrait_core.models.fast.winograd import WinogradConv3x3
 
 
 @pytest.mark.parametrize("shape", [(1, 5, 16, 16), (2, 3, 7, 10), (1, 4, 1, 5), (1, 6, 12, 40)])

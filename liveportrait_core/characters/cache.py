@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liveportrait_core import crop as crop_mod
+from liveportrait_core.driving import crop as crop_mod
 from liveportrait_core.characters.faces import SourceFace
 from liveportrait_core.characters.preparation import PreparedCharacter
 from liveportrait_core.images import CHARACTER_DIVISION, CHARACTER_MAX_DIM, load_image

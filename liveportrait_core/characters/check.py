@@ -18,7 +18,8 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
-from liveportrait_core import crop, images
+from liveportrait_core.driving import crop
+from liveportrait_core import images
 from liveportrait_core.characters.faces import (SHARP_FACE_PX, CharacterError, CharacterFace, CharacterFaceFinder,
                                                 SourceFace)
 from liveportrait_core.characters.preparation import require_face_size

@@ -23,7 +23,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from liveportrait_core import crop, log, paths
+from liveportrait_core.driving import crop
+from liveportrait_core import log, paths
 from liveportrait_core.settings import CharacterSettings
 from liveportrait_core.tracking import landmarks as lm
 from liveportrait_core.tracking.mesh import FaceMesh, MeshFace

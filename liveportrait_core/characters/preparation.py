@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from liveportrait_core import crop as crop_mod
+from liveportrait_core.driving import crop as crop_mod
 from liveportrait_core.characters.faces import SHARP_FACE_PX, CharacterError, FaceFinder, SourceFace
 from liveportrait_core.images import ImageError, LoadedImage, load_image
 
@@ -39,8 +39,8 @@ class PreparedCharacter:
         """The ``animation.SourceMotion`` of this character (on its device)."""
         import torch  # noqa: PLC0415
 
-        from liveportrait_core.animation import SourceMotion  # noqa: PLC0415
-        from liveportrait_core.models.keypoints import MotionInfo  # noqa: PLC0415
+        from liveportrait_core.driving.animation import SourceMotion
+        from liveportrait_core.models.networks.keypoints import MotionInfo
 
         dev = self.f_s.device
         info = MotionInfo(**{k: v for k, v in self.motion.items()})
@@ -92,7 +92,7 @@ def prepare_character(path: Path, models, face_finder: FaceFinder, *, min_face_p
     """Decode, find the face, cut the official source crop, run F and M once. Raises CharacterError."""
     import torch  # noqa: PLC0415
 
-    from liveportrait_core.models.keypoints import MotionInfo  # noqa: PLC0415
+    from liveportrait_core.models.networks.keypoints import MotionInfo
 
     name = name or path.name
     img, face = load_character_image(path, face_finder, min_face_px, name)

@@ -1,37 +1,11 @@
-"""The LivePortrait networks (one file per network) and the code that knows their checkpoints.
+"""The LivePortrait networks and everything that loads and runs them, in three kinds of module.
 
-``build(name)`` returns a fresh, untrained module for an official module name; its state_dict keys
-and shapes are those of the official checkpoints, so the official files load into it strictly.
+* ``networks/``: the plain networks, one file per network, with the official structure and state_dict names
+  (``networks.build(name)``), and the keypoint maths on their outputs;
+* ``checkpoint/``: the official file layout, reading/verifying/downloading weight files, recipe weights;
+* ``fast/``: exact faster forms of the plain networks (Winograd, FFT, fused SPADE), applied after loading.
+
+``loader`` sits on top: it builds the plain networks, loads the official files into them strictly, applies
+the fast forms and runs each network under its precision policy (``LivePortraitModels.run``).
+``small`` builds reduced networks for tests and benchmarks only.
 """
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-from .layout import MODULE_NAMES
-
-if TYPE_CHECKING:
-    from torch import nn
-
-
-def build(name: str) -> "nn.Module":
-    """A new module for an official name: appearance_feature_extractor, motion_extractor,
-    warping_module, spade_generator, stitching, lip or eye."""
-    if name == "appearance_feature_extractor":
-        from .appearance import AppearanceFeatureExtractor
-        return AppearanceFeatureExtractor()
-    if name == "motion_extractor":
-        from .motion import MotionExtractor
-        return MotionExtractor()
-    if name == "warping_module":
-        from .warping import WarpingNetwork
-        return WarpingNetwork()
-    if name == "spade_generator":
-        from .spade import SPADEDecoder
-        return SPADEDecoder()
-    if name in ("stitching", "lip", "eye"):
-        from .stitching import CONFIGS, RetargetingMLP
-        return RetargetingMLP(CONFIGS[name])
-    raise KeyError(f"unknown LivePortrait module {name!r}; known: {', '.join(MODULE_NAMES)}")
-
-
-__all__ = ["MODULE_NAMES", "build"]

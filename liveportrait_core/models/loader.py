@@ -1,9 +1,9 @@
 """Build the seven networks, load the official weights strictly, and run them with the right precision.
 
 ``load_models`` reads the files through ``weights.read_state_dicts`` (which verifies keys and shapes
-against the official layout), builds each module with ``models.build``, loads it with
+against the official layout), builds each module with ``models.networks.build``, loads it with
 ``load_state_dict(strict=True)`` on the chosen device and puts it in eval mode. Then, once, the
-exact inference rewrites of ``optimize.py`` are applied (they never change the state_dict names on
+exact inference rewrites of ``models/fast/optimize.py`` are applied (they never change the state_dict names on
 disk: the plain modules are what the files load into).
 
 Precision follows the official code: on CUDA the four big networks (F, M, W, G) run under fp16
@@ -24,8 +24,9 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from . import build, weights
-from .layout import BASE_MODULES, MODULE_NAMES
+from liveportrait_core.models.networks import build
+from liveportrait_core.models.checkpoint import weights
+from liveportrait_core.models.checkpoint.layout import BASE_MODULES, MODULE_NAMES
 
 _log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class LivePortraitModels:
     """The seven networks on one device, and how to call them.
 
     ``run(name, ...)`` calls a network under its precision policy in inference mode and returns
-    float32 outputs; the modules are also reachable as attributes (``models.warping_module``).
+    float32 outputs; the modules are also reachable as attributes (``models.networks.warping_module``).
     """
 
     modules: dict[str, nn.Module]
@@ -229,7 +230,7 @@ def load_models(models_dir: str | os.PathLike[str], device: str | torch.device =
     del state_dicts
     models = LivePortraitModels(modules=modules, device=dev, dtype=dtype)
     if optimize:
-        from .optimize import prepare_for_inference
+        from liveportrait_core.models.fast.optimize import prepare_for_inference
 
         between()
         prepare_for_inference(models, channels_last=channels_last, between=between)
@@ -248,7 +249,7 @@ def load_from_settings(settings, names: Iterable[str] = MODULE_NAMES,
                          channels_last=p.channels_last, between=between)
     if p.compile or p.cuda_graphs:
         between()
-        from .optimize import compile_models, warm_up
+        from liveportrait_core.models.fast.optimize import compile_models, warm_up
 
         compile_models(models, use_compile=p.compile, cuda_graphs=p.cuda_graphs)
         warm_up(models, max(1, p.warmup_frames))  # compiles now, not on the first live frame

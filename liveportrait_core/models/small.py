@@ -2,7 +2,7 @@
 
 The four big networks are built from their own config dataclasses with far fewer channels and layers,
 with torch's random initialisation (seeded); the three retargeting MLPs are full size with the recipe
-weights (``recipe.py``). The 21 keypoints, the 64x64 feature grid and the 512x512 output crop keep their
+weights (``models/checkpoint/recipe.py``). The 21 keypoints, the 64x64 feature grid and the 512x512 output crop keep their
 official sizes, so the animator, the keypoint maths, the character preparation and the paste-back run
 unchanged; only the feature volume is shallower (8 channels x depth 4 instead of 32 x 16). A face animated
 with them is noise: they exercise the product's code paths and memory behaviour (tests/, scripts/soak.py),
@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import torch
 
-from . import build
-from .appearance import AppearanceConfig, AppearanceFeatureExtractor
-from .layout import RETARGETING_MODULES
+from liveportrait_core.models.networks import build
+from liveportrait_core.models.networks.appearance import AppearanceConfig, AppearanceFeatureExtractor
+from liveportrait_core.models.checkpoint.layout import RETARGETING_MODULES
 from .loader import LivePortraitModels
-from .motion import MotionConfig, MotionExtractor
-from .recipe import recipe_state_dicts
-from .spade import SPADEConfig, SPADEDecoder, SpectralNormConv2d
-from .warping import WarpingConfig, WarpingNetwork
+from liveportrait_core.models.networks.motion import MotionConfig, MotionExtractor
+from liveportrait_core.models.checkpoint.recipe import recipe_state_dicts
+from liveportrait_core.models.networks.spade import SPADEConfig, SPADEDecoder, SpectralNormConv2d
+from liveportrait_core.models.networks.warping import WarpingConfig, WarpingNetwork
 
 LABEL = "reduced-channel networks with random weights (tests only: the animated face is noise)"
 

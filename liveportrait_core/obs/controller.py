@@ -21,10 +21,10 @@ from typing import Any, Callable, Iterable
 
 from liveportrait_core import paths
 from liveportrait_core import settings as schema
-from liveportrait_core.commands import check_character as check_character_command
-from liveportrait_core.commands import doctor as doctor_command
-from liveportrait_core.commands import download_models as download_models_command
-from liveportrait_core.expression_names import NAMES as EXPRESSION_NAMES
+from liveportrait_core.cli.commands import check_character as check_character_command
+from liveportrait_core.cli.commands import doctor as doctor_command
+from liveportrait_core.cli.commands import download_models as download_models_command
+from liveportrait_core.driving.expression_names import NAMES as EXPRESSION_NAMES
 from liveportrait_core.obs import properties, scene, shutdown
 from liveportrait_core.obs.environment import EnvironmentReport
 from liveportrait_core.obs.hotkeys import Hotkeys
@@ -76,7 +76,7 @@ def fallback_output() -> OutputSpec:
 
 def default_engine_factory(settings: schema.Settings) -> Any:
     """Imports the engine (torch, mediapipe) — called on the starter thread only."""
-    from liveportrait_core.engine import Engine  # noqa: PLC0415 - heavy, off the UI thread
+    from liveportrait_core.engine.core import Engine
 
     return Engine(settings)
 

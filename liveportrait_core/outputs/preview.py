@@ -74,7 +74,7 @@ def size_hint(settings: Any) -> tuple[int, int] | None:
         return 512, 512
     from liveportrait_core import paths  # noqa: PLC0415
     from liveportrait_core.characters import list_character_files  # noqa: PLC0415
-    from liveportrait_core.images import CHARACTER_MAX_DIM  # noqa: PLC0415
+    from liveportrait_core.images import CHARACTER_MAX_DIM
 
     active = settings.characters.active
     try:

@@ -11,9 +11,9 @@ import logging
 import threading
 import time
 
-from liveportrait_core.handoff import EndOfStream, LatestValue
+from liveportrait_core.engine.handoff import EndOfStream, LatestValue
 from liveportrait_core.outputs.base import Output, OutputUnavailable, PublishedFrame
-from liveportrait_core.stats import OutputStatus, StageTimer
+from liveportrait_core.engine.stats import OutputStatus, StageTimer
 
 _log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from liveportrait_core import crop
+from liveportrait_core.driving import crop
 
 N_LANDMARKS = 478
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liveportrait_core.crop import CropTransform
+from liveportrait_core.driving.crop import CropTransform
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from liveportrait_core import crop, images
-from liveportrait_core.filters import OneEuroFilter, OneEuroParams
+from liveportrait_core.driving import crop
+from liveportrait_core import images
+from liveportrait_core.driving.filters import OneEuroFilter, OneEuroParams
 from liveportrait_core.settings import TrackingSettings
 from liveportrait_core.tracking import landmarks as lm
 from liveportrait_core.tracking.calibration import Calibration

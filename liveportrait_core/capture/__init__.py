@@ -1,0 +1,1 @@
+"""Capture: where driving frames come from (webcams, video files, image folders, the demo's clip)."""

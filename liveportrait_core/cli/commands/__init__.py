@@ -1,0 +1,1 @@
+"""One module per CLI command; see ``liveportrait_core.cli.main`` for the contract."""

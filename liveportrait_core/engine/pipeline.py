@@ -1,0 +1,297 @@
+"""``Animator``: one driving crop and its face observation in, one BGRA frame of the character out.
+
+Per frame: the motion extractor on the 256x256 driving crop, the driving maths (``animation``) with
+the expressions and the idle animation on top, then warping and decoding into the animated 512x512
+crop, which is pasted back into the full character image through the feathered mask (``crop``),
+keeping the character's alpha. The networks and keypoint maths stay on the device; the only
+transfers are the driving crop up and the finished crop down.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
+
+from liveportrait_core.driving.animation import MotionDriver, RetargetingNets
+from liveportrait_core.engine.cancel import FrameCancelled
+from liveportrait_core.characters import CharacterError, CharacterLibrary, PreparedCharacter
+from liveportrait_core.driving.expressions import NAMES as EXPRESSION_NAMES, Expressions, add_offsets
+from liveportrait_core.driving.idle import IdleAnimator, blend_motion
+from liveportrait_core.models.networks.keypoints import MotionInfo
+from liveportrait_core.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+
+def fit_frame(frame: np.ndarray, width: int, height: int, fit: str) -> np.ndarray:
+    """Place a BGRA frame on a ``width`` x ``height`` canvas: contain (letterbox, transparent),
+    cover (fill and crop the overflow) or stretch. 0 for a side keeps the frame's own size."""
+    h, w = frame.shape[:2]
+    width, height = width or w, height or h
+    if (width, height) == (w, h):
+        return frame
+    if fit == "stretch":
+        return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if width < w else cv2.INTER_LINEAR)
+    s = min(width / w, height / h) if fit == "contain" else max(width / w, height / h)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    scaled = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    if fit == "contain":
+        out = np.zeros((height, width, 4), np.uint8)
+        x0, y0 = (width - nw) // 2, (height - nh) // 2
+        out[y0:y0 + nh, x0:x0 + nw] = scaled
+        return out
+    x0, y0 = (nw - width) // 2, (nh - height) // 2
+    return np.ascontiguousarray(scaled[y0:y0 + height, x0:x0 + width])
+
+
+class Animator:
+    """Animates the active character from driving crops (the engine's inference stage)."""
+
+    def __init__(self, models, settings: Settings, library: CharacterLibrary | None = None) -> None:
+        self.models = models
+        self.device = models.device
+        self.library = library
+        mods = getattr(models, "modules", {})
+        self.nets = RetargetingNets(stitching=mods.get("stitching"), lip=mods.get("lip"), eye=mods.get("eye"))
+        a = settings.animation
+        self.driver = MotionDriver(self.nets, a)
+        self.expressions = Expressions(a.expression_ease_s, device=self.device)
+        self.idle = IdleAnimator(a.idle_ease_s, a.idle)
+        self.character: PreparedCharacter | None = None
+        #: the user's explicit choice (``characters.active``, a pick or a hotkey; "" = none) and, when it is not
+        #: the live character, why (the engine's status shows both; a refused choice is never replaced)
+        self.chosen_character = ""
+        self.character_error = ""
+        self._calibrate = False
+        self._last_live: MotionInfo | None = None
+        self._last_eye: torch.Tensor | None = None
+        self._last_lip: torch.Tensor | None = None
+        self._base: np.ndarray | None = None  # the character as BGRA, copied for every frame
+        self.last_keypoints: torch.Tensor | None = None  #: x_d of the last frame (for checks and debugging)
+        #: Asked between the networks; the engine points it at its stop flag (``FrameCancelled`` then).
+        self.should_stop: Callable[[], bool] = lambda: False
+        self.update_settings(settings)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, should_stop: Callable[[], bool] | None = None) -> "Animator":
+        """Load the networks (``model.*``), open the character library and select the active character.
+        ``should_stop`` is asked between the steps of the (seconds-long) load and before the preparation:
+        a stopping engine gives the start up (``FrameCancelled``) after one step at most."""
+        from liveportrait_core.models.loader import load_from_settings
+
+        def between() -> None:
+            if should_stop is not None and should_stop():
+                raise FrameCancelled("the engine stopped while the models were loading")
+
+        models = load_from_settings(settings, between=between)
+        between()
+        animator = cls(models, settings, CharacterLibrary(settings, models))
+        animator.start_character()
+        return animator
+
+    def start_character(self) -> None:
+        """The chosen character (``characters.active``) goes live; when it is refused none does and
+        ``character_error`` says why (the networks stay loaded, so picking another one is instant). Only
+        with no choice is the first usable image of the folder taken, and the log says so."""
+        active = self.settings.characters.active
+        if active:
+            try:
+                self.select_character(active)
+            except CharacterError:  # the library has logged the reason; the engine's status shows it
+                _log.warning("nothing is animated: the chosen character %s (characters.active) is refused; pick "
+                             "another one or fix the file (it is tried again when it changes)", active)
+            return
+        names = self.library.names()
+        if not names:
+            raise CharacterError("no character images found; put a PNG/JPEG/WebP portrait into "
+                                 f"{self.settings.characters.folder} (or set characters.folder)")
+        refused: list[str] = []
+        for name in names:
+            try:
+                self.set_character(self.library.get(name))
+                break
+            except CharacterError as e:
+                refused.append(str(e))
+        else:
+            raise CharacterError("none of the character images could be used: " + "; ".join(refused))
+        _log.info("no character chosen (characters.active is empty): using %s, the first usable one in the "
+                  "folder%s", name, f"; refused: {'; '.join(refused)}" if refused else "")
+
+    # -- configuration ------------------------------------------------------------------------------
+    def update_settings(self, settings: Settings) -> None:
+        self.settings = settings
+        a = settings.animation
+        self.driver.configure(a)
+        self.expressions.ease_s = a.expression_ease_s
+        self.idle.ease_s, self.idle.alive = a.idle_ease_s, a.idle
+        if self.library is not None and self.library.settings is not settings:
+            self.library.update_settings(settings)
+            if self.character_error:  # e.g. a lowered min_face_confidence: the refused choice gets another try
+                self._retry_chosen()
+
+    def set_character(self, prepared: PreparedCharacter) -> None:
+        """Switch to a prepared character (the neutral reference of the driving face is kept)."""
+        if prepared.device is None or torch.device(prepared.device) != torch.device(self.device):
+            prepared = prepared.to(self.device)
+        self.character = prepared
+        self.driver.set_source(prepared.source_motion())
+        paste = prepared.ensure_paste_back()
+        self._base = np.dstack([prepared.image_bgr, prepared.alpha if prepared.alpha is not None
+                                else np.full(prepared.image_bgr.shape[:2], 255, np.uint8)])
+        self._paste = paste
+
+    def calibrate(self) -> None:
+        """The next tracked frame becomes the neutral reference."""
+        self._calibrate = True
+
+    # -- the engine's character and expression commands ---------------------------------------------
+    def characters(self) -> list[str]:
+        return self.library.names() if self.library is not None else []
+
+    def current_character(self) -> str:
+        return self.character.name if self.character is not None else ""
+
+    def select_character(self, key: int | str) -> str:
+        """Switch by hotkey slot (0-based) or name: an explicit choice. A refused image keeps the current
+        character live, and ``character_error`` says why the chosen one is not (CharacterError raised)."""
+        if self.library is None:
+            raise CharacterError("no character library")
+        self.chosen_character = f"slot {key + 1}" if isinstance(key, int) else str(key)
+        try:
+            self.chosen_character = self.library.resolve(key)
+            self.set_character(self.library.get(self.chosen_character))
+        except CharacterError as e:
+            self.character_error = str(e)
+            raise
+        self.character_error = ""
+        return self.character.name
+
+    def follow_files(self) -> None:
+        """Pick up changed files (at most every ``characters.rescan_s``): the live character is prepared
+        again, and a refused chosen one gets another try, so fixing the file is enough."""
+        if self.library is None:
+            return
+        changed = self.library.rescan()
+        if self.character is not None and self.character.name in changed:
+            self._reload_current()
+        if self.character_error and self.chosen_character in changed:
+            self._retry_chosen()
+
+    def _retry_chosen(self) -> None:
+        if self.library is None or self.chosen_character not in self.library.names():
+            return
+        try:
+            self.select_character(self.chosen_character)
+            _log.info("the chosen character %s is live now", self.chosen_character)
+        except CharacterError as e:
+            _log.info("the chosen character %s still cannot be used: %s", self.chosen_character, e)
+
+    def next_character(self, step: int = 1) -> str:
+        names = self.characters()
+        if not names:
+            raise CharacterError("no characters")
+        i = names.index(self.current_character()) if self.current_character() in names else -step
+        errors: list[str] = []
+        for k in range(1, len(names) + 1):
+            try:
+                return self.select_character(names[(i + k * step) % len(names)])
+            except CharacterError as e:
+                errors.append(str(e))
+        raise CharacterError("; ".join(errors))
+
+    def set_expression(self, name: str, active: bool, strength: float = 1.0) -> None:
+        self.expressions.set(name, active, strength)
+
+    @staticmethod
+    def expression_names() -> list[str]:
+        return list(EXPRESSION_NAMES)
+
+    def close(self) -> None:
+        self.character = None
+        self._base = None
+        if self.library is not None:
+            self.library.close()
+
+    # -- per frame ----------------------------------------------------------------------------------
+    def _driving_motion(self, driving_rgb256: np.ndarray) -> MotionInfo:
+        x = torch.from_numpy(np.ascontiguousarray(driving_rgb256)).to(self.device, non_blocking=True)
+        x = x.permute(2, 0, 1)[None].float().div_(255.0)
+        return MotionInfo.from_raw(self.models.run("motion_extractor", x))
+
+    def _ratios(self, observation: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        eye = getattr(observation, "eye_open", None)
+        mouth = getattr(observation, "mouth_open", None)
+        src = self.driver.source
+        e = src.eye_ratio if eye is None else torch.tensor([list(eye)], dtype=torch.float32).to(self.device)
+        m = src.lip_ratio if mouth is None else torch.tensor([[float(mouth)]], dtype=torch.float32).to(self.device)
+        return e, m
+
+    def driving_keypoints(self, driving_rgb256: np.ndarray | None, observation: Any) -> torch.Tensor:
+        """x_d for this frame: tracked motion (or idle), expressions and idle life on top."""
+        if self.character is None:
+            raise CharacterError("no character selected")
+        now = getattr(observation, "timestamp", None)
+        now = time.perf_counter() if now is None else float(now)
+        found = driving_rgb256 is not None and bool(getattr(observation, "found", False))
+        w = self.idle.update(found, now)
+        if found:
+            d = self._driving_motion(driving_rgb256)
+            # the tracker flags the steady, frontal frame it takes as neutral (calibrate_now); until then the
+            # first tracked frame serves, and calibrate() makes the next one the reference
+            if self._calibrate or self.driver.reference is None or getattr(observation, "calibrate_now", False):
+                self.driver.set_reference(d)
+                self._calibrate = False
+            self._last_live = self.driver.condition(d, now)
+            self._last_eye, self._last_lip = self._ratios(observation)
+        neutral = self.driver.neutral()
+        src = self.driver.source
+        if self._last_live is None:
+            d_eff, eye, lip = neutral, src.eye_ratio, src.lip_ratio
+        else:
+            d_eff = blend_motion(self._last_live, neutral, w)
+            eye = torch.lerp(self._last_eye, src.eye_ratio, w)
+            lip = torch.lerp(self._last_lip, src.lip_ratio, w)
+        offsets = add_offsets(self.expressions.offsets(now), self.idle.offsets(now, self.expressions))
+        return self.driver.drive_conditioned(d_eff, eye_ratio=eye, lip_ratio=lip, offsets=offsets)
+
+    def render_crop(self, x_d: torch.Tensor) -> np.ndarray:
+        """Warp and decode: the animated 512x512 crop, BGR uint8 on the host (one transfer)."""
+        c = self.character
+        with torch.inference_mode():
+            self._check_stop()
+            feature = self.models.run("warping_module", c.f_s, kp_driving=x_d, kp_source=self.driver.source.x_s)
+            self._check_stop()
+            img = self.models.run("spade_generator", feature["out"])
+            u8 = (img[0].clamp(0.0, 1.0) * 255.0).to(torch.uint8)  # truncation, as the official astype
+            return u8.flip(0).permute(1, 2, 0).contiguous().cpu().numpy()
+
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise FrameCancelled("the engine is stopping")
+
+    def animate(self, driving_rgb256: np.ndarray | None, observation: Any) -> np.ndarray:
+        """The BGRA uint8 frame: the character with its animated face (idle when no face is found)."""
+        self.follow_files()
+        x_d = self.driving_keypoints(driving_rgb256, observation)
+        self.last_keypoints = x_d
+        crop = self.render_crop(x_d)
+        o = self.settings.outputs
+        if o.paste_back:
+            frame = self._paste.paste_bgra(crop, self.character.crop_alpha512, out=self._base.copy())
+        else:
+            a = self.character.crop_alpha512
+            frame = np.dstack([crop, a if a is not None else np.full(crop.shape[:2], 255, np.uint8)])
+        return fit_frame(frame, o.width, o.height, o.fit)
+
+    def _reload_current(self) -> None:
+        name = self.character.name
+        try:
+            self.set_character(self.library.get(name))
+            _log.info("character %s changed on disk and was prepared again", name)
+        except CharacterError as e:
+            _log.warning("%s changed on disk and cannot be used any more (%s); keeping the previous version",
+                         name, e)

@@ -1,0 +1,1 @@
+"""Tools around the engine: ``doctor``, the settings reference generator, machine facts and the benchmarks."""
