@@ -128,3 +128,9 @@ def test_non_finite_reduced_precision_falls_back_to_float32_once(caplog):
     assert torch.equal(out, torch.full((3,), 2.0)) and torch.equal(out2, out)
     assert models.network_dtype("warping_module") == torch.float32
     assert caplog.text.count("non-finite") == 1
+
+
+def test_every_official_module_has_a_builder_and_no_other():
+    from liveportrait_core.models.networks import BUILDERS
+
+    assert tuple(BUILDERS) == tuple(MODULE_NAMES)
