@@ -1,0 +1,184 @@
+"""``model.backend``: which engine runs each of the four big networks, behind one ``run`` interface.
+
+* ``torch``: today's path (``loader.load_models``: the plain modules with the exact fast forms).
+* ``onnxruntime``: the ONNX exports on ONNX Runtime, providers in ``model.providers`` order (an
+  explicit choice: when onnxruntime is missing the load fails with the install command, it never
+  silently runs something else).
+* ``auto``: on CUDA and Apple MPS, torch (the official fp16 path on CUDA; ORT there is an opt-in,
+  untested on a GPU by this project so far, and TensorRT's first engine build takes minutes). On a
+  CPU-only torch: if onnxruntime has a GPU provider that ``model.providers`` lists (DirectML on an
+  AMD/Intel Windows PC, CUDA/TensorRT, CoreML, OpenVINO), that one; otherwise, in float32, the
+  fastest CPU form of each network by measurement (``choice.py``), and in bf16 torch (ORT's CPU
+  provider has no bf16 path).
+
+Whatever the backend, the result is a ``LivePortraitModels`` whose ``run(name, ...)`` returns float32
+tensors (and the same dict keys for M and W); the three retargeting MLPs always stay in torch.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from liveportrait_core.models.checkpoint.layout import MODULE_NAMES
+from liveportrait_core.models.onnx import choice as cpu_choice
+from liveportrait_core.models.onnx import runtime
+from liveportrait_core.models.onnx.export import EXPORTED
+
+_log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class BackendPlan:
+    """What ``resolve_backend`` decided: ``torch``, ``onnxruntime`` (with providers) or ``cpu-choice``."""
+
+    kind: str
+    providers: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def resolve_backend(backend: str, device: torch.device, precision: str, requested: Sequence[str],
+                    available: Sequence[str]) -> BackendPlan:
+    """Pure decision from the settings and what the machine has (see the module docstring)."""
+    backend = (backend or "auto").lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown model.backend {backend!r}; use {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return BackendPlan("torch", reason="model.backend is torch")
+    if backend == "onnxruntime":
+        if not available:
+            raise runtime.OrtUnavailable(
+                "model.backend is 'onnxruntime' but ONNX Runtime is not installed: run `python install.py --backend onnx` "
+                "(it picks the build for this machine), or set model.backend to torch or auto")
+        return BackendPlan("onnxruntime", tuple(runtime.resolve_providers(requested, available)),
+                           "model.backend is onnxruntime")
+    if device.type != "cpu":
+        return BackendPlan("torch", reason=f"auto on {device.type}: torch (ONNX Runtime there is opt-in: "
+                                           f"model.backend=onnxruntime)")
+    providers = runtime.resolve_providers(requested, available) if available else ["cpu"]
+    gpu = [p for p in providers if p in runtime.DEVICE_PROVIDERS]
+    if gpu:
+        return BackendPlan("onnxruntime", tuple(providers),
+                           f"auto: torch has no GPU here, ONNX Runtime has {runtime.PROVIDERS[gpu[0]]}")
+    if (precision or "auto").lower() == "bf16":
+        return BackendPlan("torch", reason="auto in bf16: torch (ONNX Runtime's CPU provider runs float32)")
+    return BackendPlan("cpu-choice", ("cpu",), "auto on the CPU: the fastest measured form of each network")
+
+
+def load_with_backend(models_dir: str | os.PathLike[str], *, backend: str = "auto", device: str = "auto",
+                      precision: str = "auto", providers: Sequence[str] = tuple(runtime.PROVIDERS),
+                      variant: str = "human", threads: int = 0, channels_last: bool = True,
+                      names: Iterable[str] = MODULE_NAMES, between: Callable[[], None] = lambda: None,
+                      progress: Callable[[str], None] | None = None):
+    """The networks for ``names`` as a ``LivePortraitModels``, each run by the backend the settings
+    and the machine call for; logs which backend and provider runs each one."""
+    from liveportrait_core.models.loader import LivePortraitModels, load_models, pick_device  # noqa: PLC0415
+
+    say = progress or _log.info
+    names = tuple(names)
+    dev = pick_device(device)
+    plan = resolve_backend(backend, dev, precision, providers, runtime.available_providers())
+    big = [n for n in names if n in EXPORTED]
+    if plan.kind == "torch" or not big:
+        return load_models(models_dir, device=dev, precision=precision, names=names, variant=variant,
+                           channels_last=channels_last, between=between)
+    _log.info("model backend: %s", plan.reason)
+    if plan.kind == "onnxruntime":
+        if (precision or "auto").lower() == "bf16":
+            _log.warning("ONNX Runtime has no bf16 mode; running float32 (fp16 on the GPU providers with "
+                         "model.precision auto or fp16)")
+        rest = [n for n in names if n not in EXPORTED]
+        modules: dict[str, nn.Module] = {}
+        if rest:
+            modules.update(load_models(models_dir, device=dev, precision="fp32", names=rest, variant=variant,
+                                       optimize=False, between=between).modules)
+        load = runtime.OrtLoad(models_dir, variant, plan.providers, precision, threads, dev)
+        modules.update(runtime.load_ort_networks(load, big, progress=say, between=between))
+        return LivePortraitModels(modules={n: modules[n] for n in names}, device=dev, dtype=torch.float32,
+                                  optimized=True)
+    return _load_cpu_choice(models_dir, variant, names, threads, between, say)
+
+
+def _fast_forms(plain: dict[str, nn.Module], names: Iterable[str]) -> dict[str, nn.Module]:
+    """The exact fast forms (``models/fast``) of the networks that have one (W and G), on the CPU."""
+    from liveportrait_core.models.fast.optimize import prepare_for_inference  # noqa: PLC0415
+    from liveportrait_core.models.loader import LivePortraitModels  # noqa: PLC0415
+
+    subset = {n: plain[n] for n in names if n in ("warping_module", "spade_generator")}
+    if not subset:
+        return {}
+    models = LivePortraitModels(modules=dict(subset), device=torch.device("cpu"), dtype=torch.float32)
+    prepare_for_inference(models, channels_last=False)
+    return {n: m for n, m in models.modules.items() if m is not subset[n]}
+
+
+def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: int,
+                     between: Callable[[], None], say: Callable[[str], None]):
+    from liveportrait_core.models.loader import LivePortraitModels, load_models  # noqa: PLC0415
+    from liveportrait_core.models.onnx.export import example_inputs  # noqa: PLC0415
+
+    models = load_models(models_dir, device="cpu", precision="fp32", names=names, variant=variant,
+                         optimize=False, between=between)
+    plain = dict(models.modules)
+    big = [n for n in names if n in EXPORTED]
+    key = cpu_choice.machine_key(runtime.ort_version(), threads)
+    cache = runtime.cache_dir(models_dir) / cpu_choice.CACHE_FILE
+    cached = cpu_choice.read_cached(cache, key, set(big))
+    wants_ort = cached is None or "onnxruntime" in cached.forms.values()
+    ort_nets: dict[str, nn.Module] = {}
+    if wants_ort and runtime.available_providers():
+        targets = big if cached is None else [n for n in big if cached.forms[n] == "onnxruntime"]
+        try:
+            load = runtime.OrtLoad(models_dir, variant, ("cpu",), "fp32", threads, torch.device("cpu"))
+            ort_nets = dict(runtime.load_ort_networks(load, targets, progress=say, between=between))
+        except Exception as e:  # noqa: BLE001 - auto is not an explicit choice: the torch forms still run
+            _log.warning("ONNX Runtime is left out of the CPU choice: %s", e)
+    between()
+    fast = _fast_forms(plain, big)
+    if cached is not None and all(cached.forms[n] != "onnxruntime" or n in ort_nets for n in big):
+        decision = cached
+    else:
+        inputs = example_inputs(plain) if set(EXPORTED) <= set(plain) else None
+        if inputs is None:  # a partial load (tests, tools) has no chain to feed: keep the exact fast forms
+            return LivePortraitModels(modules={**plain, **fast}, device=torch.device("cpu"), dtype=torch.float32,
+                                      optimized=True)
+        calls = {}
+        for n in big:
+            x = inputs[n]
+            forms = {"torch": (lambda m=plain[n], x=x: m(*x))}
+            if n in fast:
+                forms["torch-fast"] = lambda m=fast[n], x=x: m(*x)
+            if n in ort_nets:
+                forms["onnxruntime"] = lambda m=ort_nets[n], x=x: m(*x)
+            calls[n] = forms
+        timings = cpu_choice.measure(calls, progress=say)
+        decision = cpu_choice.CpuChoice(cpu_choice.pick_fastest(timings), timings, key)
+        try:
+            cpu_choice.write_cached(cache, decision)
+        except OSError as e:
+            _log.warning("cannot cache the CPU choice in %s: %s (it will be measured again next start)", cache, e)
+    chosen = dict(plain)
+    for n in big:
+        form = decision.forms[n]
+        chosen[n] = {"torch": plain[n], "torch-fast": fast.get(n, plain[n]), "onnxruntime": ort_nets.get(n)}[form]
+    say(f"CPU choice{' (cached)' if decision.cached else ''} on {key['cpu']}: {decision.summary()}")
+    return LivePortraitModels(modules=chosen, device=torch.device("cpu"), dtype=torch.float32, optimized=True)
+
+
+def describe(models) -> dict[str, str]:
+    """Network -> what runs it ('torch', 'torch-fast', 'onnxruntime CPUExecutionProvider', ...)."""
+    out = {}
+    for name, module in models.modules.items():
+        if isinstance(module, runtime.OrtNetwork):
+            out[name] = f"onnxruntime {runtime.PROVIDERS[module.provider]}"
+        elif type(module).__name__.startswith("Fast"):
+            out[name] = "torch-fast"
+        else:
+            out[name] = "torch"
+    return out

@@ -1,0 +1,127 @@
+"""``model.backend: auto`` on the CPU: the fastest form of each network, measured on this machine.
+
+Each network has up to three CPU forms that compute the same function: ``torch`` (the plain official
+structure), ``torch-fast`` (the exact Winograd/FFT rewrites of ``models/fast``; the warping module and
+the SPADE decoder only) and ``onnxruntime`` (the ONNX export on ONNX Runtime's CPU provider, when it
+is installed). At the first load on a machine each form is run a few times, interleaved (one warm-up,
+then the median of ``RUNS``), the fastest is kept, and the decision is cached in
+``<models>/onnx/cache/cpu_choice.json`` under a key made of the CPU model, the thread count and the
+library versions; a later start with the same key reads it instead of measuring. Since the plain form
+is always among the candidates, no network can end up slower than the plain structure (as measured).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+
+_log = logging.getLogger(__name__)
+
+FORMS = ("torch", "torch-fast", "onnxruntime")
+RUNS = 3
+#: Bumped when the set of forms or the way they are measured changes (old decisions are then measured again).
+RECIPE = 1
+CACHE_FILE = "cpu_choice.json"
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_key(ort_version: str, threads: int | None = None) -> dict[str, Any]:
+    """What the measured decision depends on: the CPU, the threads, the library versions."""
+    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count() or 0,
+            "threads": int(threads or torch.get_num_threads()), "torch": torch.__version__,
+            "onnxruntime": ort_version, "recipe": RECIPE}
+
+
+@dataclass(frozen=True)
+class CpuChoice:
+    """The form kept for each network, and the measured seconds per call of every form."""
+
+    forms: Mapping[str, str]
+    timings: Mapping[str, Mapping[str, float]]
+    key: Mapping[str, Any]
+    cached: bool = False
+
+    def summary(self) -> str:
+        parts = []
+        for net, form in self.forms.items():
+            t = self.timings.get(net, {})
+            others = ", ".join(f"{f} {1e3 * s:.0f} ms" for f, s in t.items())
+            parts.append(f"{net}: {form} ({others})")
+        return "; ".join(parts)
+
+
+def pick_fastest(timings: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
+    """Network -> the form with the least time (a tie keeps the earlier form of ``FORMS``: the plainer)."""
+    out = {}
+    for net, by_form in timings.items():
+        ranked = sorted(by_form, key=lambda f: (by_form[f], FORMS.index(f) if f in FORMS else len(FORMS)))
+        out[net] = ranked[0]
+    return out
+
+
+def measure(calls: Mapping[str, Mapping[str, Callable[[], Any]]], runs: int = RUNS,
+            progress: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
+    """Median seconds per call of each (network, form): one warm-up each, then ``runs`` rounds in
+    which the forms of a network alternate (so a load spike from elsewhere hits them alike)."""
+    out: dict[str, dict[str, float]] = {}
+    for net, forms in calls.items():
+        if progress:
+            progress(f"timing {net} in {len(forms)} forms ({', '.join(forms)}) to keep the fastest on this CPU")
+        samples: dict[str, list[float]] = {f: [] for f in forms}
+        with torch.inference_mode():
+            for call in forms.values():
+                call()
+            for _ in range(max(1, runs)):
+                for form, call in forms.items():
+                    t0 = time.perf_counter()
+                    call()
+                    samples[form].append(time.perf_counter() - t0)
+        out[net] = {f: statistics.median(s) for f, s in samples.items()}
+    return out
+
+
+def read_cached(path: Path, key: Mapping[str, Any], networks: set[str]) -> CpuChoice | None:
+    """The cached decision for ``key`` covering ``networks``, or None."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for entry in data.get("entries", []) if isinstance(data, dict) else []:
+        if entry.get("key") == dict(key) and networks <= set(entry.get("forms", {})):
+            forms = {n: f for n, f in entry["forms"].items() if n in networks and f in FORMS}
+            if len(forms) == len(networks):
+                return CpuChoice(forms, entry.get("timings", {}), key, cached=True)
+    return None
+
+
+def write_cached(path: Path, choice: CpuChoice) -> None:
+    """Add (or replace) the decision for its key; other machines' decisions in the file are kept."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = [e for e in data.get("entries", []) if e.get("key") != dict(choice.key)]
+    except (OSError, ValueError, AttributeError):
+        entries = []
+    entries.append({"key": dict(choice.key), "forms": dict(choice.forms),
+                    "timings": {n: dict(t) for n, t in choice.timings.items()}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps({"entries": entries}, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
