@@ -59,6 +59,8 @@ def _f(default: Any, help: str, *, choices: Iterable[Any] | None = None, min: fl
 ANIMATION_REGIONS = ("all", "exp", "pose", "lip", "eyes")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+BACKENDS = ("auto", "torch", "onnxruntime")
+ORT_PROVIDERS = ("tensorrt", "cuda", "directml", "coreml", "openvino", "cpu")
 
 
 @dataclass
@@ -102,6 +104,12 @@ class ModelSettings:
     variant: str = _f("human", "which official weights to use", choices=("human", "animal"))
     device: str = _f("auto", "where the networks run (auto: CUDA, then MPS, then CPU)", choices=DEVICES)
     precision: str = _f("auto", "network precision (auto: fp16 on CUDA, fp32 elsewhere)", choices=PRECISIONS)
+    backend: str = _f("auto", "what runs the four big networks: torch; onnxruntime (ONNX Runtime, on the first of "
+                              "model.providers that this machine has); auto: torch on CUDA and MPS, an ONNX Runtime "
+                              "GPU provider when torch has no GPU, else on the CPU the fastest measured form of "
+                              "each network (docs/PERFORMANCE.md)", choices=BACKENDS)
+    providers: list[str] = _f(list(ORT_PROVIDERS), "ONNX Runtime providers in order of preference; those this "
+                              "machine lacks are skipped, the CPU is always the last resort", choices=ORT_PROVIDERS)
     verify_on_load: bool = _f(True, "check every weight file's keys and shapes before loading")
     verify_checksums: bool = _f(True, "doctor also compares each weight file's SHA-256 with the official one"
                                       " (reads ~520 MB; off: keys and shapes only)")
@@ -130,6 +138,11 @@ class AnimationSettings:
     region: str = _f("all", "which part of the motion is applied", choices=ANIMATION_REGIONS)
     relative_motion: bool = _f(True, "motion relative to the calibrated neutral face (off: absolute)")
     stitching: bool = _f(True, "stitching network (keeps the face seamless in the full image)")
+    animal_stitching: bool = _f(False, "stitching for characters on the animal model (the official animal "
+                                "default is off: 'not recommended'); a character's sidecar may still ask for it")
+    eye_close_boost: float = _f(0.0, "on a blink (tracked or idle) also move the eyes towards closed by the "
+                                "official eye retargeting, times this (0: off; 1: a full blink closes big "
+                                "stylised eyes fully); per character in its sidecar", min=0.0, max=2.0)
     eye_retargeting: bool = _f(False, "drive eye openness from the tracked eye ratios")
     lip_retargeting: bool = _f(False, "drive mouth openness from the tracked lip ratio")
     normalize_lip: bool = _f(False, "close the character's open mouth at neutral (official option)")
@@ -241,7 +254,8 @@ def _coerce(key: str, value: Any, tp: Any, meta: Mapping[str, Any]) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise bad
-        return [_coerce(f"{key}[{i}]", v, arg, {}) for i, v in enumerate(value)]
+        each = {"choices": meta["choices"]} if "choices" in meta else {}  # a list's choices are its items'
+        return [_coerce(f"{key}[{i}]", v, arg, each) for i, v in enumerate(value)]
     if tp is bool:
         if isinstance(value, bool):
             out: Any = value
