@@ -67,7 +67,8 @@ ORT_PROVIDERS = ("tensorrt", "cuda", "directml", "coreml", "openvino", "cpu")
 class CaptureSettings:
     """Where driving frames come from."""
 
-    source: str = _f("0", "webcam index (0, 1, ...), webcam name, video file, or folder of images")
+    source: str = _f("0", "webcam index (0, 1, ...), webcam name, video file, folder of images, or none "
+                     "(no webcam: idle motion, blinks, breathing and the voice, docs/VOICE.md)")
     width: int = _f(1280, "requested camera width in pixels", min=160, max=7680)
     height: int = _f(720, "requested camera height in pixels", min=120, max=4320)
     fps: int = _f(30, "requested camera frame rate", min=1, max=240)
@@ -163,6 +164,30 @@ class AnimationSettings:
 
 
 @dataclass
+class AudioSettings:
+    """Voice drives the mouth (docs/VOICE.md): a microphone or an audio file, analysed per block."""
+
+    mode: str = _f("off", "off; fallback: the voice moves the mouth while the face is lost; mix: the larger of the "
+                   "tracked and the voiced opening; always: the mouth follows the voice only",
+                   choices=("off", "fallback", "mix", "always"))
+    device: str = _f("default", "microphone index or name (part of it is enough), 'default', or an audio/video file")
+    loop: bool = _f(False, "restart an audio file when it ends")
+    gain_db: float = _f(0.0, "gain applied before the gate, dB", min=-20.0, max=40.0)
+    gate_db: float = _f(-50.0, "noise gate: quieter than this (dBFS) is silence; it closes 3 dB lower",
+                        min=-90.0, max=0.0)
+    range_db: float = _f(30.0, "dB above the gate for a fully open mouth", min=3.0, max=60.0)
+    attack_ms: float = _f(15.0, "how fast the mouth opens (time constant, ms)", min=0.0, max=500.0)
+    release_ms: float = _f(80.0, "how fast it closes again (time constant, ms)", min=0.0, max=2000.0)
+    max_open: float = _f(0.5, "lip-open ratio at full level (official range: closed 0, a wide 'ah' about 0.6)",
+                         min=0.0, max=1.0)
+    vowels: bool = _f(True, "shape the mouth by vowel (A I U E O, from formants)")
+    vowel_strength: float = _f(1.0, "how much the vowel shapes show", min=0.0, max=2.0)
+    push_to_talk: bool = _f(False, "the voice moves the mouth only while the push-to-talk hotkey is held")
+    block_ms: float = _f(10.0, "audio block length in ms (the lag is at most one block plus one video frame)",
+                         min=5.0, max=20.0)
+
+
+@dataclass
 class OutputSettings:
     """Where animated frames go; several at once."""
 
@@ -212,6 +237,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     characters: CharacterSettings = field(default_factory=CharacterSettings)
     animation: AnimationSettings = field(default_factory=AnimationSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
     outputs: OutputSettings = field(default_factory=OutputSettings)
     performance: PerformanceSettings = field(default_factory=PerformanceSettings)
     hotkeys: HotkeySettings = field(default_factory=HotkeySettings)
