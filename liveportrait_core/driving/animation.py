@@ -179,14 +179,16 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
                     nets: RetargetingNets, *, single_image: bool = False, lip0: torch.Tensor | None = None,
                     expression_friendly: ExpressionFriendly | None = None,
                     eye_ratio: torch.Tensor | None = None, lip_ratio: torch.Tensor | None = None,
-                    ref_exp: torch.Tensor | None = None, offsets: Offsets | None = None) -> torch.Tensor:
+                    ref_exp: torch.Tensor | None = None, offsets: Offsets | None = None,
+                    eye_close: torch.Tensor | None = None) -> torch.Tensor:
     """The official per-frame driving maths (facts section 7, steps 2-6) -> x_d (1, 21, 3).
 
     ``lip0``: lip-normalisation delta (``lip_normalisation_delta``); ``expression_friendly``: its state
     when that option is on; ``eye_ratio`` (1, 2) / ``lip_ratio`` (1, 1): the driving frame's open
     ratios for retargeting (only the first eye ratio is used, as officially). Of ``opts`` only the official
     options are read (region, relative motion, stitching, retargeting, lip normalisation, driving option and
-    multiplier); smoothing and clamps are ``MotionDriver.condition``'s.
+    multiplier); smoothing and clamps are ``MotionDriver.condition``'s. ``eye_close``: our eye-close boost
+    (``driving.eye_close``), a (1, 21, 3) keypoint offset added before stitching, as retargeting deltas are.
     """
     x_s = source.x_s
     x_d = motion_keypoints(source, d, ref, opts, ref_exp, offsets, single_image=single_image)
@@ -195,6 +197,8 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
     use_stitch = opts.stitching and nets.stitching is not None
     retargeting = opts.eye_retargeting or opts.lip_retargeting
     if not retargeting:
+        if eye_close is not None:
+            x_d = x_d + eye_close
         if use_stitch:
             x_d = stitch(nets.stitching, x_s, x_d)
         if lip0 is not None:
@@ -214,6 +218,8 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
             x_d = base + delta
         else:
             x_d = x_d + delta
+        if eye_close is not None:
+            x_d = x_d + eye_close
         if use_stitch:
             x_d = stitch(nets.stitching, x_s, x_d)
     return x_s + (x_d - x_s) * opts.driving_multiplier
@@ -260,6 +266,7 @@ class MotionDriver:
         self.reference: MotionInfo | None = None
         self._lip0: torch.Tensor | None = None
         self._ef: ExpressionFriendly | None = None
+        self._eye_close: torch.Tensor | None = None  #: the character's closing delta times the boost
         settings = settings or AnimationSettings()
         self._pose_filter = OneEuroFilter(OneEuroParams.of(settings))
         self._exp_filter = OneEuroFilter(OneEuroParams.of(settings))
@@ -274,11 +281,13 @@ class MotionDriver:
         self._exp_filter.params = p
         if self.source is not None:
             self._lip0 = lip_normalisation_delta(self.nets, self.source, self.settings)
+        self._eye_close = self._eye_close_delta()
         self._ef = self._expression_friendly()
 
     def set_source(self, source: SourceMotion) -> None:
         self.source = source
         self._lip0 = lip_normalisation_delta(self.nets, source, self.settings)
+        self._eye_close = self._eye_close_delta()
         self._ef = self._expression_friendly()
         self.reset_filters()
 
@@ -291,6 +300,16 @@ class MotionDriver:
     def reset_filters(self) -> None:
         self._pose_filter.reset()
         self._exp_filter.reset()
+
+    def _eye_close_delta(self) -> torch.Tensor | None:
+        """``eye_close.closing_delta`` of the source times ``animation.eye_close_boost`` (once per source or
+        setting; None when off or without the eye MLP)."""
+        boost = getattr(self.settings, "eye_close_boost", 0.0)
+        if boost <= 0 or self.source is None or self.nets.eye is None:
+            return None
+        from liveportrait_core.driving.eye_close import closing_delta  # noqa: PLC0415 - imports tracking
+
+        return closing_delta(self.nets.eye, self.source.x_s, self.source.eye_ratio) * boost
 
     def _expression_friendly(self) -> ExpressionFriendly | None:
         o = self.settings
@@ -332,12 +351,15 @@ class MotionDriver:
                                       offsets=offsets)
 
     def drive_conditioned(self, d: MotionInfo, *, eye_ratio: torch.Tensor | None = None,
-                          lip_ratio: torch.Tensor | None = None, offsets: Offsets | None = None) -> torch.Tensor:
-        """The official maths on motion already smoothed and clamped (``condition``), e.g. blended by idle."""
+                          lip_ratio: torch.Tensor | None = None, offsets: Offsets | None = None,
+                          blink: float = 0.0) -> torch.Tensor:
+        """The official maths on motion already smoothed and clamped (``condition``), e.g. blended by idle.
+        ``blink`` (0 open .. 1 shut, ``eye_close.blink_level``) scales the eye-close boost."""
         ref = self.neutral()
+        close = self._eye_close * blink if (self._eye_close is not None and blink > 0.0) else None
         return drive_keypoints(self.source, d, ref, self.settings, self.nets, single_image=self.single_image,
                                lip0=self._lip0, expression_friendly=self._ef, eye_ratio=eye_ratio,
-                               lip_ratio=lip_ratio, offsets=offsets)
+                               lip_ratio=lip_ratio, offsets=offsets, eye_close=close)
 
     def neutral(self) -> MotionInfo:
         """The neutral driving motion: the reference, or the source's own before any face was seen."""
