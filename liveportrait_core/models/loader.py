@@ -105,6 +105,7 @@ class LivePortraitModels:
     device: torch.device
     dtype: torch.dtype  #: autocast dtype of the big networks (float32: no autocast)
     optimized: bool = False
+    variant: str = "human"  #: which official weights (``model.variant``): human or animal
     _fp32_only: set[str] = field(default_factory=set)
     _calls: dict[str, int] = field(default_factory=dict)
 
@@ -228,7 +229,7 @@ def load_models(models_dir: str | os.PathLike[str], device: str | torch.device =
     state_dicts = weights.read_state_dicts(models_dir, variant=variant, names=names)
     modules = load_state_dicts_into(state_dicts, dev, names, between)
     del state_dicts
-    models = LivePortraitModels(modules=modules, device=dev, dtype=dtype)
+    models = LivePortraitModels(modules=modules, device=dev, dtype=dtype, variant=variant)
     if optimize:
         from liveportrait_core.models.fast.optimize import prepare_for_inference
 
