@@ -180,7 +180,7 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
                     expression_friendly: ExpressionFriendly | None = None,
                     eye_ratio: torch.Tensor | None = None, lip_ratio: torch.Tensor | None = None,
                     ref_exp: torch.Tensor | None = None, offsets: Offsets | None = None,
-                    eye_close: torch.Tensor | None = None) -> torch.Tensor:
+                    eye_close: torch.Tensor | None = None, voice: torch.Tensor | None = None) -> torch.Tensor:
     """The official per-frame driving maths (facts section 7, steps 2-6) -> x_d (1, 21, 3).
 
     ``lip0``: lip-normalisation delta (``lip_normalisation_delta``); ``expression_friendly``: its state
@@ -188,7 +188,8 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
     ratios for retargeting (only the first eye ratio is used, as officially). Of ``opts`` only the official
     options are read (region, relative motion, stitching, retargeting, lip normalisation, driving option and
     multiplier); smoothing and clamps are ``MotionDriver.condition``'s. ``eye_close``: our eye-close boost
-    (``driving.eye_close``), a (1, 21, 3) keypoint offset added before stitching, as retargeting deltas are.
+    (``driving.eye_close``), a (1, 21, 3) keypoint offset added before stitching, as retargeting deltas are;
+    ``voice``: the voice's mouth opening (``driving.voice.voice_lip_delta``), added the same way.
     """
     x_s = source.x_s
     x_d = motion_keypoints(source, d, ref, opts, ref_exp, offsets, single_image=single_image)
@@ -197,6 +198,8 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
     use_stitch = opts.stitching and nets.stitching is not None
     retargeting = opts.eye_retargeting or opts.lip_retargeting
     if not retargeting:
+        if voice is not None:
+            x_d = x_d + voice
         if eye_close is not None:
             x_d = x_d + eye_close
         if use_stitch:
@@ -204,7 +207,7 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
         if lip0 is not None:
             x_d = x_d + lip0
     else:
-        delta = torch.zeros_like(x_s)
+        delta = torch.zeros_like(x_s) if voice is None else voice
         if opts.eye_retargeting and nets.eye is not None and eye_ratio is not None:
             ratios = torch.cat([source.eye_ratio.reshape(1, 2), eye_ratio.reshape(1, -1)[:, :1].to(x_s)], dim=1)
             delta = delta + retarget(nets.eye, x_s, ratios)
@@ -352,14 +355,14 @@ class MotionDriver:
 
     def drive_conditioned(self, d: MotionInfo, *, eye_ratio: torch.Tensor | None = None,
                           lip_ratio: torch.Tensor | None = None, offsets: Offsets | None = None,
-                          blink: float = 0.0) -> torch.Tensor:
+                          blink: float = 0.0, voice: torch.Tensor | None = None) -> torch.Tensor:
         """The official maths on motion already smoothed and clamped (``condition``), e.g. blended by idle.
         ``blink`` (0 open .. 1 shut, ``eye_close.blink_level``) scales the eye-close boost."""
         ref = self.neutral()
         close = self._eye_close * blink if (self._eye_close is not None and blink > 0.0) else None
         return drive_keypoints(self.source, d, ref, self.settings, self.nets, single_image=self.single_image,
                                lip0=self._lip0, expression_friendly=self._ef, eye_ratio=eye_ratio,
-                               lip_ratio=lip_ratio, offsets=offsets, eye_close=close)
+                               lip_ratio=lip_ratio, offsets=offsets, voice=voice, eye_close=close)
 
     def neutral(self) -> MotionInfo:
         """The neutral driving motion: the reference, or the source's own before any face was seen."""

@@ -17,12 +17,17 @@ import numpy as np
 import torch
 
 from liveportrait_core.driving.animation import MotionDriver, RetargetingNets
+from liveportrait_core.driving import eye_close
 from liveportrait_core.engine.cancel import FrameCancelled
 from liveportrait_core.characters import CharacterError, CharacterLibrary, PreparedCharacter
 from liveportrait_core.driving.expressions import NAMES as EXPRESSION_NAMES, Expressions, add_offsets
 from liveportrait_core.driving.idle import IdleAnimator, blend_motion
+from liveportrait_core.driving.voice import VowelShapes, hold_lips, voice_lip_delta
 from liveportrait_core.models.networks.keypoints import MotionInfo
+from liveportrait_core.models.variants import VariantModels
 from liveportrait_core.settings import Settings
+from liveportrait_core.voice.features import VoiceFeatures
+from liveportrait_core.voice.mouth import CLOSED, MouthControls, apply_mode, mouth_from_features
 
 _log = logging.getLogger(__name__)
 
@@ -48,17 +53,25 @@ def fit_frame(frame: np.ndarray, width: int, height: int, fit: str) -> np.ndarra
     return np.ascontiguousarray(scaled[y0:y0 + height, x0:x0 + width])
 
 
+def _retargeting_nets(models) -> RetargetingNets:
+    mods = getattr(models, "modules", {})
+    return RetargetingNets(stitching=mods.get("stitching"), lip=mods.get("lip"), eye=mods.get("eye"))
+
+
 class Animator:
     """Animates the active character from driving crops (the engine's inference stage)."""
 
-    def __init__(self, models, settings: Settings, library: CharacterLibrary | None = None) -> None:
+    def __init__(self, models, settings: Settings, library: CharacterLibrary | None = None,
+                 variants: VariantModels | None = None) -> None:
         self.models = models
         self.device = models.device
         self.library = library
-        mods = getattr(models, "modules", {})
-        self.nets = RetargetingNets(stitching=mods.get("stitching"), lip=mods.get("lip"), eye=mods.get("eye"))
+        #: the networks of each weights variant: a character on the other variant swaps them (None: one set)
+        self.variants = variants
+        self.nets = _retargeting_nets(models)
         a = settings.animation
         self.driver = MotionDriver(self.nets, a)
+        self._ref_eye: tuple[float, float] | None = None  #: the tracked eye ratios at the neutral reference
         self.expressions = Expressions(a.expression_ease_s, device=self.device)
         self.idle = IdleAnimator(a.idle_ease_s, a.idle)
         self.character: PreparedCharacter | None = None
@@ -72,6 +85,10 @@ class Animator:
         self._last_lip: torch.Tensor | None = None
         self._base: np.ndarray | None = None  # the character as BGRA, copied for every frame
         self.last_keypoints: torch.Tensor | None = None  #: x_d of the last frame (for checks and debugging)
+        self._voice: VoiceFeatures | None = None  #: the voice at this frame's time (``set_voice``), None: none
+        self._vowels = VowelShapes(self.device)
+        self._tracked_mouth: float | None = None  #: the last tracked lip-open ratio (official range)
+        self.last_mouth: MouthControls = CLOSED  #: what the voice asked of the last frame's mouth
         #: Asked between the networks; the engine points it at its stop flag (``FrameCancelled`` then).
         self.should_stop: Callable[[], bool] = lambda: False
         self.update_settings(settings)
@@ -87,9 +104,10 @@ class Animator:
             if should_stop is not None and should_stop():
                 raise FrameCancelled("the engine stopped while the models were loading")
 
-        models = load_from_settings(settings, between=between)
+        variants = VariantModels(settings, load=lambda s: load_from_settings(s, between=between))
+        models = variants.get(settings.model.variant)
         between()
-        animator = cls(models, settings, CharacterLibrary(settings, models))
+        animator = cls(models, settings, CharacterLibrary(settings, models, models_for=variants.get), variants)
         animator.start_character()
         return animator
 
@@ -125,7 +143,7 @@ class Animator:
     def update_settings(self, settings: Settings) -> None:
         self.settings = settings
         a = settings.animation
-        self.driver.configure(a)
+        self.driver.configure(self.character_settings().animation)
         self.expressions.ease_s = a.expression_ease_s
         self.idle.ease_s, self.idle.alive = a.idle_ease_s, a.idle
         if self.library is not None and self.library.settings is not settings:
@@ -137,12 +155,30 @@ class Animator:
         """Switch to a prepared character (the neutral reference of the driving face is kept)."""
         if prepared.device is None or torch.device(prepared.device) != torch.device(self.device):
             prepared = prepared.to(self.device)
+        if self.variants is not None and prepared.variant != getattr(self.models, "variant", prepared.variant):
+            self._use_models(self.variants.get(prepared.variant))
         self.character = prepared
+        self.driver.configure(self.character_settings().animation)
         self.driver.set_source(prepared.source_motion())
         paste = prepared.ensure_paste_back()
         self._base = np.dstack([prepared.image_bgr, prepared.alpha if prepared.alpha is not None
                                 else np.full(prepared.image_bgr.shape[:2], 255, np.uint8)])
         self._paste = paste
+
+    def character_settings(self) -> Settings:
+        """The settings the live character runs with: the global ones, its variant's defaults (the official
+        animal ones), then its sidecar's own (``characters.sidecar.character_settings``)."""
+        from liveportrait_core.characters.sidecar import character_settings  # noqa: PLC0415
+
+        c = self.character
+        return character_settings(self.settings, c.sidecar if c is not None else None)
+
+    def _use_models(self, models) -> None:
+        """Animate with another set of networks (a character on the other weights variant)."""
+        _log.info("switching to the %s networks for this character", getattr(models, "variant", "?"))
+        self.models = models
+        self.nets = _retargeting_nets(models)
+        self.driver.nets = self.nets
 
     def calibrate(self) -> None:
         """The next tracked frame becomes the neutral reference."""
@@ -203,6 +239,22 @@ class Animator:
                 errors.append(str(e))
         raise CharacterError("; ".join(errors))
 
+    def set_voice(self, features: VoiceFeatures | None) -> None:
+        """The voice features for the next frame (the engine reads them at the frame's own timestamp); None:
+        no voice. What they do depends on ``audio.mode`` (``voice.mouth.apply_mode``)."""
+        self._voice = features
+
+    def _mouth(self, idle_weight: float) -> MouthControls:
+        a = getattr(self.settings, "audio", None)
+        if a is None or a.mode == "off" or self._voice is None:
+            return CLOSED
+        return apply_mode(a.mode, mouth_from_features(self._voice, a), idle_weight, self._tracked_mouth)
+
+    @staticmethod
+    def voice_motion(d: MotionInfo, neutral: MotionInfo, mouth: MouthControls) -> MotionInfo:
+        """``d`` with the tracked lip motion held at neutral when the voice alone drives the mouth."""
+        return hold_lips(d, neutral) if mouth.hold_tracked_mouth and d is not neutral else d
+
     def set_expression(self, name: str, active: bool, strength: float = 1.0) -> None:
         self.expressions.set(name, active, strength)
 
@@ -245,8 +297,12 @@ class Animator:
             if self._calibrate or self.driver.reference is None or getattr(observation, "calibrate_now", False):
                 self.driver.set_reference(d)
                 self._calibrate = False
+                eye_now = getattr(observation, "eye_open", None)
+                self._ref_eye = None if eye_now is None else (float(eye_now[0]), float(eye_now[1]))
             self._last_live = self.driver.condition(d, now)
             self._last_eye, self._last_lip = self._ratios(observation)
+            mouth = getattr(observation, "mouth_open", None)
+            self._tracked_mouth = None if mouth is None else float(mouth)
         neutral = self.driver.neutral()
         src = self.driver.source
         if self._last_live is None:
@@ -256,7 +312,18 @@ class Animator:
             eye = torch.lerp(self._last_eye, src.eye_ratio, w)
             lip = torch.lerp(self._last_lip, src.lip_ratio, w)
         offsets = add_offsets(self.expressions.offsets(now), self.idle.offsets(now, self.expressions))
-        return self.driver.drive_conditioned(d_eff, eye_ratio=eye, lip_ratio=lip, offsets=offsets)
+        # the voice (docs/VOICE.md): vowel shapes beside the expressions, the opening through the lip MLP
+        self.last_mouth = mouth = self._mouth(w)
+        if mouth.active:
+            d_eff = self.voice_motion(d_eff, neutral, mouth)
+            offsets = add_offsets(offsets, self._vowels.offsets(mouth.vowels))
+        blink = 0.0
+        if self.driver.settings.eye_close_boost > 0:  # the eye-close boost: how closed, from host floats
+            tracked = eye_close.tracked_blink(getattr(observation, "eye_open", None) if found else None, self._ref_eye)
+            idle_blink = self.idle.blink_level(now) if self.idle.alive else 0.0
+            blink = eye_close.blink_level(tracked, idle_blink, w)
+        return self.driver.drive_conditioned(d_eff, eye_ratio=eye, lip_ratio=lip, offsets=offsets, blink=blink,
+                                             voice=voice_lip_delta(self.nets, src, mouth.open_ratio))
 
     def render_crop(self, x_d: torch.Tensor) -> np.ndarray:
         """Warp and decode: the animated 512x512 crop, BGR uint8 on the host (one transfer)."""
