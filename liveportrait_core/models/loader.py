@@ -242,13 +242,17 @@ def load_models(models_dir: str | os.PathLike[str], device: str | torch.device =
 
 def load_from_settings(settings, names: Iterable[str] = MODULE_NAMES,
                        between: Callable[[], None] = _nothing) -> LivePortraitModels:
-    """``load_models`` with the ``model.*`` and ``performance.*`` settings (``between``: see there)."""
+    """The networks as the ``model.*`` and ``performance.*`` settings say (``between``: see ``load_models``):
+    ``model.backend`` chooses what runs each big network (``models/onnx/backend.py``); ``run`` is the same."""
+    from liveportrait_core.models.onnx.backend import load_with_backend, uses_onnxruntime
+
     m, p = settings.model, settings.performance
     if p.torch_threads:
         torch.set_num_threads(p.torch_threads)
-    models = load_models(m.models_dir, device=m.device, precision=m.precision, names=names, variant=m.variant,
-                         channels_last=p.channels_last, between=between)
-    if p.compile or p.cuda_graphs:
+    models = load_with_backend(m.models_dir, backend=m.backend, device=m.device, precision=m.precision,
+                               providers=m.providers, variant=m.variant, threads=p.torch_threads,
+                               channels_last=p.channels_last, names=names, between=between)
+    if (p.compile or p.cuda_graphs) and not uses_onnxruntime(models):
         between()
         from liveportrait_core.models.fast.optimize import compile_models, warm_up
 

@@ -71,9 +71,8 @@ def resolve_backend(backend: str, device: torch.device, precision: str, requeste
     return BackendPlan("cpu-choice", ("cpu",), "auto on the CPU: the fastest measured form of each network")
 
 
-def load_with_backend(models_dir: str | os.PathLike[str], *, backend: str = "auto", device: str = "auto",
-                      precision: str = "auto", providers: Sequence[str] = tuple(runtime.PROVIDERS),
-                      variant: str = "human", threads: int = 0, channels_last: bool = True,
+def load_with_backend(models_dir: str | os.PathLike[str], *, backend: str, device: str, precision: str,
+                      providers: Sequence[str], variant: str = "human", threads: int = 0, channels_last: bool = True,
                       names: Iterable[str] = MODULE_NAMES, between: Callable[[], None] = lambda: None,
                       progress: Callable[[str], None] | None = None):
     """The networks for ``names`` as a ``LivePortraitModels``, each run by the backend the settings
@@ -120,55 +119,69 @@ def _fast_forms(plain: dict[str, nn.Module], names: Iterable[str]) -> dict[str, 
 
 def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: int,
                      between: Callable[[], None], say: Callable[[str], None]):
+    """Plain torch, the exact fast forms and (when exported) ONNX Runtime's CPU provider, per network:
+    the cached decision for this machine, or a measurement made now and cached."""
     from liveportrait_core.models.loader import LivePortraitModels, load_models  # noqa: PLC0415
-    from liveportrait_core.models.onnx.export import example_inputs  # noqa: PLC0415
+    from liveportrait_core.models.onnx import export  # noqa: PLC0415
 
     models = load_models(models_dir, device="cpu", precision="fp32", names=names, variant=variant,
                          optimize=False, between=between)
     plain = dict(models.modules)
     big = [n for n in names if n in EXPORTED]
-    key = cpu_choice.machine_key(runtime.ort_version(), threads)
+    fast = _fast_forms(plain, big)
+    ort_ready = _ort_exports_ready(models_dir, variant, big)
+    forms = ["torch"] + (["torch-fast"] if fast else []) + (["onnxruntime"] if ort_ready else [])
+    key = {**cpu_choice.machine_key(runtime.ort_version(), threads), "candidates": forms}
     cache = runtime.cache_dir(models_dir) / cpu_choice.CACHE_FILE
-    cached = cpu_choice.read_cached(cache, key, set(big))
-    wants_ort = cached is None or "onnxruntime" in cached.forms.values()
+    decision = cpu_choice.read_cached(cache, key, set(big))
     ort_nets: dict[str, nn.Module] = {}
-    if wants_ort and runtime.available_providers():
-        targets = big if cached is None else [n for n in big if cached.forms[n] == "onnxruntime"]
+    if ort_ready and (decision is None or "onnxruntime" in decision.forms.values()):
+        targets = big if decision is None else [n for n in big if decision.forms[n] == "onnxruntime"]
         try:
             load = runtime.OrtLoad(models_dir, variant, ("cpu",), "fp32", threads, torch.device("cpu"))
             ort_nets = dict(runtime.load_ort_networks(load, targets, progress=say, between=between))
         except Exception as e:  # noqa: BLE001 - auto is not an explicit choice: the torch forms still run
             _log.warning("ONNX Runtime is left out of the CPU choice: %s", e)
-    between()
-    fast = _fast_forms(plain, big)
-    if cached is not None and all(cached.forms[n] != "onnxruntime" or n in ort_nets for n in big):
-        decision = cached
-    else:
-        inputs = example_inputs(plain) if set(EXPORTED) <= set(plain) else None
-        if inputs is None:  # a partial load (tests, tools) has no chain to feed: keep the exact fast forms
+            decision = None
+    if decision is None:
+        if not set(EXPORTED) <= set(plain):  # a partial load (tools, tests) has no chain to feed: fast forms
             return LivePortraitModels(modules={**plain, **fast}, device=torch.device("cpu"), dtype=torch.float32,
                                       optimized=True)
+        inputs = export.example_inputs(plain)
         calls = {}
         for n in big:
-            x = inputs[n]
-            forms = {"torch": (lambda m=plain[n], x=x: m(*x))}
+            calls[n] = {"torch": (lambda m=plain[n], x=inputs[n]: m(*x))}
             if n in fast:
-                forms["torch-fast"] = lambda m=fast[n], x=x: m(*x)
+                calls[n]["torch-fast"] = lambda m=fast[n], x=inputs[n]: m(*x)
             if n in ort_nets:
-                forms["onnxruntime"] = lambda m=ort_nets[n], x=x: m(*x)
-            calls[n] = forms
-        timings = cpu_choice.measure(calls, progress=say)
+                calls[n]["onnxruntime"] = lambda m=ort_nets[n], x=inputs[n]: m(*x)
+        timings = cpu_choice.measure(calls, progress=say, between=between)
         decision = cpu_choice.CpuChoice(cpu_choice.pick_fastest(timings), timings, key)
         try:
             cpu_choice.write_cached(cache, decision)
         except OSError as e:
-            _log.warning("cannot cache the CPU choice in %s: %s (it will be measured again next start)", cache, e)
+            _log.warning("cannot cache the CPU choice in %s: %s (it is measured again next start)", cache, e)
     chosen = dict(plain)
     for n in big:
-        form = decision.forms[n]
-        chosen[n] = {"torch": plain[n], "torch-fast": fast.get(n, plain[n]), "onnxruntime": ort_nets.get(n)}[form]
-    say(f"CPU choice{' (cached)' if decision.cached else ''} on {key['cpu']}: {decision.summary()}")
+        chosen[n] = {"torch": plain[n], "torch-fast": fast.get(n, plain[n]), "onnxruntime": ort_nets.get(n)}[
+            decision.forms[n]]
+    say(f"CPU choice{' (cached)' if decision.cached else ''} on {key['cpu']}: {decision.summary()}"
+        + ("" if ort_ready or not runtime.available_providers() else
+           "; ONNX Runtime is installed but the networks are not exported: run export-onnx to let auto weigh it"))
     return LivePortraitModels(modules=chosen, device=torch.device("cpu"), dtype=torch.float32, optimized=True)
+
+
+def _ort_exports_ready(models_dir, variant: str, names: Iterable[str]) -> bool:
+    """ONNX Runtime is a CPU candidate when it is installed and every export is current (auto never
+    starts a minutes-long export on its own: ``export-onnx`` or the onnxruntime backend makes them)."""
+    from liveportrait_core.models.onnx import export  # noqa: PLC0415
+
+    if not runtime.available_providers():
+        return False
+    try:
+        return all(export.export_state(models_dir, variant, n).state == "current" for n in names)
+    except (export.ExportError, OSError):
+        return False
 
 
 def describe(models) -> dict[str, str]:
@@ -182,3 +195,8 @@ def describe(models) -> dict[str, str]:
         else:
             out[name] = "torch"
     return out
+
+
+def uses_onnxruntime(models) -> bool:
+    """Whether any network runs on ONNX Runtime (``torch.compile`` and CUDA graphs then do not apply)."""
+    return any(isinstance(m, runtime.OrtNetwork) for m in models.modules.values())

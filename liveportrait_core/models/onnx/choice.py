@@ -78,9 +78,11 @@ def pick_fastest(timings: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
 
 
 def measure(calls: Mapping[str, Mapping[str, Callable[[], Any]]], runs: int = RUNS,
-            progress: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
+            progress: Callable[[str], None] | None = None,
+            between: Callable[[], None] = lambda: None) -> dict[str, dict[str, float]]:
     """Median seconds per call of each (network, form): one warm-up each, then ``runs`` rounds in
-    which the forms of a network alternate (so a load spike from elsewhere hits them alike)."""
+    which the forms of a network alternate (so a load spike from elsewhere hits them alike).
+    ``between()`` runs before every call (the loader's cancellation point)."""
     out: dict[str, dict[str, float]] = {}
     for net, forms in calls.items():
         if progress:
@@ -88,9 +90,11 @@ def measure(calls: Mapping[str, Mapping[str, Callable[[], Any]]], runs: int = RU
         samples: dict[str, list[float]] = {f: [] for f in forms}
         with torch.inference_mode():
             for call in forms.values():
+                between()
                 call()
             for _ in range(max(1, runs)):
                 for form, call in forms.items():
+                    between()
                     t0 = time.perf_counter()
                     call()
                     samples[form].append(time.perf_counter() - t0)

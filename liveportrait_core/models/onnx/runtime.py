@@ -379,11 +379,11 @@ class OrtLoad:
     """How to open the exported networks (from the settings; see ``load_ort_networks``)."""
 
     models_dir: str | os.PathLike[str]
-    variant: str = "human"
-    providers: Sequence[str] = tuple(PROVIDERS)
-    precision: str = "auto"  #: auto/fp16: fp16 on the GPU providers; fp32: float32 everywhere
-    threads: int = 0
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    variant: str
+    providers: Sequence[str]  #: short names in order of preference (``model.providers``)
+    precision: str  #: auto/fp16: fp16 on the GPU providers; fp32 (and bf16): float32 everywhere
+    threads: int = 0  #: intra-op threads of the CPU provider (0: ONNX Runtime's choice, the physical cores)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  #: where the tensors live
 
 
 def load_ort_networks(load: OrtLoad, names: Iterable[str], progress: Progress | None = None,

@@ -1,0 +1,217 @@
+"""model.backend and model.providers: provider order and fallback, the placement report, the backend
+decision, and the per-network CPU choice with its cache.
+
+The choice logic is tested with recorded timings and recorded node placements (no GPU here); whatever
+runs a network is always real (reduced networks from ``models/small.py``, real ONNX Runtime sessions).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from liveportrait_core import settings as settings_mod
+from liveportrait_core.models.onnx import backend, choice, runtime
+from liveportrait_core.models.onnx.runtime import Placement, placement_from_nodes
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_settings_list_the_same_providers_and_backends():
+    assert settings_mod.ORT_PROVIDERS == tuple(runtime.PROVIDERS)
+    assert settings_mod.BACKENDS == backend.BACKENDS
+    s = settings_mod.Settings()
+    assert s.model.backend == "auto" and s.model.providers == list(runtime.PROVIDERS)
+    with pytest.raises(settings_mod.SettingsError, match="rocm"):
+        settings_mod.apply_overrides(s, ["model.providers=cuda,rocm"])
+
+
+# --- providers ---------------------------------------------------------------------------------------
+
+
+def test_providers_keep_the_user_order_skip_missing_ones_and_end_on_the_cpu():
+    assert runtime.resolve_providers(["tensorrt", "cuda", "cpu"], ["cuda", "cpu"]) == ["cuda", "cpu"]
+    assert runtime.resolve_providers(["cpu", "directml"], ["directml", "cpu"]) == ["directml", "cpu"]
+    assert runtime.resolve_providers(["openvino"], ["cpu"]) == ["cpu"]
+    with pytest.raises(ValueError, match="known: tensorrt"):
+        runtime.resolve_providers(["rocm"], ["cpu"])
+
+
+def test_tensorrt_options_are_fp16_with_engine_and_timing_caches_in_the_models_folder(tmp_path):
+    opts = runtime.provider_options("tensorrt", tmp_path / "cache", "warping_module.abc.op20", fp16=True)
+    assert opts["trt_fp16_enable"] is True
+    assert opts["trt_engine_cache_enable"] and opts["trt_timing_cache_enable"]
+    assert opts["trt_engine_cache_path"] == opts["trt_timing_cache_path"] == str(tmp_path / "cache" / "tensorrt")
+    assert not runtime.tensorrt_engine_cached(tmp_path / "cache", "warping_module.abc.op20")
+    (tmp_path / "cache" / "tensorrt").mkdir(parents=True)
+    (tmp_path / "cache" / "tensorrt" / "warping_module_abc_op20_123.engine").write_bytes(b"x")
+    assert runtime.tensorrt_engine_cached(tmp_path / "cache", "warping_module.abc.op20")
+    assert runtime.cache_dir(tmp_path) == tmp_path / "onnx" / "cache"
+
+
+def test_a_grid_sample_left_on_the_cpu_is_reported():
+    nodes = [("Conv", "CUDAExecutionProvider")] * 40 + [("GridSample", "CPUExecutionProvider"),
+                                                        ("MemcpyToHost", "CUDAExecutionProvider"),
+                                                        ("MemcpyFromHost", "CUDAExecutionProvider")]
+    p = placement_from_nodes("warping_module", ["cuda", "cpu"], nodes)
+    assert p.main == "cuda" and p.nodes == {"cuda": 40, "cpu": 1} and p.copies == 2
+    assert not p.whole and p.elsewhere == (("GridSample", "cpu"),)
+    text = p.summary()
+    assert "CUDAExecutionProvider (40/41 nodes)" in text
+    assert "GridSample on CPUExecutionProvider x1" in text and "copies" in text
+    whole = placement_from_nodes("spade_generator", ["cuda", "cpu"], [("Conv", "CUDAExecutionProvider")] * 3)
+    assert whole.whole and "elsewhere" not in whole.summary()
+
+
+def test_a_network_goes_to_the_first_provider_that_runs_it_whole():
+    tried = []
+    placements = {
+        ("tensorrt", "cuda", "cpu"): {"tensorrt": 30, "cpu": 1},  # GridSample on the CPU
+        ("cuda", "cpu"): {"cuda": 31},
+    }
+
+    def open_with(provs):
+        tried.append(tuple(provs))
+        nodes = placements[tuple(provs)]
+        return f"session{len(tried)}", Placement("warping_module", tuple(provs), nodes)
+
+    session, placement = runtime.choose_providers("warping_module", ["tensorrt", "cuda", "cpu"], open_with)
+    assert tried == [("tensorrt", "cuda", "cpu"), ("cuda", "cpu")]
+    assert session == "session2" and placement.main == "cuda"
+
+
+def test_when_no_gpu_provider_runs_it_whole_the_first_is_kept_and_said(caplog):
+    def open_with(provs):
+        return tuple(provs), Placement("warping_module", tuple(provs), {provs[0]: 30, "cpu": 1})
+
+    session, placement = runtime.choose_providers("warping_module", ["directml", "cpu"], open_with)
+    assert session == ("directml", "cpu") and placement.main == "directml"
+    assert "no listed GPU provider runs it whole" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def reduced_warp_export(tmp_path_factory):
+    pytest.importorskip("onnx")
+    from liveportrait_core.models.onnx import export as ex
+    from liveportrait_core.models.small import reduced_models
+
+    models = reduced_models()
+    folder = tmp_path_factory.mktemp("onnx_w")
+    tags = {"warping_module": ex.ExportTag(network="warping_module", weights_sha256="ef" * 32, onnx=ex.onnx_version())}
+    return ex.export_modules(models.modules, folder, tags, progress=lambda m: None)["warping_module"]
+
+
+def test_placement_of_a_real_session_names_the_grid_sample(reduced_warp_export):
+    pytest.importorskip("onnxruntime")
+    session, placement = runtime.open_session("warping_module", reduced_warp_export, ["cpu"],
+                                              reduced_warp_export.parent / "cache")
+    assert placement.main == "cpu" and placement.whole and placement.nodes["cpu"] > 10
+    assert session.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_placement_from_a_profiled_run_when_the_assignment_api_is_missing(reduced_warp_export):
+    """Older ONNX Runtime builds have no get_provider_graph_assignment_info: the profile says the same."""
+    ort = pytest.importorskip("onnxruntime")
+    so = ort.SessionOptions()
+    so.enable_profiling = True
+    so.profile_file_prefix = str(reduced_warp_export.parent / "prof")
+    session = ort.InferenceSession(str(reduced_warp_export), so, providers=["CPUExecutionProvider"])
+
+    class Old:  # the same session without the newer API
+        run = session.run
+        end_profiling = session.end_profiling
+
+    p = runtime.session_placement("warping_module", Old(), ["cpu"], runtime.zero_feeds(session))
+    assert p.main == "cpu" and p.nodes["cpu"] > 10
+    assert not list(reduced_warp_export.parent.glob("prof*.json"))  # the profile file is removed
+
+
+# --- the backend decision -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend_setting,device,precision,available,kind,providers", [
+    ("torch", CPU, "auto", ["cpu"], "torch", ()),
+    ("onnxruntime", CPU, "auto", ["cpu"], "onnxruntime", ("cpu",)),
+    ("onnxruntime", CUDA, "auto", ["tensorrt", "cuda", "cpu"], "onnxruntime", ("tensorrt", "cuda", "cpu")),
+    ("auto", CUDA, "auto", ["tensorrt", "cuda", "cpu"], "torch", ()),
+    ("auto", CPU, "auto", ["directml", "cpu"], "onnxruntime", ("directml", "cpu")),
+    ("auto", CPU, "auto", ["cpu"], "cpu-choice", ("cpu",)),
+    ("auto", CPU, "auto", [], "cpu-choice", ("cpu",)),
+    ("auto", CPU, "bf16", ["cpu"], "torch", ()),
+])
+def test_backend_decision(backend_setting, device, precision, available, kind, providers):
+    plan = backend.resolve_backend(backend_setting, device, precision, list(runtime.PROVIDERS), available)
+    assert plan.kind == kind and plan.reason
+    if providers:
+        assert plan.providers == providers
+
+
+def test_an_explicit_onnxruntime_choice_without_onnxruntime_says_how_to_install_it():
+    with pytest.raises(runtime.OrtUnavailable, match="install.py --backend onnx"):
+        backend.resolve_backend("onnxruntime", CPU, "auto", ["cpu"], [])
+    with pytest.raises(ValueError, match="unknown model.backend"):
+        backend.resolve_backend("tensorflow", CPU, "auto", ["cpu"], ["cpu"])
+
+
+# --- the per-network CPU choice -------------------------------------------------------------------------
+
+
+def test_the_fastest_form_is_kept_per_network_and_never_slower_than_plain():
+    timings = {"motion_extractor": {"torch": 0.10, "onnxruntime": 0.07},
+               "warping_module": {"torch": 1.0, "torch-fast": 0.6, "onnxruntime": 2.0},
+               "spade_generator": {"torch": 1.5, "torch-fast": 1.5, "onnxruntime": 1.6}}
+    picked = choice.pick_fastest(timings)
+    assert picked == {"motion_extractor": "onnxruntime", "warping_module": "torch-fast", "spade_generator": "torch"}
+    assert all(timings[n][f] <= timings[n]["torch"] for n, f in picked.items())
+
+
+def test_measure_times_every_form_and_calls_between():
+    counts = {"a": 0, "b": 0}
+    stops = []
+    calls = {"net": {"torch": lambda: counts.__setitem__("a", counts["a"] + 1),
+                     "onnxruntime": lambda: counts.__setitem__("b", counts["b"] + 1)}}
+    t = choice.measure(calls, runs=3, between=lambda: stops.append(1))
+    assert counts == {"a": 4, "b": 4} and len(stops) == 8  # one warm-up + 3 runs each
+    assert set(t["net"]) == {"torch", "onnxruntime"} and all(v >= 0 for v in t["net"].values())
+
+
+def test_the_decision_is_cached_per_machine_key(tmp_path):
+    path = tmp_path / "cpu_choice.json"
+    key = choice.machine_key("1.32.0", threads=2)
+    assert key["cpu"] and key["torch"] == torch.__version__ and key["threads"] == 2
+    made = choice.CpuChoice({"warping_module": "torch-fast"}, {"warping_module": {"torch": 1.0, "torch-fast": 0.5}}, key)
+    choice.write_cached(path, made)
+    other = {**key, "onnxruntime": "1.33.0"}
+    choice.write_cached(path, choice.CpuChoice({"warping_module": "onnxruntime"}, {}, other))
+    got = choice.read_cached(path, key, {"warping_module"})
+    assert got is not None and got.cached and got.forms == {"warping_module": "torch-fast"}
+    assert choice.read_cached(path, other, {"warping_module"}).forms == {"warping_module": "onnxruntime"}
+    assert choice.read_cached(path, {**key, "threads": 16}, {"warping_module"}) is None
+    assert choice.read_cached(path, key, {"warping_module", "spade_generator"}) is None  # not all measured
+    assert len(json.loads(path.read_text())["entries"]) == 2
+
+
+def test_cpu_choice_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
+    """The whole auto path on the CPU with the reduced networks: measured at the first load, cached, read at
+    the second; the networks it returns compute what the plain ones do."""
+    from liveportrait_core.models import loader
+    from liveportrait_core.models.onnx.export import example_inputs
+    from liveportrait_core.models.small import reduced_models
+
+    monkeypatch.setattr(loader, "load_models", lambda *a, **k: reduced_models())
+    monkeypatch.setattr(backend, "_ort_exports_ready", lambda *a: False)
+    measured = []
+    real = choice.measure
+    monkeypatch.setattr(choice, "measure", lambda calls, **k: measured.append(sorted(calls)) or real(calls, runs=1, **k))
+    say: list[str] = []
+    first = backend._load_cpu_choice(tmp_path, "human", tuple(loader.MODULE_NAMES), 0, lambda: None, say.append)
+    assert len(measured) == 1 and (tmp_path / "onnx" / "cache" / "cpu_choice.json").is_file()
+    second = backend._load_cpu_choice(tmp_path, "human", tuple(loader.MODULE_NAMES), 0, lambda: None, say.append)
+    assert len(measured) == 1 and "(cached)" in say[-1]
+    assert backend.describe(first) == backend.describe(second)
+    assert set(backend.describe(first).values()) <= {"torch", "torch-fast"}
+    plain = reduced_models()
+    x = example_inputs(plain.modules)
+    ref = plain.run("spade_generator", *x["spade_generator"])
+    assert torch.allclose(second.run("spade_generator", *x["spade_generator"]), ref, rtol=0, atol=1e-4)
