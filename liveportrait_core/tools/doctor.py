@@ -242,6 +242,60 @@ def check_weights(settings: Settings) -> list[Check]:
     return [Check(f"weights:{r.file}", status.get(r.status, FAIL), r.message, r.fix) for r in reports]
 
 
+#: The ONNX Runtime wheels; only one may be installed (they ship the same module and overwrite each other).
+ORT_DISTS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
+
+
+def check_onnxruntime(settings: Settings) -> list[Check]:
+    """ONNX Runtime (optional, ``model.backend``): installed, which providers, exports current, and where the
+    last load put each network (recorded then: doctor opens no session, a TensorRT build takes minutes)."""
+    from liveportrait_core.models.onnx import export, runtime
+
+    m = settings.model
+    explicit = m.backend == "onnxruntime"
+    dists = [d for d in ORT_DISTS if _version(d)]
+    fix = _install("--backend onnx")
+    if not dists or not runtime.available_providers():
+        if explicit:
+            return [Check("onnxruntime", FAIL, "model.backend is onnxruntime but ONNX Runtime is not installed", fix)]
+        return [Check("onnxruntime", OK, "not installed (optional: TensorRT, DirectML, CoreML, OpenVINO and a "
+                                         "faster CPU path for some networks; model.backend is " + m.backend + ")")]
+    available = runtime.available_providers()
+    detail = (f"{', '.join(f'{d} {_version(d)}' for d in dists)}; providers here: {', '.join(available)}; "
+              f"model.backend {m.backend}, used in order: {', '.join(runtime.resolve_providers(m.providers, available))}")
+    checks = [Check("onnxruntime", OK, detail)]
+    if len(dists) > 1:
+        checks[0] = Check("onnxruntime", WARN, detail + f"; {' and '.join(dists)} are both installed and overwrite "
+                          "each other's files", f"{_pip('--force-reinstall --no-deps ' + dists[-1])} (or uninstall all "
+                          f"and run {fix})")
+    elif _nvidia_driver_present() and "cuda" not in available:
+        checks[0] = Check("onnxruntime", WARN, detail + "; this machine has an NVIDIA GPU but this build has no "
+                          "CUDA/TensorRT provider", fix)
+    if not export.onnx_version():
+        checks.append(Check("onnx:export", WARN if explicit else OK, "the onnx package (needed to export) is not "
+                            "installed" + ("" if explicit else "; only needed for the onnxruntime backend"), fix))
+        return checks
+    report = runtime.read_report(runtime.cache_dir(m.models_dir), m.variant)
+    for name in export.EXPORTED:
+        try:
+            st = export.export_state(m.models_dir, m.variant, name)
+        except export.ExportError:
+            return checks  # no weights: the weights check says what to do
+        last = report.get(name)
+        ran = f"; last load: {last['summary']} ({last['time']})" if last else ""
+        if st.state == "current":
+            status = OK if not last or last.get("whole", True) else WARN
+            checks.append(Check(f"onnx:{name}", status, f"exported, current ({st.path.name}){ran}",
+                                "" if status == OK else "a node runs on the CPU beside the GPU provider: try the next "
+                                "provider first in model.providers (docs/TROUBLESHOOTING.md)"))
+        else:
+            why = "not exported yet" if st.state == "missing" else f"out of date: {st.reason}"
+            checks.append(Check(f"onnx:{name}", WARN if explicit else OK,
+                                why + ("; the first start exports it (minutes)" if explicit else ""),
+                                paths.cli_command("export-onnx")))
+    return checks
+
+
 def _importable(module: str) -> tuple[bool, str]:
     """Import ``module`` (outputs load native runtimes at import, which is what matters)."""
     if importlib.util.find_spec(module) is None:
@@ -301,7 +355,8 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
     checks: list[Check] = []
     for name, fn in (("python", check_python), ("torch", lambda: check_torch(s)), ("gpu", check_gpu),
                      ("mediapipe", check_mediapipe), ("opencv", check_opencv),
-                     ("weights", lambda: check_weights(s)), ("outputs", lambda: check_outputs(s)),
+                     ("weights", lambda: check_weights(s)), ("onnxruntime", lambda: check_onnxruntime(s)),
+                     ("outputs", lambda: check_outputs(s)),
                      ("characters", lambda: check_character_folder(s)), ("command", check_command)):
         checks += _guard(name, fn)
     return checks

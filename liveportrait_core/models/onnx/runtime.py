@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -412,4 +413,38 @@ def load_ort_networks(load: OrtLoad, names: Iterable[str], progress: Progress | 
         sha = export.weights_sha256(load.models_dir, load.variant, name)
         out[name] = OrtNetwork(name, session, placement, sha)
         (_log.info if placement.whole else _log.warning)("ONNX Runtime: %s", placement.summary())
+    write_report(caches, load.variant, [n.placement for n in out.values()])
     return out
+
+
+REPORT_FILE = "placement.json"
+
+
+def write_report(caches: Path, variant: str, placements: Iterable[Placement]) -> None:
+    """Remember where the last load placed each network, for ``doctor`` (which opens no session itself:
+    a TensorRT build takes minutes). Best effort: a read-only models folder only loses the report."""
+    path = caches / REPORT_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data = data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        data = {}
+    for p in placements:
+        data[f"{variant}/{p.network}"] = {"summary": p.summary(), "provider": PROVIDERS[p.main], "whole": p.whole,
+                                          "onnxruntime": ort_version(), "time": time.strftime("%Y-%m-%d %H:%M")}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    except OSError as e:
+        _log.debug("cannot write %s: %s", path, e)
+
+
+def read_report(caches: Path, variant: str) -> dict[str, dict[str, Any]]:
+    """Network -> what ``write_report`` recorded at the last load of ``variant`` ({} when none)."""
+    try:
+        data = json.loads((caches / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    prefix = f"{variant}/"
+    return {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix) and isinstance(v, dict)} \
+        if isinstance(data, dict) else {}
