@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from liveportrait_core.characters.images import load_image
+from liveportrait_core.images import load_image
 from liveportrait_core.driving import crop
 from liveportrait_core.driving.paste_device import DevicePasteBack, cv_sampling_grid, warp_like_cv2
 from tests.conftest import shared_path

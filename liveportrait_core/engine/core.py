@@ -99,7 +99,8 @@ class TrackedFrame:
 @dataclass
 class AnimatedFrame:
     tracked: TrackedFrame
-    bgra: np.ndarray
+    #: the frame, or (GPU paste-back) an ``engine.device_frames.PendingFrame`` the publish stage waits for
+    bgra: Any
 
 
 class _Commands:
@@ -750,7 +751,10 @@ class Engine:
                 animator.should_stop = sess.stop.is_set
             sess.busy = ("frame", t0)
             try:
-                bgra = animator.animate(item.driving_rgb, item.observation)
+                # on a GPU the frame is queued, not awaited: its download overlaps the next frame's networks
+                # and the publish stage waits for it (engine/device_frames.py)
+                animate = animator.animate_async if getattr(animator, "device_paste", False) is True else animator.animate
+                bgra = animate(item.driving_rgb, item.observation)
             except FrameCancelled:
                 return  # stopped between two networks: the frame is not wanted any more
             except Exception as e:  # noqa: BLE001
@@ -789,7 +793,14 @@ class Engine:
             t0 = time.perf_counter()
             tr = item.tracked
             cap = tr.captured
-            bgra = item.bgra if item.bgra.flags.c_contiguous else np.ascontiguousarray(item.bgra)
+            bgra = item.bgra
+            if not isinstance(bgra, np.ndarray):  # a PendingFrame: wait for its download (the GPU paste-back)
+                try:
+                    bgra = bgra.result()
+                except Exception as e:  # noqa: BLE001 - a device error surfaces here: the frame is lost, not the stage
+                    self._frame_failed(sess, "inference", e, advice=_out_of_memory_advice(e))
+                    continue
+            bgra = bgra if bgra.flags.c_contiguous else np.ascontiguousarray(bgra)
             frame = PublishedFrame(index=cap.index if cap is not None else -1, capture_ts=tr.timestamp,
                                    publish_ts=t0, bgra=bgra, observation=tr.observation,
                                    source_bgr=cap.image_bgr if cap is not None else None)

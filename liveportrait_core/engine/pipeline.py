@@ -3,8 +3,13 @@
 Per frame: the motion extractor on the 256x256 driving crop, the driving maths (``animation``) with
 the expressions and the idle animation on top, then warping and decoding into the animated 512x512
 crop, which is pasted back into the full character image through the feathered mask (``crop``),
-keeping the character's alpha. The networks and keypoint maths stay on the device; the only
-transfers are the driving crop up and the finished crop down.
+keeping the character's alpha. The networks and keypoint maths stay on the device.
+
+Two ways to finish a frame. On the CPU (and with ``device_paste=False``) the crop is downloaded and
+pasted on the CPU (``crop.PasteBack``). On a GPU the paste-back runs on the device
+(``driving/paste_device.py``, equal to the CPU path) and the finished frame goes down once, into
+pinned memory, while the next frame's networks run (``engine/device_frames.py``): ``animate_async``
+returns a ``PendingFrame`` that the publish stage resolves, so the frame rate is bound by the networks.
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ from liveportrait_core.engine.cancel import FrameCancelled
 from liveportrait_core.characters import CharacterError, CharacterLibrary, PreparedCharacter
 from liveportrait_core.driving.expressions import NAMES as EXPRESSION_NAMES, Expressions, add_offsets
 from liveportrait_core.driving.idle import IdleAnimator, blend_motion
+from liveportrait_core.driving.paste_device import DevicePasteBack
+from liveportrait_core.engine.device_frames import FrameDownloads, PendingFrame
 from liveportrait_core.driving.voice import VowelShapes, hold_lips, voice_lip_delta
 from liveportrait_core.models.networks.keypoints import MotionInfo
 from liveportrait_core.models.variants import VariantModels
@@ -62,9 +69,14 @@ class Animator:
     """Animates the active character from driving crops (the engine's inference stage)."""
 
     def __init__(self, models, settings: Settings, library: CharacterLibrary | None = None,
-                 variants: VariantModels | None = None) -> None:
+                 variants: VariantModels | None = None, device_paste: bool | None = None) -> None:
+        """``device_paste``: paste back on the networks' device and download the finished frame once
+        (None: when the device is not the CPU; True on the CPU runs the same path there, for tests)."""
         self.models = models
         self.device = models.device
+        self.device_paste = torch.device(self.device).type != "cpu" if device_paste is None else bool(device_paste)
+        self._device_paste: DevicePasteBack | None = None
+        self._downloads = FrameDownloads(self.device) if self.device_paste else None
         self.library = library
         #: the networks of each weights variant: a character on the other variant swaps them (None: one set)
         self.variants = variants
@@ -164,6 +176,9 @@ class Animator:
         self._base = np.dstack([prepared.image_bgr, prepared.alpha if prepared.alpha is not None
                                 else np.full(prepared.image_bgr.shape[:2], 255, np.uint8)])
         self._paste = paste
+        if self._downloads is not None:  # everything constant about the character, once, on the device
+            self._device_paste = DevicePasteBack(paste, prepared.crop_alpha512, self.device)
+            self._downloads.reset(self._device_paste.new_frame)
 
     def character_settings(self) -> Settings:
         """The settings the live character runs with: the global ones, its variant's defaults (the official
@@ -265,6 +280,9 @@ class Animator:
     def close(self) -> None:
         self.character = None
         self._base = None
+        self._device_paste = None
+        if self._downloads is not None:
+            self._downloads.clear()
         if self.library is not None:
             self.library.close()
 
@@ -325,8 +343,8 @@ class Animator:
         return self.driver.drive_conditioned(d_eff, eye_ratio=eye, lip_ratio=lip, offsets=offsets, blink=blink,
                                              voice=voice_lip_delta(self.nets, src, mouth.open_ratio))
 
-    def render_crop(self, x_d: torch.Tensor) -> np.ndarray:
-        """Warp and decode: the animated 512x512 crop, BGR uint8 on the host (one transfer)."""
+    def render_crop_device(self, x_d: torch.Tensor) -> torch.Tensor:
+        """Warp and decode: the animated crop as a (3, 512, 512) BGR uint8 tensor on the device."""
         c = self.character
         with torch.inference_mode():
             self._check_stop()
@@ -334,7 +352,11 @@ class Animator:
             self._check_stop()
             img = self.models.run("spade_generator", feature["out"])
             u8 = (img[0].clamp(0.0, 1.0) * 255.0).to(torch.uint8)  # truncation, as the official astype
-            return u8.flip(0).permute(1, 2, 0).contiguous().cpu().numpy()
+            return u8.flip(0)
+
+    def render_crop(self, x_d: torch.Tensor) -> np.ndarray:
+        """The animated 512x512 crop, BGR uint8 on the host (one transfer)."""
+        return self.render_crop_device(x_d).permute(1, 2, 0).contiguous().cpu().numpy()
 
     def _check_stop(self) -> None:
         if self.should_stop():
@@ -342,6 +364,8 @@ class Animator:
 
     def animate(self, driving_rgb256: np.ndarray | None, observation: Any) -> np.ndarray:
         """The BGRA uint8 frame: the character with its animated face (idle when no face is found)."""
+        if self.device_paste and self.settings.outputs.paste_back:
+            return self.animate_async(driving_rgb256, observation).result()
         self.follow_files()
         x_d = self.driving_keypoints(driving_rgb256, observation)
         self.last_keypoints = x_d
@@ -353,6 +377,25 @@ class Animator:
             a = self.character.crop_alpha512
             frame = np.dstack([crop, a if a is not None else np.full(crop.shape[:2], 255, np.uint8)])
         return fit_frame(frame, o.width, o.height, o.fit)
+
+    def animate_async(self, driving_rgb256: np.ndarray | None, observation: Any) -> PendingFrame:
+        """``animate`` without waiting for the frame: with the device paste-back the work is queued on the
+        device and the ``PendingFrame`` waits for the finished frame's download in ``result()`` (the engine's
+        publish stage calls it); otherwise the frame is made here and handed on ready."""
+        if not (self.device_paste and self.settings.outputs.paste_back):  # the crop output is pasted nowhere
+            return PendingFrame(torch.from_numpy(self.animate(driving_rgb256, observation)))
+        started = time.perf_counter()
+        self.follow_files()
+        x_d = self.driving_keypoints(driving_rgb256, observation)
+        self.last_keypoints = x_d
+        crop = self.render_crop_device(x_d)
+        with torch.inference_mode():
+            frame = self._device_paste.paste(crop, self._downloads.next_buffer())
+        o = self.settings.outputs
+        h, w = frame.shape[:2]
+        size, fit = (o.width, o.height), o.fit  # this frame's output size, whatever the settings say later
+        finish = None if (size[0] or w, size[1] or h) == (w, h) else lambda f: fit_frame(f, *size, fit)
+        return self._downloads.download(frame, finish, started)
 
     def _reload_current(self) -> None:
         name = self.character.name
