@@ -34,6 +34,14 @@ TORCH_VERSION = "2.13.0"
 #: wheels are already CUDA builds). Override with --torch-index when your driver needs another CUDA variant.
 TORCH_CUDA_INDEX = "https://download.pytorch.org/whl/cu128"
 SUPPORTED = ((3, 10), (3, 12))
+#: ``--backend onnx``: the exporter and ONNX Runtime, with the bounds of pyproject.toml's ``onnx`` extra
+#: (tests/test_install.py keeps them equal). The ONNX Runtime wheels all ship the same ``onnxruntime``
+#: module, so exactly one of them may be installed.
+ONNX_SPEC = "onnx>=1.16"
+ORT_SPEC = ">=1.20"
+ORT_WHEELS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino")
+#: ``--tensorrt``: the TensorRT libraries ONNX Runtime's TensorRT provider loads (no plugin to build).
+TENSORRT_SPEC = "tensorrt-cu12-libs>=10,<11"
 
 
 def say(msg: str) -> None:
@@ -80,6 +88,33 @@ def has_nvidia_gpu() -> bool:
     return machine.nvidia_smi_lists_a_gpu()
 
 
+def onnxruntime_wheel(system: str, nvidia: bool) -> str:
+    """The ONNX Runtime wheel for this machine: the CUDA/TensorRT build with an NVIDIA GPU (Linux, Windows),
+    DirectML on other Windows PCs (AMD, Intel: any DirectX 12 GPU), the default wheel elsewhere (its macOS
+    build has CoreML, every build has the CPU provider)."""
+    if nvidia and system in ("Linux", "Windows"):
+        return "onnxruntime-gpu"
+    if system == "Windows":
+        return "onnxruntime-directml"
+    return "onnxruntime"
+
+
+def project_requirements(root: Path, dev: bool, backend: str, wheel: str) -> list[str]:
+    """What one ``pip install`` gets for the project: itself (editable, extras) and, for ``--backend onnx``,
+    the exporter and the ONNX Runtime wheel in the same resolve (so that they honour the project's pins)."""
+    extras = (["dev"] if dev else []) + (["onnx"] if backend == "onnx" and wheel == "onnxruntime" else [])
+    reqs = [f"{root}[{','.join(extras)}]" if extras else str(root)]
+    if backend == "onnx" and wheel != "onnxruntime":
+        reqs += [ONNX_SPEC, wheel + ORT_SPEC]
+    return reqs
+
+
+def installed_wheels(py: Path) -> list[str]:
+    """The ONNX Runtime wheels installed in the venv (``pip show`` names those it finds)."""
+    out = subprocess.run([str(py), "-m", "pip", "show", *ORT_WHEELS], capture_output=True, text=True).stdout
+    return [line.split(":", 1)[1].strip().lower() for line in out.splitlines() if line.startswith("Name:")]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dev", action="store_true",
@@ -88,6 +123,12 @@ def main() -> int:
                     help="torch build: auto = CUDA when an NVIDIA driver is found; default = pip's default build")
     ap.add_argument("--torch-index", default=TORCH_CUDA_INDEX,
                     help="package index for the CUDA build of torch on Windows (see pytorch.org for your CUDA)")
+    ap.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                    help="onnx: also install ONNX Runtime (the CUDA/TensorRT build on NVIDIA, DirectML on other "
+                         "Windows GPUs, the default build elsewhere) and export the networks (see "
+                         "docs/INSTALLATION.md)")
+    ap.add_argument("--tensorrt", action="store_true",
+                    help="with --backend onnx on NVIDIA: also the TensorRT libraries for the TensorRT provider")
     ap.add_argument("--no-models", action="store_true", help="skip downloading the official weights")
     ap.add_argument("--no-run", action="store_true", help="do not start the demo at the end")
     args = ap.parse_args()
@@ -109,8 +150,20 @@ def main() -> int:
         say("no NVIDIA driver found: installing the default torch build (on this machine it runs on the CPU;"
             " use --torch cuda to force the CUDA build)")
     run(torch_cmd)
+    wheel = onnxruntime_wheel(platform.system(), cuda)
+    if args.backend == "onnx":
+        other = [w for w in installed_wheels(py) if w != wheel]
+        if other:  # they overwrite each other's files: only one may stay
+            run([py, "-m", "pip", "uninstall", "-y", *other])
+        say(f"installing ONNX Runtime: {wheel}")
     # the project itself, editable: the CLI and the OBS script run these very files
-    run([py, "-m", "pip", "install", "-e", f"{ROOT}[dev]" if args.dev else str(ROOT)])
+    reqs = project_requirements(ROOT, args.dev, args.backend, wheel)
+    run([py, "-m", "pip", "install", "-e", reqs[0], *reqs[1:]])
+    if args.backend == "onnx" and args.tensorrt:
+        if wheel == "onnxruntime-gpu":
+            run([py, "-m", "pip", "install", TENSORRT_SPEC])
+        else:
+            say("--tensorrt needs an NVIDIA GPU: skipped")
     cli = venv_cli()
 
     ready = True
@@ -120,6 +173,9 @@ def main() -> int:
             say("the official weights could not be downloaded (see above); everything else is installed. "
                 f"Run `{cli_command('download-models')}` when you are online, or copy "
                 "the files into models/ as models/README.md shows.")
+        elif args.backend == "onnx" and run([cli, "export-onnx"], check=False) != 0:
+            say(f"the ONNX export failed (see above); the torch backend still works. Try again with "
+                f"`{cli_command('export-onnx')}`.")
     if run([cli, "doctor"], check=False) != 0:
         ready = False
     doctor = cli_command("doctor")
