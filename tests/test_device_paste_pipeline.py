@@ -154,3 +154,49 @@ def test_downloads_take_turns_and_need_buffers():
     d.clear()
     with pytest.raises(RuntimeError):
         d.next_buffer()
+
+
+# --- the engine's hand-off of pending frames (test doubles for the tracker and animator: tests/test_engine.py)
+
+
+class _BrokenFrame:
+    """A pending frame whose download fails (as a device error would surface)."""
+
+    def result(self):
+        raise RuntimeError("injected download failure")
+
+
+def _pending_backend(fail_on: set[int] = frozenset()):
+    from tests.test_engine import FakeAnimator, FakeBackend
+
+    class PendingAnimator(FakeAnimator):
+        device_paste = True
+
+        def animate(self, driving, observation):
+            raise AssertionError("the engine must queue frames with animate_async when device_paste is on")
+
+        def animate_async(self, driving, observation):
+            if observation.index in fail_on:
+                return _BrokenFrame()
+            return PendingFrame(torch.from_numpy(FakeAnimator.animate(self, driving, observation)))
+
+    backend = FakeBackend()
+    backend.create_animator = lambda s: PendingAnimator(backend.log)  # type: ignore[method-assign]
+    return backend
+
+
+@pytest.mark.usefixtures("stop_started_engines")
+def test_engine_publishes_pending_frames_in_order_and_survives_a_failed_download(tmp_path):
+    from liveportrait_core.engine.core import Engine
+    from tests.test_engine import Collect, _settings as engine_settings, _video
+
+    out = Collect()
+    eng = Engine(engine_settings(str(_video(tmp_path / "d.avi", 12))), [out], backend=_pending_backend({4}))
+    eng.start()
+    assert eng.wait_finished(30)
+    st = eng.status()
+    eng.stop(1.0)
+    assert [f.index for f in out.frames] == [i for i in range(12) if i != 4]
+    assert all(isinstance(f.bgra, np.ndarray) and f.bgra.flags.c_contiguous for f in out.frames)
+    assert [int(f.bgra[0, 0, 0]) for f in out.frames] == [f.index for f in out.frames]
+    assert st.failed == 1
