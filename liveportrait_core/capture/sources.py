@@ -297,11 +297,22 @@ class ImageFolderSource:
 # ------------------------------------------------------------------------------------------------
 
 
+#: ``capture.source`` for no webcam at all: the character idles (and talks with the voice, docs/VOICE.md).
+NO_CAMERA = "none"
+
+
+def is_no_camera(cs: CaptureSettings) -> bool:
+    """True when ``capture.source`` is ``none``: the engine opens no source and animates idle frames."""
+    return cs.source.strip().lower() == NO_CAMERA
+
+
 def describe_source(source: str) -> str:
-    """What ``capture.source`` refers to: ``camera``, ``video``, ``folder`` or ``camera-name``."""
+    """What ``capture.source`` refers to: ``camera``, ``video``, ``folder``, ``none`` or ``camera-name``."""
     s = source.strip()
     if not s:  # Path("") is the working folder: an empty setting must never read its images
         return "camera-name"
+    if s.lower() == NO_CAMERA:
+        return "none"
     if s.isdigit() or re.fullmatch(r"/dev/video\d+", s):
         return "camera"
     p = Path(os.path.expanduser(s))
@@ -333,6 +344,8 @@ def open_source(cs: CaptureSettings) -> FrameSource:
         return ImageFolderSource(Path(os.path.expanduser(s)), cs)
     if kind == "video":
         return VideoFileSource(Path(os.path.expanduser(s)), cs)
+    if kind == "none":
+        raise CaptureError("capture.source is none: no webcam is opened (the engine animates idle frames)")
     if not s:
         raise CaptureError("capture.source is empty; set a webcam index (0), a camera name, a video file or a folder")
     if re.search(r"[\\/]|\.\w{2,4}$", s):  # looks like a path the user expected to exist

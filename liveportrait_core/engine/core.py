@@ -28,7 +28,8 @@ from typing import Any, Callable, cast
 import numpy as np
 
 from liveportrait_core.engine.backend import AnimatorStage, Backend, FrameCancelled, LivePortraitBackend, Tracker
-from liveportrait_core.capture.sources import CapturedFrame, CaptureError, FrameSource, every_frame, is_finite, open_source
+from liveportrait_core.capture.sources import (CapturedFrame, CaptureError, FrameSource, every_frame, is_finite,
+                                              is_no_camera, open_source)
 from liveportrait_core.engine.handoff import END_OF_STREAM, EndOfStream, LatestValue
 from liveportrait_core.outputs.base import Output, PublishedFrame
 from liveportrait_core.outputs.callback import CallbackOutput, FrameCallback
@@ -73,7 +74,7 @@ def is_user_error(exc: BaseException) -> bool:
 
 
 #: Names of the threads an engine starts: its stages (``lp-capture``...) and its outputs (``lp-output-record``...).
-THREAD_NAMES = tuple(f"lp-{n}" for n in STAGES) + ("lp-output-",)
+THREAD_NAMES = tuple(f"lp-{n}" for n in STAGES) + ("lp-output-", "lp-voice")
 
 
 def engine_threads() -> list[threading.Thread]:
@@ -145,6 +146,8 @@ class _Session:
         #: loading: capture may pass frames over before the inference stage has even begun its load.
         self.loading_since_passed_over: int | None = 0
         self.slow_warned = False
+        self.voice: Any = None  #: the voice stage (``voice.stage.VoiceStage``) while ``audio.mode`` is not off
+        self.voice_rx: Any = None  #: the inference thread's end of its hand-off
 
     def handoffs(self) -> tuple[LatestValue, ...]:
         return self.captured, self.tracked, self.animated
@@ -226,6 +229,8 @@ class Engine:
         self._monitor = SystemMonitor()
         self._device = ""  #: where the networks run ("cpu", "cuda:0"...), once loaded
         self._lingering: list[threading.Thread] = []  #: threads of stopped sessions still finishing
+        self._voice_muted = False
+        self._voice_talking = False
 
     # ============================================================================ lifecycle
     def start(self) -> None:
@@ -265,6 +270,7 @@ class Engine:
         sess.stop.set()
         for box in sess.handoffs():
             box.close()
+        voice_joined = self._stop_voice(sess, timeout)
         for r in runners.values():
             r.stop()
         joined = True
@@ -280,6 +286,7 @@ class Engine:
         with self._lock:
             self._lingering = [t for t in (*self._lingering, *sess.threads, *(r.thread for r in runners.values()))
                                if t is not None and t.is_alive() and t is not threading.current_thread()]
+        joined &= voice_joined
         with self._lock:
             if self._session is None:
                 self._state, self._message = "stopped", ("" if joined else STILL_FINISHING)
@@ -343,10 +350,16 @@ class Engine:
         if new.model != old.model:
             with self._lock:
                 self._rebuild_animator = True
-        elif (new.animation, new.characters, new.performance) != (old.animation, old.characters, old.performance):
+        elif (new.animation, new.characters, new.performance, new.audio) != (old.animation, old.characters,
+                                                                            old.performance, old.audio):
             self._animator_cmds.put("update settings", lambda a: a.update_settings(new))
         if new.outputs != old.outputs:
             self._reconcile_outputs(old)
+        if sess is not None and (new.audio.mode == "off") != (old.audio.mode == "off"):
+            if new.audio.mode == "off":
+                self._stop_voice(sess, 1.0)
+            else:
+                self._start_voice(sess)
 
     def select_character(self, key: int | str) -> None:
         """Switch to the character in slot ``key`` (0-based) or with that file name."""
@@ -411,6 +424,55 @@ class Engine:
                 return spec.is_on(self._settings.outputs)
             return name not in self._switched_off and (spec is None or spec.is_on(self._settings.outputs))
 
+    # -- the voice (docs/VOICE.md) ----------------------------------------------------------------------
+    def _start_voice(self, sess: _Session) -> None:
+        """The voice stage of this session when ``audio.mode`` is not off (its thread: ``lp-voice``), started with
+        the first animated frame (a file then plays from the start of the picture); a recording gets its sound."""
+        with self._lock:
+            if self._settings.audio.mode == "off" or sess.voice is not None or sess.stop.is_set():
+                return
+            from liveportrait_core.voice.stage import VoiceReceiver, VoiceStage  # noqa: PLC0415 - numpy/scipy
+
+            stage = VoiceStage(lambda: self._settings.audio,
+                               report=lambda e: self._report("voice", e, logging.WARNING))
+            stage.set_muted(self._voice_muted)
+            stage.set_talking(self._voice_talking)
+            sess.voice_rx = VoiceReceiver(stage.handoff)
+            sess.voice = stage
+            outputs = [r.output for r in self._runners.values()] if self._session is sess else []
+        for out in outputs:
+            if hasattr(out, "attach_voice"):
+                out.attach_voice(stage)
+        stage.start()
+
+    def voice_status(self) -> Any:
+        """The voice stage's ``VoiceStatus`` (None while there is none: ``audio.mode`` off, or not started)."""
+        sess = self._session
+        stage = sess.voice if sess is not None else None
+        return stage.status() if stage is not None else None
+
+    def _stop_voice(self, sess: _Session, timeout: float) -> bool:
+        stage, sess.voice = sess.voice, None
+        return True if stage is None else stage.stop(timeout)
+
+    def set_voice_muted(self, muted: bool) -> None:
+        """Mute (the mouth stays closed, the level meter keeps showing) or unmute the voice."""
+        self._voice_muted = bool(muted)
+        sess = self._session
+        if sess is not None and sess.voice is not None:
+            sess.voice.set_muted(self._voice_muted)
+
+    @property
+    def voice_muted(self) -> bool:
+        return self._voice_muted
+
+    def set_push_to_talk(self, held: bool) -> None:
+        """The push-to-talk key pressed (True) or released; it only matters with ``audio.push_to_talk``."""
+        self._voice_talking = bool(held)
+        sess = self._session
+        if sess is not None and sess.voice is not None:
+            sess.voice.set_talking(self._voice_talking)
+
     def add_frame_callback(self, fn: FrameCallback) -> int:
         """Call ``fn(frame)`` for every published frame (on the callback output's thread); returns a handle."""
         return self._callbacks.add(fn)
@@ -449,6 +511,9 @@ class Engine:
             st.failed = sess.frame_errors
             st.activity = self._activity(sess, st, now)
         st.cpu, st.gpu = self._monitor.latest()  # sampled on the publish thread: cheap for the OBS UI thread
+        voice = sess.voice if sess is not None else None
+        if voice is not None:
+            st.voice = voice.status().text()
         if st.below_target:
             st.warnings.append(self._below_target_advice(st))
             if sess is not None and not sess.slow_warned:  # once per start: the status line keeps saying it
@@ -578,6 +643,11 @@ class Engine:
                         src = None
                     sess.restart_capture.clear()
                     cs = self._settings.capture
+                    if is_no_camera(cs):  # no webcam: the tracking stage makes idle frames (and the voice talks)
+                        if sess.input_lost_since is None:
+                            sess.input_lost_since = time.perf_counter()
+                        sess.stop.wait(POLL_S)
+                        continue
                     try:
                         src = open_source(cs)
                     except Exception as e:  # noqa: BLE001 - CaptureError, or OpenCV trouble
@@ -651,7 +721,8 @@ class Engine:
                     now = time.perf_counter()
                     if sess.input_lost_since is not None and not self._paused and now >= next_idle:
                         next_idle = now + 1.0 / IDLE_FPS
-                        self._tracking_state = "idle (no input)"  # also over a frame read just before the loss
+                        self._tracking_state = ("no webcam" if is_no_camera(self._settings.capture)  # also over a
+                                                else "idle (no input)")  # frame read just before the loss
                         try:  # keep the character alive (idle) while the camera is away
                             self._put(sess, sess.tracked, TrackedFrame(None, tracker.no_input(now), None, now))
                         except Exception as e:  # noqa: BLE001
@@ -750,6 +821,10 @@ class Engine:
             if hasattr(animator, "should_stop"):
                 animator.should_stop = sess.stop.is_set
             sess.busy = ("frame", t0)
+            set_voice = getattr(animator, "set_voice", None)
+            if set_voice is not None:  # the voice at this frame's own time (the audio and video share the clock)
+                rx = sess.voice_rx if sess.voice is not None else None
+                set_voice(rx.features_at(item.timestamp) if rx is not None else None)
             try:
                 # on a GPU the frame is queued, not awaited: its download overlaps the next frame's networks
                 # and the publish stage waits for it (engine/device_frames.py)
@@ -768,6 +843,8 @@ class Engine:
                 return  # stopped during a long inference: the frame is not wanted any more
             if self._state == "error":
                 self._set_state(sess, "running")
+            if sess.voice is None:  # the voice starts with the first animated frame (a file plays from there)
+                self._start_voice(sess)
             self._put(sess, sess.animated, AnimatedFrame(item, bgra))
 
     @staticmethod
@@ -860,6 +937,9 @@ class Engine:
         except ValueError as e:
             self._report("outputs", e)
             return
+        voice = self._session.voice if self._session is not None else None
+        if voice is not None and hasattr(out, "attach_voice"):  # the recording gets the sound the voice hears
+            out.attach_voice(voice)
         runner = OutputRunner(out, lossless=lossless)
         with self._lock:
             self._runners[name] = runner

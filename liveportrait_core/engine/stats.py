@@ -257,7 +257,8 @@ class EngineStatus:
     #: the user's explicit choice (characters.active, a pick or a hotkey); "" = none, the first usable one is live
     character_chosen: str = ""
     character_error: str = ""  #: why ``character_chosen`` is not the live one ("" = it is)
-    tracking: str = ""  #: face | lost | idle (no input) | ""
+    tracking: str = ""  #: face | lost | idle (no input) | no webcam | ""
+    voice: str = ""  #: the voice's live level ("voice -23 dB ▮▮▮▯▯ A"), "" while ``audio.mode`` is off
     outputs: dict[str, OutputStatus] = field(default_factory=dict)
     gpu: GpuStats | None = None
     cpu: CpuStats = field(default_factory=CpuStats)
@@ -287,7 +288,9 @@ class EngineStatus:
         if self.character:
             parts.append(self.character)
         if self.tracking and self.tracking != "face":
-            parts.append(f"face {self.tracking}")
+            parts.append(self.tracking if self.tracking == "no webcam" else f"face {self.tracking}")
+        if self.voice:
+            parts.append(self.voice)
         if self.skipped:
             parts.append(f"input skipped {self.skipped} (busy)")
         if self.failed:

@@ -51,6 +51,9 @@ class VideoRecorder:
         self._size: tuple[int, int] | None = None
         self._bg: np.ndarray | None = None
         self._pad = (0, 0)  #: rows, columns of background added for the encoder's even size
+        self._voice = None  #: the voice stage whose sound goes into the file (``attach_voice``)
+        self._tape = None  #: its sound while recording (``voice.tape.AudioTape``)
+        self._first_ts: float | None = None  #: capture time of the first frame: the picture's time 0
 
     @property
     def target(self) -> Path:
@@ -88,6 +91,19 @@ class VideoRecorder:
                       "one %s of background colour added (a PNG sequence keeps the exact size)",
                       w, h, ew, eh, added)
 
+    def attach_voice(self, voice) -> None:
+        """Record the sound the voice stage hears (``voice.stage.VoiceStage``) and mux it into the file when
+        the recording closes (``voice.mux``), aligned on the frames' capture clock. Live (``timed``) only: a
+        file processed frame by frame has no real-time sound to line up with."""
+        if not self.timed:
+            _log.info("the recording has no sound: frames are processed as fast as possible, not in real time")
+            return
+        from liveportrait_core.voice.tape import AudioTape  # noqa: PLC0415
+
+        self._voice = voice
+        self._tape = AudioTape()
+        voice.add_tap(self._tape.write)
+
     def _copies(self, frame: PublishedFrame) -> int:
         """How many times to write this frame (1 unless ``timed``)."""
         if not self.timed:
@@ -100,6 +116,8 @@ class VideoRecorder:
     def send(self, frame: PublishedFrame) -> None:
         import cv2
 
+        if self._first_ts is None:
+            self._first_ts = frame.capture_ts
         copies = self._copies(frame)
         if copies == 0:
             return
@@ -127,6 +145,27 @@ class VideoRecorder:
             self._writer.release()
             self._writer = None
             _log.info("recorded %d frames to %s", self.frames_written, self.path)
+        self._add_sound()
+
+    def _add_sound(self) -> None:
+        """Mux the voice's sound into the finished file (a failure keeps the silent video and says why)."""
+        tape, self._tape = self._tape, None
+        if tape is None:
+            return
+        if self._voice is not None:
+            self._voice.remove_tap(tape.write)
+        tape.close()
+        try:
+            if self.frames_written and tape.samples and tape.start_ts is not None and self._first_ts is not None:
+                from liveportrait_core.voice.mux import MuxError, mux_audio  # noqa: PLC0415
+
+                try:
+                    mux_audio(self.path, tape.path, tape.start_ts - self._first_ts)
+                    _log.info("added %.1f s of sound to %s", tape.duration_s, self.path)
+                except MuxError as e:
+                    _log.warning("%s", e)
+        finally:
+            tape.discard()
 
 
 class PngSequenceRecorder:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import signal
 import sys
 import threading
@@ -35,8 +36,11 @@ SHORTCUTS = {"models_dir": "model.models_dir", "input": "capture.source", "devic
 def add_run_arguments(p: argparse.ArgumentParser, *, record_required: bool = False) -> None:
     p.add_argument("--character", metavar="IMG",
                    help="character image file, or a file name in the characters folder (default: settings)")
-    p.add_argument("--input", metavar="SRC", help="webcam index or name, video file, or image folder "
-                                                  "(default: settings capture.source)")
+    p.add_argument("--input", metavar="SRC", help="webcam index or name, video file, image folder, or none (no "
+                                                  "webcam: the character idles; default: settings capture.source)")
+    p.add_argument("--audio", metavar="DEVICE|FILE",
+                   help="the voice moves the mouth: a microphone index or name, 'default', or an audio/video file "
+                        "(switches audio.mode on when it is off: always with --input none, else mix; docs/VOICE.md)")
     p.add_argument("--models-dir", metavar="DIR", help="folder holding liveportrait/ (default: settings)")
     p.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where the networks run")
     p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), help="network precision")
@@ -95,6 +99,18 @@ def apply_arguments(args: argparse.Namespace, settings: Any) -> Any:
         over["outputs.spout"] = True
         if args.spout:
             over["outputs.spout_name"] = args.spout
+    audio = getattr(args, "audio", None)
+    if audio:
+        from liveportrait_core.voice.sources import describe_audio
+
+        if describe_audio(audio) == "file":
+            over["audio.device"] = str(Path(audio).expanduser().resolve())
+        elif re.search(r"[\\/]|\.\w{2,4}$", audio):  # looks like a path the user expected to exist
+            raise schema.SettingsError(f"--audio {audio!r}: no such file")
+        else:
+            over["audio.device"] = audio
+        if settings.audio.mode == "off":  # a mode the user chose is kept
+            over["audio.mode"] = "always" if describe_source(settings.capture.source) == "none" else "mix"
     if describe_source(settings.capture.source) in ("video", "folder"):
         over["capture.realtime"] = bool(args.realtime)
         over["capture.loop"] = bool(args.loop)
@@ -187,8 +203,11 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
     ends = finite or args.max_frames is not None
     mode = ("every frame" + (", looped" if s.capture.loop else "")) if every_frame(s.capture) else "live"
     print(f"input: {s.capture.source}  ({mode})")  # the engine's own rule: its log says the same
+    if s.audio.mode != "off":
+        print(f"voice: {s.audio.device}  (audio.mode {s.audio.mode})" + _voice_length(args, s))
     t_start = time.perf_counter()
     next_status = t_start + args.status_every
+    voice_end: float | None = None  #: when an audio file that sets the length ended
     code, error = exits.OK, ""
     quiet = _ReportedHere()
     engine_log = logging.getLogger("liveportrait_core.engine.core")
@@ -213,6 +232,12 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
                     break
                 if args.duration is not None and time.perf_counter() - t_start >= args.duration:
                     break
+                if getattr(args, "until_voice_ends", False):
+                    voice = engine.voice_status()
+                    if voice is not None and voice.state == "ended":
+                        voice_end = voice_end or time.perf_counter()
+                        if time.perf_counter() - voice_end >= VOICE_TAIL_S:
+                            break
                 st = engine.status()
                 if st.state == "error" and st.frames == 0:
                     error = st.message
@@ -324,6 +349,25 @@ def _print_summary(st: Any, elapsed: float, s: Any, stopped: bool, preview: bool
     if not stopped:
         print("  note: a stage was still busy in a network or the model load at exit; the process ended without "
               "waiting for it")
+
+
+def _voice_length(args: argparse.Namespace, s: Any) -> str:
+    """With no webcam and an audio file, the run lasts as long as the file (unless --duration or --max-frames
+    says otherwise): sets ``args.duration`` and says so."""
+    from liveportrait_core.capture.sources import is_no_camera
+    from liveportrait_core.voice.sources import describe_audio, file_duration_s
+
+    if not is_no_camera(s.capture) or describe_audio(s.audio.device) != "file" or s.audio.loop:
+        return ""
+    length = file_duration_s(s.audio.device)
+    if args.duration is not None or args.max_frames is not None:
+        return ""
+    args.until_voice_ends = True
+    return (f", {length:.1f} s" if length is not None else "") + ": the run lasts as long as the file"
+
+
+#: Seconds a run on an audio file goes on after its end (the mouth closes, the last frames reach the outputs).
+VOICE_TAIL_S = 0.5
 
 
 def run(args: argparse.Namespace, settings: Any) -> int:
