@@ -21,7 +21,8 @@ _log = logging.getLogger(__name__)
 
 #: Bump when the preparation or the cache format changes: old cache entries are then ignored.
 #: 2: entries also hold the paste-back mask in the image (``paste_mask``, ``paste_mask_roi``).
-PREPARATION_VERSION = 2
+#: 3: the face's crop scale and shift (a sidecar may set them) are kept with it.
+PREPARATION_VERSION = 3
 
 _MOTION_KEYS = ("pitch", "yaw", "roll", "R", "kp", "exp", "t", "scale")
 
@@ -54,10 +55,13 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(content_digest: str, model_id: str) -> str:
-    """Content + model + what shapes the preparation (crop parameters, size limit, code version)."""
+def cache_key(content_digest: str, model_id: str, sidecar_digest: str = "") -> str:
+    """Content + model + what shapes the preparation (crop parameters, size limit, code version) + the image's
+    sidecar (``sidecar.Sidecar.digest``: a placed face, a mask; "" when there is none)."""
     parts = [content_digest, model_id, f"v{PREPARATION_VERSION}", f"crop{crop_mod.SOURCE_SCALE}/"
              f"{crop_mod.SOURCE_VY_RATIO}/{crop_mod.SOURCE_DSIZE}", f"limit{CHARACTER_MAX_DIM}/{CHARACTER_DIVISION}"]
+    if sidecar_digest:
+        parts.append(f"sidecar{sidecar_digest}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
@@ -78,8 +82,8 @@ def save_prepared(p: PreparedCharacter, cache_dir: Path) -> Path:
         "rect": np.array([*p.crop.rect.centre, p.crop.rect.size, p.crop.rect.angle], np.float64),
         "crop_rgb256": p.crop_rgb256,
         "face_eye_centre": f.eye_centre, "face_lip_centre": f.lip_centre, "face_points": f.points,
-        "face_scalars": np.array([f.confidence, f.eye_ratio[0], f.eye_ratio[1], f.lip_ratio, f.roll_deg, f.size_px],
-                                 np.float64),
+        "face_scalars": np.array([f.confidence, f.eye_ratio[0], f.eye_ratio[1], f.lip_ratio, f.roll_deg, f.size_px,
+                                  f.crop_scale, f.crop_vy], np.float64),
         "paste_mask_roi": np.array(roi, np.int64), "paste_mask": mask_box,
         "version": np.array(PREPARATION_VERSION),
     }
@@ -112,8 +116,9 @@ def load_prepared(path: Path, name: str, key: str, device, cache_dir: Path) -> P
     cx, cy, size, angle = a["rect"]
     rect = crop_mod.CropRect(np.array([cx, cy], np.float32), float(size), float(angle))
     transform = crop_mod.CropTransform(rect=rect, dsize=crop_mod.SOURCE_DSIZE, M_o2c=a["M_o2c"], M_c2o=a["M_c2o"])
-    conf, el, er, lip, roll, fsize = (float(v) for v in a["face_scalars"])
-    face = SourceFace(a["face_eye_centre"], a["face_lip_centre"], a["face_points"], conf, (el, er), lip, roll, fsize)
+    conf, el, er, lip, roll, fsize, scale, vy = (float(v) for v in a["face_scalars"])
+    face = SourceFace(a["face_eye_centre"], a["face_lip_centre"], a["face_points"], conf, (el, er), lip, roll, fsize,
+                      scale, vy)
     crop_alpha = None if img.alpha is None else crop_mod.warp_crop(img.alpha, transform.M_o2c, exact=True)
     motion = {k: torch.from_numpy(a[f"motion_{k}"]).to(device) for k in _MOTION_KEYS}
     return PreparedCharacter(name=name, path=path, key=key, image_bgr=img.bgr, alpha=img.alpha, crop=transform,

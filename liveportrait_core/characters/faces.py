@@ -62,10 +62,13 @@ class SourceFace:
     lip_ratio: float
     roll_deg: float
     size_px: float  #: face size across, pixels
+    crop_scale: float = crop.SOURCE_SCALE  #: a sidecar may choose another (``sidecar.PlacedFace``)
+    crop_vy: float = crop.SOURCE_VY_RATIO
 
     def crop_transform(self) -> crop.CropTransform:
-        """The official source crop (rotated, ×2.3, 512²) around this face."""
-        return crop.source_crop_transform(self.eye_centre, self.lip_centre, self.points)
+        """The official source crop (rotated, ×2.3 by default, 512²) around this face."""
+        return crop.source_crop_transform(self.eye_centre, self.lip_centre, self.points, scale=self.crop_scale,
+                                          vy_ratio=self.crop_vy)
 
 
 class FaceFinder(Protocol):
@@ -83,6 +86,7 @@ class CharacterFace:
     image_size: tuple[int, int]  #: (width, height)
     confidence: float = 0.0
     landmarks: np.ndarray | None = None  #: 478×2 float32 pixels
+    candidate: np.ndarray | None = None  #: a refused image's best candidate's landmarks (starting sidecar)
     pitch: float = 0.0
     yaw: float = 0.0
     roll: float = 0.0
@@ -157,7 +161,7 @@ class CharacterFaceFinder:
         if not confident:
             best = max(faces, key=lambda f: f.score)
             return CharacterFace(False, below_threshold_message(best.score, self.min_confidence), (w, h),
-                                 confidence=best.score, faces_found=0)
+                                 confidence=best.score, faces_found=0, candidate=best.landmarks)
         best = max(confident, key=lambda f: lm.face_box(f.landmarks)[1])
         return self._describe(best, (w, h), len(confident))
 

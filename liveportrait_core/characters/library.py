@@ -5,6 +5,11 @@ Preparing a character (``preparation``) costs two network passes and a landmark 
 switch would stall the stream. So each prepared character is kept in the disk cache (``cache``) and the last
 ``characters.device_cache_size`` used ones stay on the device: a switch between them only swaps references.
 User files are only ever read; the cache lives in its own folder.
+
+An image's sidecar (``sidecar.py``, ``IMAGE.yaml``) is read with it: a placed face replaces detection, its
+settings apply to that character (``characters.min_face_confidence`` here, the rest in the animator), its model
+variant chooses the networks that prepare it (``models_for``, the engine's ``models.variants.VariantModels``);
+the sidecar's content is part of the cache key and a change to it prepares the image again.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from liveportrait_core import paths
 from liveportrait_core.characters.cache import cache_key, file_digest, load_prepared, model_identity, save_prepared
 from liveportrait_core.characters.faces import CharacterError, FaceFinder, LazyFaceFinder, SourceFace
 from liveportrait_core.characters.preparation import PreparedCharacter, load_character_image, prepare_character
+from liveportrait_core.characters.sidecar import Sidecar, load_sidecar, sidecar_stamp
 from liveportrait_core.images import list_images
 from liveportrait_core.settings import CharacterSettings, Settings
 
@@ -65,7 +71,7 @@ def list_character_files(cs: CharacterSettings) -> list[Path]:
 class _Entry:
     name: str
     path: Path
-    stamp: tuple[int, int]  #: (mtime_ns, size) when last seen
+    stamp: tuple  #: (mtime_ns, size) of the image and of its sidecar (None without one) when last seen
     digest: str | None = None  #: content hash for that stamp
 
 
@@ -77,8 +83,12 @@ class CharacterLibrary:
     """
 
     def __init__(self, settings: Settings, models, face_finder: FaceFinder | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, models_for: Callable[[str], object] | None = None) -> None:
         self.models = models
+        #: the networks of a weights variant (a character's sidecar may ask for the other one); None: ``models``
+        self.models_for = models_for
+        self._model_ids: dict[int, str] = {}
+        self._own_finders: dict[float, LazyFaceFinder] = {}  # per-character thresholds (sidecar settings)
         self._face_finder = face_finder
         self._clock = clock
         self._lock = threading.RLock()
@@ -126,7 +136,7 @@ class CharacterLibrary:
                 except OSError:
                     continue
                 old = self._entries.get(name)
-                stamp = (st.st_mtime_ns, st.st_size)
+                stamp = (st.st_mtime_ns, st.st_size, sidecar_stamp(p))
                 found[name] = old if (old is not None and old.path == p and old.stamp == stamp) else _Entry(name, p, stamp)
             changed = [n for n in set(found) | set(self._entries)
                        if n not in found or n not in self._entries or found[n] is not self._entries[n]]
@@ -182,10 +192,40 @@ class CharacterLibrary:
             raise CharacterError(f"unknown character {name!r}") from None
 
     # -- preparing ---------------------------------------------------------------------------------
-    def model_id(self) -> str:
-        if self._model_id is None:
-            self._model_id = model_identity(self.models)
-        return self._model_id
+    def model_id(self, models=None) -> str:
+        models = self.models if models is None else models
+        if models is self.models:
+            if self._model_id is None:
+                self._model_id = model_identity(models)
+            return self._model_id
+        if id(models) not in self._model_ids:
+            self._model_ids[id(models)] = model_identity(models)
+        return self._model_ids[id(models)]
+
+    def models_of(self, sidecar: Sidecar | None):
+        """The networks a character is prepared and animated with: its sidecar's variant, else ``model.variant``."""
+        variant = (sidecar.variant if sidecar is not None else None) or self.settings.model.variant
+        if self.models_for is None or variant == getattr(self.models, "variant", variant):
+            return self.models
+        return self.models_for(variant)
+
+    def finder_for(self, sidecar: Sidecar | None) -> FaceFinder:
+        """The face finder with the character's own ``characters.min_face_confidence`` when its sidecar sets one."""
+        own = sidecar.settings.get("characters.min_face_confidence") if sidecar is not None else None
+        if own is None or own == self.settings.characters.min_face_confidence:
+            return self.face_finder
+        if own not in self._own_finders:
+            import dataclasses  # noqa: PLC0415
+
+            self._own_finders[own] = LazyFaceFinder(dataclasses.replace(self.settings.characters,
+                                                                        min_face_confidence=own))
+        return self._own_finders[own]
+
+    def sidecar(self, name: str) -> Sidecar | None:
+        """The validated sidecar of a character (None without one); SidecarError (a CharacterError) names
+        the file and the bad field."""
+        with self._lock:
+            return load_sidecar(self._entry(self.resolve(name)).path)
 
     def get(self, name: str) -> PreparedCharacter:
         """The prepared character on the device: from the LRU, the disk cache, or prepared now."""
@@ -216,6 +256,9 @@ class CharacterLibrary:
             close = getattr(self._face_finder, "close", None)
             if close is not None:
                 close()
+            for finder in self._own_finders.values():
+                finder.close()
+            self._own_finders.clear()
 
     def check(self, name: str) -> SourceFace:
         """The checks of a preparation without the networks (decode, face, size): fast, and possible before
@@ -224,8 +267,9 @@ class CharacterLibrary:
             name = self.resolve(name)
             entry = self._entry(name)
             try:
-                _img, face = load_character_image(entry.path, self.face_finder,
-                                                  self.settings.characters.min_face_px, name)
+                sidecar = load_sidecar(entry.path)
+                _img, face = load_character_image(entry.path, self.finder_for(sidecar),
+                                                  self.settings.characters.min_face_px, name, sidecar)
             except CharacterError as e:
                 self._errors[name] = str(e)
                 raise
@@ -241,15 +285,21 @@ class CharacterLibrary:
                 entry.digest = file_digest(entry.path)
         except OSError as e:
             raise CharacterError(f"{entry.path}: cannot read the file ({e.strerror or e})") from None
-        key = cache_key(entry.digest, self.model_id())
-        cached = load_prepared(entry.path, entry.name, key, self.models.device, self.cache_dir)
+        sidecar = load_sidecar(entry.path)  # SidecarError: a CharacterError naming the file and field
+        models = self.models_of(sidecar)
+        variant = getattr(models, "variant", "human")
+        key = cache_key(entry.digest, self.model_id(models), sidecar.digest if sidecar is not None else "")
+        cached = load_prepared(entry.path, entry.name, key, models.device, self.cache_dir)
         if cached is not None:
+            cached.sidecar, cached.variant = sidecar, variant
             _log.info("character %s loaded from the cache", entry.name)
             return cached
         t0 = time.perf_counter()
         self.prepare_calls += 1
-        prepared = prepare_character(entry.path, self.models, self.face_finder,
-                                     min_face_px=self.settings.characters.min_face_px, name=entry.name, key=key)
+        prepared = prepare_character(entry.path, models, self.finder_for(sidecar),
+                                     min_face_px=self.settings.characters.min_face_px, name=entry.name, key=key,
+                                     sidecar=sidecar)
+        prepared.variant = variant
         _log.info("character %s prepared in %.2f s", entry.name, time.perf_counter() - t0)
         try:
             save_prepared(prepared, self.cache_dir)

@@ -1,5 +1,6 @@
-"""Preparing a character for the networks: decode, find the face, cut the official source crop, run the
-appearance and motion networks once. ``PreparedCharacter`` is what the animator needs of one character."""
+"""Preparing a character for the networks: decode, find the face (or take it from the image's sidecar), cut the
+official source crop, run the appearance and motion networks once. ``PreparedCharacter`` is what the animator
+needs of one character: with its sidecar (per-character settings, mask) and the model variant it was made by."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ import numpy as np
 
 from liveportrait_core.driving import crop as crop_mod
 from liveportrait_core.characters.faces import SHARP_FACE_PX, CharacterError, FaceFinder, SourceFace
+from liveportrait_core.characters.sidecar import Sidecar, mask_in_image
 from liveportrait_core.images import ImageError, LoadedImage, load_image
 
 
@@ -30,6 +32,8 @@ class PreparedCharacter:
     motion: dict[str, Any]  #: motion extractor outputs of the source (MotionInfo fields as tensors)
     device: Any = None
     paste_back: crop_mod.PasteBack | None = field(default=None, repr=False)
+    sidecar: Sidecar | None = None  #: the image's sidecar (its settings and mask), None without one
+    variant: str = "human"  #: the weights variant whose networks prepared it (and must animate it)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -56,7 +60,18 @@ class PreparedCharacter:
         """The paste-back (mask warped into the image) of this character, made once."""
         if self.paste_back is None:
             self.paste_back = crop_mod.PasteBack(self.image_bgr, self.crop.M_c2o, self.alpha)
+            polygon = self.sidecar.mask if self.sidecar is not None else None
+            if polygon is not None:  # the sidecar's mask cuts the official one
+                cut = mask_in_image(polygon * np.float32(image_scale(self.image_bgr, self.sidecar_size)),
+                                    self.image_bgr.shape[:2]).astype(np.float32) / 255.0
+                mask = np.clip(self.paste_back.mask_ori * cut * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                self.paste_back = crop_mod.PasteBack(self.image_bgr, self.crop.M_c2o, self.alpha, mask_ori=mask)
         return self.paste_back
+
+    @property
+    def sidecar_size(self) -> int:
+        """The longest side of the image as the sidecar measures it (the file's own pixels)."""
+        return int(getattr(self.sidecar, "image_long_side", 0) or max(self.size))
 
 
 def require_face_size(name: str, face: SourceFace, min_face_px: int) -> SourceFace:
@@ -76,26 +91,49 @@ def find_face(name: str, image_bgr: np.ndarray, face_finder: FaceFinder, min_fac
     return require_face_size(name, face, min_face_px)
 
 
+def image_scale(image_bgr: np.ndarray, long_side: int) -> float:
+    """Loaded pixels per file pixel: characters are scaled down on load (``images.CHARACTER_MAX_DIM``), and a
+    sidecar's coordinates are the file's."""
+    return max(image_bgr.shape[:2]) / max(1, long_side)
+
+
+def sidecar_face(name: str, img: LoadedImage, sidecar: Sidecar, min_face_px: int) -> SourceFace:
+    """The face the sidecar places, in the loaded image's pixels; SidecarError when it lies outside the
+    picture, CharacterError when it is too small."""
+    long_side = max(img.original_size) or max(img.size)
+    s = image_scale(img.bgr, long_side)
+    w, h = img.size
+    sidecar.check_within((round(w / s), round(h / s)))
+    sidecar.image_long_side = long_side
+    return require_face_size(name, sidecar.face.scaled(s).source_face(), min_face_px)
+
+
 def load_character_image(path: Path, face_finder: FaceFinder, min_face_px: int,
-                         name: str | None = None) -> tuple[LoadedImage, SourceFace]:
-    """Decode (with the size limit) and find the face: every check a character must pass before the
-    networks see it. Raises CharacterError naming the file and the reason."""
+                         name: str | None = None, sidecar: Sidecar | None = None) -> tuple[LoadedImage, SourceFace]:
+    """Decode (with the size limit) and find the face — or take it from the image's ``sidecar`` when it places
+    one (detection is skipped): every check a character must pass before the networks see it. Raises
+    CharacterError naming the file and the reason."""
     try:
         img = load_image(path, limit=True)
     except ImageError as e:
         raise CharacterError(str(e)) from None
+    if sidecar is not None:
+        sidecar.image_long_side = max(img.original_size) or max(img.size)
+        if sidecar.face is not None:
+            return img, sidecar_face(name or path.name, img, sidecar, min_face_px)
     return img, find_face(name or path.name, img.bgr, face_finder, min_face_px)
 
 
 def prepare_character(path: Path, models, face_finder: FaceFinder, *, min_face_px: int,
-                      name: str | None = None, key: str = "") -> PreparedCharacter:
-    """Decode, find the face, cut the official source crop, run F and M once. Raises CharacterError."""
+                      name: str | None = None, key: str = "", sidecar: Sidecar | None = None) -> PreparedCharacter:
+    """Decode, find the face (or take the sidecar's), cut the official source crop, run F and M once. Raises
+    CharacterError."""
     import torch  # noqa: PLC0415
 
     from liveportrait_core.models.networks.keypoints import MotionInfo
 
     name = name or path.name
-    img, face = load_character_image(path, face_finder, min_face_px, name)
+    img, face = load_character_image(path, face_finder, min_face_px, name, sidecar)
     rgb = np.ascontiguousarray(img.bgr[..., ::-1])
     transform = face.crop_transform()
     crop512 = crop_mod.warp_crop(rgb, transform.M_o2c, exact=True)
@@ -107,4 +145,5 @@ def prepare_character(path: Path, models, face_finder: FaceFinder, *, min_face_p
     info = MotionInfo.from_raw(models.run("motion_extractor", x))
     return PreparedCharacter(name=name, path=path, key=key, image_bgr=img.bgr, alpha=img.alpha, crop=transform,
                              crop_rgb256=crop256, crop_alpha512=crop_alpha, face=face, f_s=f_s,
-                             motion=dict(info.__dict__), device=dev)
+                             motion=dict(info.__dict__), device=dev, sidecar=sidecar,
+                             variant=getattr(models, "variant", "human"))

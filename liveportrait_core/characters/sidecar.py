@@ -146,7 +146,8 @@ class PlacedFace:
         return SourceFace(eye_centre=eye, lip_centre=lip, points=pts, confidence=PLACED_CONFIDENCE,
                           eye_ratio=(float(self.eye_open[0]), float(self.eye_open[1])),
                           lip_ratio=float(self.mouth_open), roll_deg=math.degrees(rect.angle),
-                          size_px=float(rect.size) / self.crop_scale)
+                          size_px=float(rect.size) / self.crop_scale, crop_scale=self.crop_scale,
+                          crop_vy=self.crop_vy)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
@@ -178,6 +179,7 @@ class Sidecar:
     mask: np.ndarray | None = None  #: (N, 2) polygon, image pixels as displayed
     settings: dict[str, Any] = field(default_factory=dict)  #: dotted key -> validated value
     digest: str = ""  #: content hash (part of the preparation cache key)
+    image_long_side: int = 0  #: the image's long side in its own pixels, once applied to it (for scaling)
 
     @property
     def variant(self) -> str | None:

@@ -1,0 +1,114 @@
+"""The animal variant end to end: recipe weights (synthetic, test-only numbers) written in the official animal
+layout load strictly and drive a frame; a character's sidecar variant swaps the networks without a restart."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from liveportrait_core.characters import sidecar as sc
+from liveportrait_core.models.checkpoint import layout, weights
+from liveportrait_core.models.variants import VariantModels, set_bytes
+from liveportrait_core.settings import Settings
+from tests.conftest import shared_path
+
+
+def _recipe_animal_dir(tmp_path, recipe_state_dicts):
+    """The recipe weights as the official files of the animal variant (and the human stitching file it uses)."""
+    written = weights.write_checkpoints(tmp_path, recipe_state_dicts, variant="animal")
+    rel = sorted(str(p.relative_to(tmp_path)) for p in written)
+    assert rel == sorted(layout.checkpoint_files("animal").values())
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_animal_recipe_weights_load_strictly_and_drive_a_frame(tmp_path, recipe_state_dicts):
+    from liveportrait_core.characters import CharacterLibrary
+    from liveportrait_core.engine.pipeline import Animator
+
+    models_dir = _recipe_animal_dir(tmp_path / "models", recipe_state_dicts)
+    assert not (tmp_path / "models" / "liveportrait" / "base_models").exists()  # only the animal base models
+    s = Settings()
+    s.model.models_dir, s.model.variant, s.model.device = str(models_dir), "animal", "cpu"
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    dog = folder / "s25.jpg"
+    shutil.copy(shared_path("testdata", "characters", "s25.jpg"), dog)
+    sc.sidecar_path(dog).write_text("face: {left_eye: [172, 233], right_eye: [304, 229], mouth: [222, 335]}\n")
+    s.characters.folder, s.characters.cache_dir = str(folder), str(tmp_path / "cache")
+    variants = VariantModels(s)
+    models = variants.get("animal")
+    assert models.variant == "animal"
+    for name in layout.MODULE_NAMES:  # strict: every official key, nothing else
+        assert set(models[name].state_dict()) >= {t.key for t in layout.module_layout(name).tensors} or \
+            models.optimized
+    animator = Animator(models, s, CharacterLibrary(s, models, models_for=variants.get), variants=variants)
+    animator.select_character("s25.jpg")
+    assert animator.driver.settings.stitching is False  # official animal default
+    frame = animator.animate(None, None)  # no face tracked: idle, through every network
+    assert frame.shape == (512, 512, 4) and frame.dtype == np.uint8
+
+
+class _FakeSet:
+    """Stands in for one loaded set in the swap test: the swap logic is under test, not the networks."""
+
+    def __init__(self, variant, device="cpu"):
+        self.device = torch.device(device)
+        lin = torch.nn.Linear(1000, 1000)
+        self.modules = {"motion_extractor": lin}
+
+
+def test_a_set_is_loaded_once_and_both_stay_when_memory_allows():
+    loaded = []
+
+    def load(s):
+        loaded.append(s.model.variant)
+        return _FakeSet(s.model.variant)
+
+    v = VariantModels(Settings(), load=load, free=lambda dev: 10 ** 12)
+    h = v.get("human")
+    a = v.get("animal")
+    assert v.get("human") is h and v.get("animal") is a and loaded == ["human", "animal"]
+    assert v.resident() == ["human", "animal"] and h.variant == "human" and a.variant == "animal"
+
+
+def test_without_room_the_other_set_is_released_first():
+    v = VariantModels(Settings(), load=lambda s: _FakeSet(s.model.variant), free=lambda dev: 100)
+    h = v.get("human")
+    assert set_bytes(h) == 1000 * 1001 * 4
+    v.get("animal")
+    assert v.resident() == ["animal"] and v.released == 1
+    assert v.get("human") is not h and v.loads == 3
+
+
+def test_a_human_to_animal_character_switch_swaps_the_networks(tmp_path):
+    """Two characters, one with ``model.variant: animal`` in its sidecar: selecting it puts the animal set's
+    networks into the animator and preparation; selecting the human one again swaps back, without a reload."""
+    from liveportrait_core.characters import CharacterLibrary
+    from liveportrait_core.engine.pipeline import Animator
+    from liveportrait_core.models.small import reduced_models
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
+    shutil.copy(shared_path("testdata", "characters", "s25.jpg"), folder / "s25.jpg")
+    sc.sidecar_path(folder / "s25.jpg").write_text(
+        "face: {left_eye: [172, 233], right_eye: [304, 229], mouth: [222, 335]}\nsettings: {model: {variant: animal}}\n")
+    s = Settings()
+    s.characters.folder, s.characters.cache_dir, s.characters.rescan_s = str(folder), str(tmp_path / "c"), 0.0
+    seeds = {"human": 0, "animal": 1}  # reduced networks, random weights: two different sets
+    variants = VariantModels(s, load=lambda st: reduced_models(seed=seeds[st.model.variant]), free=lambda d: 10 ** 12)
+    human = variants.get("human")
+    animator = Animator(human, s, CharacterLibrary(s, human, models_for=variants.get), variants=variants)
+    animator.select_character("s1.jpg")
+    assert animator.models is human and animator.character.variant == "human"
+    animator.select_character("s25.jpg")
+    animal = variants.get("animal")
+    assert animator.models is animal and animator.nets.eye is animal.modules["eye"]
+    assert animator.character.variant == "animal" and animator.driver.settings.stitching is False
+    # the animal character was prepared by the animal networks (its F output differs from the human set's)
+    assert animator.character.key != animator.library.get("s1.jpg").key
+    animator.select_character("s1.jpg")
+    assert animator.models is human and animator.driver.settings.stitching is True and variants.loads == 2
