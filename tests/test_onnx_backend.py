@@ -166,14 +166,32 @@ def test_the_fastest_form_is_kept_per_network_and_never_slower_than_plain():
     assert all(timings[n][f] <= timings[n]["torch"] for n, f in picked.items())
 
 
-def test_measure_times_every_form_and_calls_between():
-    counts = {"a": 0, "b": 0}
+def _fake_clock(monkeypatch, durations):
+    """time.perf_counter advanced by the called form's recorded duration (the choice logic on recorded timings)."""
+    now = [0.0]
+    monkeypatch.setattr(choice.time, "perf_counter", lambda: now[0])
+    return {f: (lambda f=f: now.__setitem__(0, now[0] + durations[f].pop(0))) for f in durations}
+
+
+def test_a_clear_first_round_decides_and_between_runs_before_every_call(monkeypatch):
+    calls = _fake_clock(monkeypatch, {"torch": [1.0, 1.0, 1.0], "torch-fast": [0.5, 0.5, 0.5]})
     stops = []
-    calls = {"net": {"torch": lambda: counts.__setitem__("a", counts["a"] + 1),
-                     "onnxruntime": lambda: counts.__setitem__("b", counts["b"] + 1)}}
-    t = choice.measure(calls, runs=3, between=lambda: stops.append(1))
-    assert counts == {"a": 4, "b": 4} and len(stops) == 8  # one warm-up + 3 runs each
-    assert set(t["net"]) == {"torch", "onnxruntime"} and all(v >= 0 for v in t["net"].values())
+    t = choice.measure({"net": calls}, runs=3, between=lambda: stops.append(1))
+    assert t["net"] == pytest.approx({"torch": 1.0, "torch-fast": 0.5}) and len(stops) == 2  # one call each
+
+
+def test_a_close_first_round_is_measured_again_without_its_set_up_costs(monkeypatch):
+    calls = _fake_clock(monkeypatch, {"torch": [1.0, 0.95, 0.97], "onnxruntime": [1.1, 0.90, 0.92]})
+    t = choice.measure({"net": calls}, runs=3)
+    assert t["net"] == pytest.approx({"torch": 0.95, "onnxruntime": 0.90})
+    assert choice.pick_fastest(t) == {"net": "onnxruntime"}
+
+
+def test_a_network_with_one_form_is_not_timed():
+    ran = []
+    assert choice.measure({"appearance_feature_extractor": {"torch": lambda: ran.append(1)}}) == \
+        {"appearance_feature_extractor": {"torch": 0.0}}
+    assert not ran
 
 
 def test_the_decision_is_cached_per_machine_key(tmp_path):

@@ -3,8 +3,8 @@
 Each network has up to three CPU forms that compute the same function: ``torch`` (the plain official
 structure), ``torch-fast`` (the exact Winograd/FFT rewrites of ``models/fast``; the warping module and
 the SPADE decoder only) and ``onnxruntime`` (the ONNX export on ONNX Runtime's CPU provider, when it
-is installed). At the first load on a machine each form is run a few times, interleaved (one warm-up,
-then the median of ``RUNS``), the fastest is kept, and the decision is cached in
+is installed and the networks are exported). At the first load on a machine each form is run, interleaved
+(``measure``), the fastest is kept, and the decision is cached in
 ``<models>/onnx/cache/cpu_choice.json`` under a key made of the CPU model, the thread count and the
 library versions; a later start with the same key reads it instead of measuring. Since the plain form
 is always among the candidates, no network can end up slower than the plain structure (as measured).
@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,26 +79,43 @@ def pick_fastest(timings: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
 def measure(calls: Mapping[str, Mapping[str, Callable[[], Any]]], runs: int = RUNS,
             progress: Callable[[str], None] | None = None,
             between: Callable[[], None] = lambda: None) -> dict[str, dict[str, float]]:
-    """Median seconds per call of each (network, form): one warm-up each, then ``runs`` rounds in
-    which the forms of a network alternate (so a load spike from elsewhere hits them alike).
-    ``between()`` runs before every call (the loader's cancellation point)."""
+    """Seconds per call of each (network, form), the forms of a network alternating in every round (so a
+    load spike from elsewhere hits them alike).
+
+    The first round settles it when one form is clearly fastest (``DECISIVE``: at the first load this
+    costs one call per form, about a minute at full size on 2 cores); otherwise up to ``runs`` rounds are
+    run and the first (which also pays one-off set-up costs) is dropped, the fastest of the rest kept.
+    ``between()`` runs before every call (the loader's cancellation point). A network with one form is
+    not timed (its entry is that form at 0 s: nothing to choose).
+    """
     out: dict[str, dict[str, float]] = {}
     for net, forms in calls.items():
+        if len(forms) < 2:
+            out[net] = {f: 0.0 for f in forms}
+            continue
         if progress:
             progress(f"timing {net} in {len(forms)} forms ({', '.join(forms)}) to keep the fastest on this CPU")
         samples: dict[str, list[float]] = {f: [] for f in forms}
         with torch.inference_mode():
-            for call in forms.values():
-                between()
-                call()
-            for _ in range(max(1, runs)):
+            for round_ in range(max(1, runs)):
                 for form, call in forms.items():
                     between()
                     t0 = time.perf_counter()
                     call()
                     samples[form].append(time.perf_counter() - t0)
-        out[net] = {f: statistics.median(s) for f, s in samples.items()}
+                if round_ == 0 and _decisive({f: s[0] for f, s in samples.items()}):
+                    break
+        out[net] = {f: min(s[1:]) if len(s) > 1 else s[0] for f, s in samples.items()}
     return out
+
+
+#: A first round decides when the fastest form takes at most this fraction of the next one's time.
+DECISIVE = 0.8
+
+
+def _decisive(first: Mapping[str, float]) -> bool:
+    times = sorted(first.values())
+    return len(times) < 2 or times[0] <= DECISIVE * times[1]
 
 
 def read_cached(path: Path, key: Mapping[str, Any], networks: set[str]) -> CpuChoice | None:
