@@ -6,6 +6,12 @@ at each image once; the report holds its measurements, the file's format, a verd
 (``assess``) and the previews: the official source crop, the animated-region mask and the image with the
 region outside it dimmed. Reads the images, never writes next to them: previews go to a separate output
 folder, and a folder that holds any of the checked images is refused as the output folder.
+
+An image with a sidecar (``sidecar.py``, ``IMAGE.yaml``) that places the face is measured as the engine will
+use it: detection is skipped, the report says "face from sidecar" (``face_source``), and the previews show the
+placed crop and the mask polygon. ``write_sidecars`` writes a starting sidecar for images without one, from the
+detected face or, for a refused image, its best candidate — the only file this module writes beside an image,
+on that explicit request, and never over an existing one.
 """
 from __future__ import annotations
 
@@ -19,10 +25,12 @@ import cv2
 import numpy as np
 
 from liveportrait_core.driving import crop
-from liveportrait_core import images
+from liveportrait_core import images, paths
 from liveportrait_core.characters.faces import (SHARP_FACE_PX, CharacterError, CharacterFace, CharacterFaceFinder,
                                                 SourceFace)
-from liveportrait_core.characters.preparation import require_face_size
+from liveportrait_core.characters import sidecar as sidecar_mod
+from liveportrait_core.characters.preparation import image_scale, require_face_size, sidecar_face
+from liveportrait_core.tracking import landmarks as lm
 from liveportrait_core.settings import CharacterSettings
 
 _log = logging.getLogger(__name__)
@@ -60,6 +68,8 @@ class CharacterReport:
     region_preview: str | None = None
     verdict: str = ""  #: "good", "usable" or "unusable" (``assess``)
     advice: list[str] = field(default_factory=list)
+    face_source: str = ""  #: "sidecar" (placed by hand in IMAGE.yaml), "detector", or "" (no face)
+    sidecar: str | None = None  #: the sidecar read (or written) for this image
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -90,9 +100,10 @@ def check_out_dir(out_dir: Path, files: list[Path]) -> None:
 
 
 def check_images(paths: Iterable[str | os.PathLike[str]], settings: CharacterSettings | None = None,
-                 out_dir: str | os.PathLike[str] | None = None) -> list[CharacterReport]:
+                 out_dir: str | os.PathLike[str] | None = None, write_sidecars: bool = False) -> list[CharacterReport]:
     """Check each image (files and/or folders) with ``settings``' thresholds (the defaults when None); write
     ``<name>.crop.png``, ``<name>.mask.png`` and ``<name>.region.png`` into ``out_dir`` (None: no previews).
+    ``write_sidecars``: write a starting ``IMAGE.yaml`` for each image without one (``starting_sidecar``).
     Raises ValueError for an output folder among the images, ``TrackerUnavailable`` without MediaPipe."""
     cs = settings or CharacterSettings()
     files = expand_paths(paths)
@@ -102,19 +113,106 @@ def check_images(paths: Iterable[str | os.PathLike[str]], settings: CharacterSet
     with CharacterFaceFinder(cs) as finder:
         if out is not None and files:
             out.mkdir(parents=True, exist_ok=True)
-        return [_check_one(finder, f, out, cs) for f in files]
+        return [_check_one(finder, f, out, cs, write_sidecars) for f in files]
 
 
-def _check_one(finder: CharacterFaceFinder, path: Path, out: Path | None, cs: CharacterSettings) -> CharacterReport:
+def _check_one(finder: CharacterFaceFinder, path: Path, out: Path | None, cs: CharacterSettings,
+               write_sidecar: bool = False) -> CharacterReport:
     rep = CharacterReport(file=str(path), format=image_format(path), min_confidence=finder.min_confidence)
+    written: Path | None = None
     try:
         img = images.load_image(path, limit=True)
+        sc = sidecar_mod.load_sidecar(path)
+        if sc is not None:
+            rep.sidecar = str(sc.path)
     except images.ImageError as e:
         rep.error = rep.message = str(e)
+    except sidecar_mod.SidecarError as e:
+        rep.error = rep.message = str(e)
+        rep.sidecar = str(e.path)
     else:
-        _measure(rep, img, finder.find(img.bgr), out, cs)
+        if sc is not None and sc.face is not None:
+            _measure_placed(rep, img, sc, out, cs)
+        else:
+            own = sc.settings.get("characters.min_face_confidence") if sc is not None else None
+            threshold, finder.min_confidence = finder.min_confidence, own or finder.min_confidence
+            try:
+                rep.min_confidence = finder.min_confidence
+                face = finder.find(img.bgr)
+            finally:
+                finder.min_confidence = threshold
+            _measure(rep, img, face, out, cs)
+            if write_sidecar and sc is None:
+                written = _write_starting_sidecar(rep, img, face)
     rep.verdict, rep.advice = assess(rep.to_dict(), cs)
+    if written is not None:  # measured again as the engine will now see it: the face from the new sidecar
+        again = _check_one(finder, path, out, cs)
+        origin = "the detected face" if rep.face_found else \
+            f"the refused best candidate (scored {rep.confidence:.2f}): check the crop preview"
+        again.advice.insert(0, f"starting sidecar written from {origin}; correct it with "
+                            + paths.cli_command("place-face", str(path)))
+        return again
     return rep
+
+
+def starting_sidecar(img: images.LoadedImage, face: CharacterFace, path: Path) -> sidecar_mod.Sidecar | None:
+    """A sidecar placing the detected face — or a refused image's best candidate — in the file's own pixels:
+    the eye centres, the mouth centre and the four corners of the face box (``sidecar.extent_corners``: the
+    same crop as detection). None when there was not even a candidate."""
+    pts = face.landmarks if face.found and face.landmarks is not None else face.candidate
+    if pts is None:
+        return None
+    s = image_scale(img.bgr, max(img.original_size) or max(img.size))
+    pts = np.asarray(pts, np.float32) / np.float32(s)
+    left = pts[list(lm.EYE_IMAGE_LEFT)].mean(axis=0)
+    right = pts[list(lm.EYE_IMAGE_RIGHT)].mean(axis=0)
+    mouth = pts[list(lm.MOUTH_CORNERS)].mean(axis=0)
+    eye, lip = lm.eye_lip_centres(pts)
+    placed = sidecar_mod.PlacedFace(left_eye=left, right_eye=right, mouth=mouth,
+                                    landmarks=sidecar_mod.extent_corners(eye, lip, pts[lm.CROP_POINTS]))
+    if face.found:
+        placed.eye_open, placed.mouth_open = (float(face.eye_open[0]), float(face.eye_open[1])), float(face.mouth_open)
+    return sidecar_mod.Sidecar(path=sidecar_mod.sidecar_path(path), face=placed)
+
+
+def _write_starting_sidecar(rep: CharacterReport, img: images.LoadedImage, face: CharacterFace) -> Path | None:
+    sc = starting_sidecar(img, face, Path(rep.file))
+    if sc is None:
+        rep.warnings.append("no sidecar written: not even a weak face candidate; place the face by hand: "
+                            + paths.cli_command("place-face", rep.file))
+        return None
+    try:
+        return sidecar_mod.write_sidecar(sc)
+    except (FileExistsError, OSError) as e:
+        rep.warnings.append(f"no sidecar written: {e}")
+        return None
+
+
+def _measure_placed(rep: CharacterReport, img: images.LoadedImage, sc: sidecar_mod.Sidecar, out: Path | None,
+                    cs: CharacterSettings) -> None:
+    """The report of a face placed by the image's sidecar: detection is skipped, as in the engine."""
+    path = Path(rep.file)
+    rep.image_size, rep.loaded_size, rep.has_alpha = file_size(img), img.size, img.alpha is not None
+    rep.face_source, rep.message = "sidecar", f"face from sidecar {sc.path.name}"
+    try:
+        face = sidecar_face(path.name, img, sc, 1)
+    except CharacterError as e:
+        rep.error = rep.message = str(e)
+        return
+    rep.face_found, rep.confidence, rep.roll_deg = True, face.confidence, face.roll_deg
+    rep.face_size_px = face.size_px
+    rep.face_size_ratio = face.size_px / max(1, min(img.size))
+    rep.face_size_px_file = face.size_px * max(rep.image_size) / max(1, max(rep.loaded_size))
+    rep.eye_open, rep.mouth_open = face.eye_ratio, face.lip_ratio
+    if out is None:
+        return
+    transform = face.crop_transform()
+    preview = crop.warp_crop(img.bgra() if img.alpha is not None else img.bgr, transform.M_o2c, exact=True)
+    rep.crop_preview = _write_png(out / f"{path.stem}.crop.png", preview)
+    polygon = None if sc.mask is None else sc.mask * np.float32(image_scale(img.bgr, sc.image_long_side))
+    mask, overlay = animated_region(img.bgr, face, polygon)
+    rep.mask_preview = _write_png(out / f"{path.stem}.mask.png", mask)
+    rep.region_preview = _write_png(out / f"{path.stem}.region.png", overlay)
 
 
 def _measure(rep: CharacterReport, img: images.LoadedImage, face: CharacterFace, out: Path | None,
@@ -122,6 +220,7 @@ def _measure(rep: CharacterReport, img: images.LoadedImage, face: CharacterFace,
     path = Path(rep.file)
     rep.image_size, rep.loaded_size, rep.has_alpha = file_size(img), img.size, img.alpha is not None
     rep.face_found, rep.message, rep.confidence = face.found, face.message, face.confidence
+    rep.face_source = "detector" if face.found else ""
     rep.warnings = list(face.warnings)
     if not face.found or face.crop is None:
         return
@@ -177,10 +276,14 @@ def image_format(path: Path) -> str:
     return "unknown"
 
 
-def animated_region(image_bgr: np.ndarray, face: SourceFace) -> tuple[np.ndarray, np.ndarray]:
+def animated_region(image_bgr: np.ndarray, face: SourceFace,
+                    polygon: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mask, overlay) for a character image and its ``SourceFace``: the paste-back mask in the image's own
-    pixels (uint8, 255 = animated) and the image with everything outside the animated region dimmed (BGR)."""
+    pixels (uint8, 255 = animated), cut by a sidecar's mask ``polygon`` (image pixels) when given, and the
+    image with everything outside the animated region dimmed (BGR)."""
     mask = crop.PasteBack(image_bgr, face.crop_transform().M_c2o).mask_ori
+    if polygon is not None:
+        mask = mask * (sidecar_mod.mask_in_image(polygon, mask.shape).astype(np.float32) / 255.0)
     overlay = (image_bgr.astype(np.float32) * (0.35 + 0.65 * mask[..., None])).astype(np.uint8)
     return (mask * 255.0 + 0.5).astype(np.uint8), overlay
 
@@ -246,11 +349,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         size = f"{w}x{h}" if w and h else "-"
         found = r["face_found"]
         conf = f"{r['confidence']:5.2f}" if found or r["confidence"] > 0 else "-"
+        conf = "hand" if r.get("face_source") == "sidecar" else conf
         ratio, roll = (f"{r['face_size_ratio']:5.2f}", f"{r['roll_deg']:6.1f}") if found else ("-", "-")
         lines.append(f"{Path(r['file']).name[:28]:28} {r['format']:6} {size:>10} {'yes' if r['has_alpha'] else 'no':5} "
                      f"{'yes' if found else 'NO':4} {conf:>5} {ratio:>5} {roll:>6}  {r['verdict'].upper()}")
         for a in r["advice"]:
             lines.append(f"    - {a}")
+        if r.get("face_source") == "sidecar":
+            lines.append(f"    face from sidecar: {r.get('sidecar')}")
         for k, label in (("crop_preview", "crop"), ("mask_preview", "animated region mask"),
                          ("region_preview", "animated region")):
             if r.get(k):

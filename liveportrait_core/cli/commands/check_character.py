@@ -29,18 +29,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--min-confidence", type=float,
                    help="detector score a face needs (default: the setting characters.min_face_confidence)")
+    p.add_argument("--write-sidecar", action="store_true",
+                   help="for each image without IMAGE.yaml, write a starting sidecar from the detected face or the "
+                        "best refused candidate (never over an existing one); then correct it with place-face")
 
 
 def run(args: argparse.Namespace, settings) -> int:
     return check(settings, *args.paths, out=args.out, previews=not args.no_preview, as_json=args.json,
-                 min_confidence=args.min_confidence)
+                 min_confidence=args.min_confidence, write_sidecar=args.write_sidecar)
 
 
 def check(settings: Settings, *paths: str, out: str = DEFAULT_OUT, previews: bool = True, as_json: bool = False,
-          min_confidence: float | None = None) -> int:
+          min_confidence: float | None = None, write_sidecar: bool = False) -> int:
     """Check ``paths`` (images and/or folders), print the table (or JSON) to stdout; the exit status: 0 when
     every image has a usable face, 1 when one has not, 2 when nothing could be checked (the message says why).
-    ``min_confidence`` None: the setting ``characters.min_face_confidence``."""
+    ``min_confidence`` None: the setting ``characters.min_face_confidence``. An image whose sidecar places the face
+    reads "face from sidecar"; ``write_sidecar`` writes starting sidecars (``characters.check.starting_sidecar``)."""
     from liveportrait_core.characters import check as character_check  # noqa: PLC0415 - imports OpenCV
     from liveportrait_core.tracking.mesh import TrackerUnavailable  # noqa: PLC0415
 
@@ -48,7 +52,7 @@ def check(settings: Settings, *paths: str, out: str = DEFAULT_OUT, previews: boo
     if min_confidence is not None:
         cs = dataclasses.replace(cs, min_face_confidence=min_confidence)
     try:
-        reports = character_check.check_images(paths, cs, out if previews else None)
+        reports = character_check.check_images(paths, cs, out if previews else None, write_sidecars=write_sidecar)
     except (ValueError, TrackerUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
