@@ -12,6 +12,7 @@ exactly what the engine will use.
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -288,8 +289,9 @@ class Placement:
             panel[:side] = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
         lines = [f"mode: {self.mode}", self.next_step(), f"crop size x{self.crop_scale:.2f}  shift {self.crop_vy:+.3f}",
                  f"variant: {self.variant or 'global setting'}", self.message]
-        for i, text in enumerate(t for t in lines if t):
-            cv2.putText(panel, text[:48], (6, side + 20 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (230, 230, 230), 1,
+        wrapped = [part for t in lines if t for part in textwrap.wrap(t, 44)]
+        for i, text in enumerate(wrapped[:(panel.shape[0] - side - 8) // 18]):
+            cv2.putText(panel, text, (6, side + 20 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (230, 230, 230), 1,
                         cv2.LINE_AA)
         canvas = np.full((max(vh, panel.shape[0]) + 22, vw + side, 3), 16, np.uint8)
         canvas[:vh, :vw] = view

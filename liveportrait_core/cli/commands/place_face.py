@@ -1,0 +1,97 @@
+"""``place-face IMAGE``: place a character's face by hand (click the eyes and the mouth, or drag a box) and
+save the sidecar (``IMAGE.yaml``) that replaces face detection for that image.
+
+The window only shows ``characters.placement.Placement.render()`` and forwards mouse and key events to it;
+the model layer holds every decision, so tests drive it without a window. ``place`` is the plain function.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from liveportrait_core.settings import Settings
+
+NAME = "place-face"
+HELP = "place a character's face by hand (eyes and mouth, or a box) and save IMAGE.yaml beside the image"
+DESCRIPTION = (HELP + ". For pictures the face finder refuses (animals, anime, mascots): click the eye on the "
+               "image's left, the other eye and the mouth (or press b and drag a box), m adds mask corners, "
+               "+/- and w/s size and shift the crop, v picks the model variant, Enter saves, q quits. The crop "
+               "and the animated region are shown live. An existing sidecar is the starting point and is never "
+               "replaced: the save goes to IMAGE.2.yaml unless --replace.")
+WINDOW = "LivePortrait place-face"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE", help="the character image")
+    p.add_argument("--replace", action="store_true",
+                   help="replace an existing IMAGE.yaml (default: keep it and save as IMAGE.2.yaml)")
+    p.add_argument("--max-view", type=int, default=900, help="longest side of the image in the window (pixels)")
+
+
+def run(args: argparse.Namespace, settings) -> int:
+    return place(settings, args.image, replace=args.replace, max_view_px=args.max_view)
+
+
+def place(settings: Settings, image: str, *, replace: bool = False, max_view_px: int = 900,
+          events: Callable[[object], None] | None = None) -> int:
+    """Open the window on ``image``; 0 when a sidecar was saved, 1 when the window was closed without saving,
+    2 when the image or its sidecar cannot be read or no window can be opened. ``events`` (tests) is called
+    with the ``Placement`` once per shown frame, before the key is read."""
+    from liveportrait_core import images  # noqa: PLC0415 - OpenCV
+    from liveportrait_core.characters import sidecar as sc_mod  # noqa: PLC0415
+    from liveportrait_core.characters.placement import Placement  # noqa: PLC0415
+
+    try:
+        img = images.load_image(image)
+    except images.ImageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    target = sc_mod.sidecar_path(image)
+    try:
+        start = sc_mod.load_sidecar(image)
+    except sc_mod.SidecarError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if start is not None:
+        print(f"starting from {target}" + ("" if replace else " (kept: a save goes to a new name; --replace "
+                                                             "replaces it)"))
+    model = Placement.for_image(img.bgr, target, max_view_px=max_view_px, start=start)
+    import cv2  # noqa: PLC0415
+
+    try:
+        cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: clicks land on pixels
+    except cv2.error as e:
+        print(f"error: cannot open a window ({e.msg.strip() if hasattr(e, 'msg') else e}); place-face needs a "
+              f"desktop. Without one, write {target.name} by hand (docs/CHARACTER_GUIDE.md, sidecar fields)",
+              file=sys.stderr)
+        return 2
+    cv2.setMouseCallback(WINDOW, model.on_mouse)
+    print(f"{Path(image).name}: {model.next_step()}; Enter saves, q quits")
+    saved = None
+    try:
+        while True:
+            cv2.imshow(WINDOW, model.render())
+            if events is not None:
+                events(model)
+            action = model.on_key(cv2.waitKey(30))
+            if action == "quit" or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
+                break
+            if action == "save":
+                try:
+                    saved = model.save(replace=replace)
+                except (ValueError, OSError) as e:  # incomplete placement, a point outside, a full disk
+                    model.message = str(e)
+                    continue
+                print(model.message)
+                break
+    finally:
+        cv2.destroyWindow(WINDOW)
+        cv2.waitKey(1)
+    if saved is None:
+        print("closed without saving")
+        return 1
+    print(f"check it with: check-character {image}  (the table says 'face from sidecar')")
+    return 0

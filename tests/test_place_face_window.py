@@ -1,0 +1,70 @@
+"""``place-face`` in a real window: Xvfb, the command as a user runs it, real X mouse clicks and keys (xdotool).
+Skipped where Xvfb or xdotool is missing (the model layer is tested without a window in test_sidecar.py)."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from liveportrait_core.cli.commands.place_face import WINDOW
+from tests.conftest import shared_path
+
+pytestmark = pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")),
+                                reason="needs Xvfb and xdotool")
+
+
+def _wait(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def display():
+    for n in range(90, 120):
+        if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock"):
+            break
+    xvfb = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1400x1000x24"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _wait(lambda: os.path.exists(f"/tmp/.X11-unix/X{n}"), 20, "Xvfb")
+    yield f":{n}"
+    xvfb.terminate()
+    xvfb.wait(10)
+
+
+def _xdo(env, *args):
+    return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+def test_clicks_in_the_window_save_a_valid_sidecar(tmp_path, display):
+    image = tmp_path / "s23.jpg"
+    shutil.copy(shared_path("testdata", "characters", "s23.jpg"), image)
+    env = {**os.environ, "DISPLAY": display}
+    proc = subprocess.Popen([sys.executable, "-m", "liveportrait_core", "place-face", str(image)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        win = _wait(lambda: _xdo(env, "search", "--name", WINDOW).split("\n")[0], 60, "the place-face window")
+        _wait(lambda: "Enter saves" in (proc.stdout.readline() or ""), 30, "the window's first frame")
+        for x, y in ((260, 345), (395, 340), (340, 412)):  # eye (image left), eye, mouth: image pixels
+            _xdo(env, "mousemove", "--window", win, str(x), str(y), "click", "1")
+            time.sleep(0.3)
+        _xdo(env, "key", "--window", win, "v")  # variant: global -> human
+        time.sleep(0.3)
+        _xdo(env, "key", "--window", win, "Return")
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    data = yaml.safe_load((tmp_path / "s23.jpg.yaml").read_text())
+    assert data["face"] == {"left_eye": [260, 345], "right_eye": [395, 340], "mouth": [340, 412]}
+    assert data["settings"] == {"model": {"variant": "human"}}
