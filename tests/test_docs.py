@@ -58,6 +58,7 @@ INSTEAD = {
     "benchmark": "takes minutes on a CPU; the GPU figures need a GPU",
     "install.py": "installs packages, downloads the weights and starts the demo",
     "scripts/soak.py": "runs the engine for 30 minutes",
+    "scripts/gpu_check.py": "needs an NVIDIA GPU (tests/test_gpu_check.py runs its --dry-run)",
     "-m pytest": "would run the test suite inside the test suite (pytest --version instead)",
     "-m venv": "would create an environment (venv --help instead)",
 }
@@ -132,7 +133,7 @@ def kind(c: DocCommand) -> str:
         return "cli"
     if a[:2] == ("-m", "liveportrait_core.tools.settings_doc"):
         return "settings_doc"
-    if a[0] in ("install.py", "scripts/soak.py", "scripts/obs_abi.py"):
+    if a[0] in ("install.py", "scripts/soak.py", "scripts/obs_abi.py", "scripts/gpu_check.py"):
         return a[0]
     if a[:2] in (("-m", "pytest"), ("-m", "venv")):
         return " ".join(a[:2])
@@ -150,7 +151,7 @@ def test_documented_command_is_accepted_by_the_code(c: DocCommand, tmp_path, mon
     assert k != "unknown", f"{c.where}: no rule in tests/test_docs.py says how to check this command"
     if k == "cli":
         _check_cli_arguments(c, tmp_path)
-    elif k in ("install.py", "scripts/soak.py", "scripts/obs_abi.py"):
+    elif k in ("install.py", "scripts/soak.py", "scripts/obs_abi.py", "scripts/gpu_check.py"):
         _check_script_arguments(c, monkeypatch)
 
 
@@ -282,7 +283,7 @@ def _runnable() -> list[tuple[str, tuple[str, ...]]]:
                 plan.setdefault(("-m", "liveportrait_core", argv[0], "--help"), c.where)
         elif k == "settings_doc":
             plan.setdefault(c.argv, c.where)
-        elif k in ("install.py", "scripts/soak.py", "scripts/obs_abi.py"):
+        elif k in ("install.py", "scripts/soak.py", "scripts/obs_abi.py", "scripts/gpu_check.py"):
             plan.setdefault((k, "--help"), c.where)
         elif k == "-m pytest":
             plan.setdefault(("-m", "pytest", "--version"), c.where)
@@ -299,7 +300,7 @@ def test_documented_command_runs(where: str, argv: tuple[str, ...], tmp_path):
     # Commands run in a scratch folder holding a link to the characters, so that what they write
     # (check-character's previews) never lands in the checkout.
     (tmp_path / "characters").symlink_to(REPO / "characters", target_is_directory=True)
-    script = argv[0] in ("install.py", "scripts/soak.py", "scripts/obs_abi.py")
+    script = argv[0] in ("install.py", "scripts/soak.py", "scripts/obs_abi.py", "scripts/gpu_check.py")
     p = _run([str(REPO / argv[0]), *argv[1:]] if script else list(argv), REPO if script else tmp_path)
     out = p.stdout + p.stderr
     assert "Traceback" not in out, f"{where}: {' '.join(argv)} crashed:\n{out[-3000:]}"
