@@ -83,3 +83,50 @@ def test_boost_off_changes_nothing(nets):
     drv = MotionDriver(nets, replace(AnimationSettings(), eye_close_boost=0.0), additions=False)
     drv.set_source(src)
     torch.testing.assert_close(drv.drive_conditioned(src.info, blink=1.0), drv.drive_conditioned(src.info))
+
+
+def test_an_idle_blink_of_a_character_with_the_boost_in_its_sidecar_closes_its_eyes(tmp_path):
+    """End to end through the Animator: a sidecar sets eye_close_boost for the character; at the bottom of an
+    idle blink its driving keypoints carry the full closing delta (the blink expression's offset aside)."""
+    import shutil
+
+    from liveportrait_core.characters import CharacterLibrary
+    from liveportrait_core.engine.pipeline import Animator
+    from liveportrait_core.models.small import reduced_models
+    from liveportrait_core.settings import Settings
+    from tests.conftest import shared_path
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    shutil.copy(shared_path("testdata", "characters", "s23.jpg"), folder / "s23.jpg")
+    (folder / "s23.jpg.yaml").write_text("face: {left_eye: [260, 345], right_eye: [395, 340], mouth: [340, 412], "
+                                         "box: [185, 215, 265, 265]}\nsettings: {animation: {eye_close_boost: 1.0}}\n")
+    s = Settings()
+    s.characters.folder, s.characters.cache_dir = str(folder), str(tmp_path / "cache")
+    s.animation.smoothing = False
+    models = reduced_models()
+    animator = Animator(models, s, CharacterLibrary(s, models))
+    animator.select_character("s23.jpg")
+    assert animator.driver.settings.eye_close_boost == 1.0 and s.animation.eye_close_boost == 0.0
+
+    class Lost:
+        found, timestamp = False, 0.0
+
+    animator.driving_keypoints(None, Lost())  # tracking lost from the start: idle (weight ramps to 1)
+    animator.idle.update(False, 10.0)
+    blink_at = animator.idle._next_blink + animator.idle.style.blink_close_s  # the bottom of the next blink
+    assert animator.idle.blink_level(blink_at) == pytest.approx(1.0)
+    calls = []
+    real = animator.driver.drive_conditioned
+
+    def spy(*a, **k):
+        calls.append(k.get("blink", 0.0))
+        return real(*a, **k)
+
+    animator.driver.drive_conditioned = spy
+    Lost.timestamp = blink_at
+    animator.driving_keypoints(None, Lost())
+    assert calls == [pytest.approx(1.0)]
+    src = animator.driver.source
+    delta = eye_close.closing_delta(animator.nets.eye, src.x_s, src.eye_ratio)
+    torch.testing.assert_close(animator.driver._eye_close, delta)  # boost 1: the full official closing
