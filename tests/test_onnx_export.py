@@ -219,3 +219,24 @@ def test_full_size_networks_on_ort_match_the_reference_vectors(full_networks):
     assert rel_err(img, g["out"]) < 1e-4
     u8 = (img[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(int)
     assert np.abs(u8 - g["out_u8"]).max() <= 1
+
+
+@pytest.mark.parametrize("network", ex.EXPORTED)
+def test_fp16_variant_keeps_float32_io_and_fp16_accuracy(reduced, reduced_exports, network):
+    """The fp16 copy the CUDA and DirectML providers get: float32 inputs and outputs, weights in fp16, within
+    fp16 accuracy of torch (checked here on the CPU provider; its speed is the GPU's, not measured here)."""
+    import onnx
+
+    path = ex.ensure_fp16(reduced_exports[0][network])
+    assert path.name.endswith(".fp16.onnx") and ex.ensure_fp16(reduced_exports[0][network]) == path
+    model = onnx.load(str(path))
+    assert all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in model.graph.input)
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    inputs = ex.example_inputs(reduced.modules)[network]
+    session, placement = runtime.open_session(network, path, ["cpu"], path.parent / "cache")
+    got = runtime.OrtNetwork(network, session, placement)(*inputs)
+    with torch.no_grad():
+        ref = reduced.modules[network](*inputs)
+    pairs = [(got[k], ref[k]) for k in ref] if isinstance(ref, dict) else [(got, ref)]
+    for g, r in pairs:
+        assert g.dtype == torch.float32 and peak_err(g, r) < 2e-2
