@@ -146,7 +146,9 @@ class PlacedFace:
         return SourceFace(eye_centre=eye, lip_centre=lip, points=pts, confidence=PLACED_CONFIDENCE,
                           eye_ratio=(float(self.eye_open[0]), float(self.eye_open[1])),
                           lip_ratio=float(self.mouth_open), roll_deg=math.degrees(rect.angle),
-                          size_px=float(rect.size) / self.crop_scale, crop_scale=self.crop_scale,
+                          # the face the crop frames, as the official crop (x2.3) would: three points span
+                          # less than a face, and crop_scale makes up for it
+                          size_px=float(rect.size) / crop_mod.SOURCE_SCALE, crop_scale=self.crop_scale,
                           crop_vy=self.crop_vy)
 
     def to_dict(self) -> dict[str, Any]:
