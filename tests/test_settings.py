@@ -271,6 +271,6 @@ def test_settings_doc_is_up_to_date():
 
 def test_settings_sections_are_documented():
     sections = [v for v in vars(Settings()).values() if dataclasses.is_dataclass(v)]
-    assert len(sections) == 8
+    assert len(sections) == 9
     for section in sections:
         assert (type(section).__doc__ or "").strip(), type(section).__name__

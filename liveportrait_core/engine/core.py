@@ -18,6 +18,7 @@ Rules the engine keeps (docs/ENGINE.md):
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -148,6 +149,8 @@ class _Session:
         self.slow_warned = False
         self.voice: Any = None  #: the voice stage (``voice.stage.VoiceStage``) while ``audio.mode`` is not off
         self.voice_rx: Any = None  #: the inference thread's end of its hand-off
+        #: seconds of the audio file whose every frame this session renders (no webcam, ``voice_timeline``)
+        self.timeline: float | None = None
 
     def handoffs(self) -> tuple[LatestValue, ...]:
         return self.captured, self.tracked, self.animated
@@ -239,13 +242,17 @@ class Engine:
             if self._session is not None:
                 return
             cs = self._settings.capture
-            sess = _Session(lossless=every_frame(cs))
+            timeline = _voice_timeline(self._settings)
+            sess = _Session(lossless=every_frame(cs) or timeline is not None)
+            sess.timeline = timeline
             self._session = sess
             self._state, self._message = "starting", "loading"
             self._errors.clear()
             self._error_counts.clear()
             for t in (*self._timers.values(), self._e2e):
                 t.reset()
+            if timeline is not None:  # every frame of an audio file: its voice from the first frame on
+                self._start_voice(sess)
             self._build_runners(sess.lossless)
             for r in self._runners.values():
                 r.start()
@@ -431,13 +438,16 @@ class Engine:
         with self._lock:
             if self._settings.audio.mode == "off" or sess.voice is not None or sess.stop.is_set():
                 return
-            from liveportrait_core.voice.stage import VoiceReceiver, VoiceStage  # noqa: PLC0415 - numpy/scipy
+            from liveportrait_core.voice.stage import FileVoice, VoiceStage  # noqa: PLC0415 - numpy/scipy
 
-            stage = VoiceStage(lambda: self._settings.audio,
-                               report=lambda e: self._report("voice", e, logging.WARNING))
+            if sess.timeline is not None:
+                stage: Any = FileVoice(lambda: self._settings.audio, epoch=sess.started)
+            else:
+                stage = VoiceStage(lambda: self._settings.audio,
+                                   report=lambda e: self._report("voice", e, logging.WARNING))
             stage.set_muted(self._voice_muted)
             stage.set_talking(self._voice_talking)
-            sess.voice_rx = VoiceReceiver(stage.handoff)
+            sess.voice_rx = stage.receiver()
             sess.voice = stage
             outputs = [r.output for r in self._runners.values()] if self._session is sess else []
         for out in outputs:
@@ -643,6 +653,9 @@ class Engine:
                         src = None
                     sess.restart_capture.clear()
                     cs = self._settings.capture
+                    if is_no_camera(cs) and sess.timeline is not None:
+                        self._clock_frames(sess, cs.fps)  # every frame of an audio file's length, then the end
+                        return
                     if is_no_camera(cs):  # no webcam: the tracking stage makes idle frames (and the voice talks)
                         if sess.input_lost_since is None:
                             sess.input_lost_since = time.perf_counter()
@@ -691,6 +704,20 @@ class Engine:
             if src is not None:
                 src.close()
 
+    def _clock_frames(self, sess: _Session, fps: float) -> None:
+        """No webcam, every frame of an audio file: frames without a picture at ``fps`` on the file's time line
+        (``sess.started`` is its 0), as many as the file and a short tail last, then the end of the stream."""
+        from liveportrait_core.voice.sources import TAIL_S  # noqa: PLC0415
+
+        self._tracking_state = "no webcam"
+        count = int(math.ceil((float(sess.timeline or 0.0) + TAIL_S) * fps))
+        for index in range(count):
+            if self.max_frames is not None and index >= self.max_frames:
+                break
+            if not self._put(sess, sess.captured, CapturedFrame(index, sess.started + index / fps, None)):
+                return
+        self._put(sess, sess.captured, END_OF_STREAM)
+
     def _input_lost(self, sess: _Session, e: BaseException, start: bool = False) -> None:
         if sess.input_lost_since is None:
             sess.input_lost_since = time.perf_counter()
@@ -733,7 +760,10 @@ class Engine:
                     return
                 t0 = time.perf_counter()
                 try:
-                    observation, driving = tracker.track(item)
+                    if item.image_bgr is None:  # a frame of a clock with no picture: the character idles
+                        observation, driving = tracker.no_input(item.timestamp), None
+                    else:
+                        observation, driving = tracker.track(item)
                 except Exception as e:  # noqa: BLE001
                     self._frame_failed(sess, "tracking", e)
                     continue
@@ -977,6 +1007,15 @@ class Engine:
                 self._runners[spec.name].set_enabled(on)
             elif on:
                 self._add_runner(spec.name, sess.lossless)
+
+
+def _voice_timeline(settings: Settings) -> float | None:
+    """``voice.sources.voice_timeline`` without importing the voice package while the voice is off."""
+    if settings.audio.mode == "off" or not is_no_camera(settings.capture):
+        return None
+    from liveportrait_core.voice.sources import voice_timeline  # noqa: PLC0415
+
+    return voice_timeline(settings)
 
 
 def _safe(fn: Callable[[], Any]) -> Any:

@@ -106,6 +106,7 @@ class ScriptController:
         self.expressions = list(DEFAULT_EXPRESSIONS)
         self.expression_state: dict[str, bool] = {}
         self.paused = False
+        self.voice_muted = False  #: the "mute voice" hotkey's state (kept across engine restarts)
         self._message: tuple[str, float, bool] = ("", 0.0, False)  # (text, when, is an error)
         self._switch_from: tuple[float, str] | None = None  # (when, live character) of a hotkey switch
         self.engine: Any = None
@@ -300,6 +301,8 @@ class ScriptController:
                     return
                 self.engine, self._frame_handle = engine, handle
             engine.start()
+            if self.voice_muted and hasattr(engine, "set_voice_muted"):
+                engine.set_voice_muted(True)
             # commands that arrived while the engine was being built (an output toggle is in the settings)
             for e, on in self.expression_state.items():
                 if on:
@@ -443,6 +446,20 @@ class ScriptController:
     def calibrate(self) -> str:
         return self._engine_call("calibrate") or "calibrating: look at the camera with a neutral face"
 
+    def toggle_voice_mute(self) -> str:
+        """The "mute voice" hotkey: the mouth stops following the voice (the level still shows)."""
+        self.voice_muted = not self.voice_muted
+        engine = self.engine
+        if engine is not None and hasattr(engine, "set_voice_muted"):
+            engine.set_voice_muted(self.voice_muted)
+        return "voice muted" if self.voice_muted else "voice on"
+
+    def push_to_talk(self, held: bool) -> None:
+        """The "push to talk" hotkey pressed or released (it matters with ``audio.push_to_talk`` on)."""
+        engine = self.engine
+        if engine is not None and hasattr(engine, "set_push_to_talk"):
+            engine.set_push_to_talk(held)
+
     def toggle_pause(self) -> str:
         self.paused = not self.paused
         self._engine_call("pause", self.paused)
@@ -490,6 +507,10 @@ class ScriptController:
             guarded(functools.partial(self.next_character, -1)), data)
         reg("calibrate", "LivePortrait: calibrate neutral face", guarded(self.calibrate), data)
         reg("pause", "LivePortrait: pause / resume", guarded(self.toggle_pause), data)
+        reg("voice.mute", "LivePortrait: mute voice (on/off)", guarded(self.toggle_voice_mute), data)
+        reg("voice.push_to_talk", "LivePortrait: push to talk (hold; with audio.push_to_talk)",
+            guarded(functools.partial(self.push_to_talk, True)), data,
+            on_release=guarded(functools.partial(self.push_to_talk, False)))
         for name, text in OUTPUT_TOGGLES:
             reg(f"output.{name}", f"LivePortrait: {text} on/off", guarded(functools.partial(
                 self.toggle_output, name)), data)

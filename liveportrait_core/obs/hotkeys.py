@@ -32,17 +32,19 @@ class Hotkeys:
         self._obs = obs
         self._keys: dict[str, _Hotkey] = {}
 
-    def register(self, name: str, description: str, action: Callable[[], None], settings: Any) -> None:
-        """Register ``liveportrait.<name>``; ``action`` runs on key press (release is ignored)."""
+    def register(self, name: str, description: str, action: Callable[[], None], settings: Any,
+                 on_release: Callable[[], None] | None = None) -> None:
+        """Register ``liveportrait.<name>``; ``action`` runs on key press, ``on_release`` (if any) on release (a
+        key held down, such as push to talk); without it a release is ignored."""
         full = HOTKEY_PREFIX + name
         if full in self._keys:
             return
 
         def on_hotkey(pressed: bool, _full: str = full) -> None:
-            if not pressed:
+            if not pressed and on_release is None:
                 return
             try:
-                action()
+                (action if pressed else on_release)()
             except Exception:  # noqa: BLE001 - never raise into OBS
                 log.exception("hotkey %s failed", _full)
 

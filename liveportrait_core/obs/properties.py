@@ -31,6 +31,7 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("lp.group.character", "Character options", ("characters.", "hotkeys.")),
     ("lp.group.camera", "Camera options", ("capture.",)),
     ("lp.group.animation", "Animation", ("animation.", "tracking.")),
+    ("lp.group.voice", "Voice", ("audio.",)),
     ("lp.group.output", "Output", ("outputs.",)),
     ("lp.group.performance", "Performance", ("performance.", "model.device", "model.precision", "log_level")),
     ("lp.group.models", "Models", ("model.",)),
@@ -39,7 +40,8 @@ GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 DIRECTORY_KEYS = frozenset({"characters.folder", "characters.cache_dir", "model.models_dir"})
 #: Text settings that get an editable drop-down with suggestions.
 SUGGESTIONS: Mapping[str, tuple[tuple[str, str], ...]] = {
-    "capture.source": (("0", "Webcam 0"), ("1", "Webcam 1"), ("2", "Webcam 2")),
+    "capture.source": (("0", "Webcam 0"), ("1", "Webcam 1"), ("2", "Webcam 2"), ("none", "No webcam (idle + voice)")),
+    "audio.device": (("default", "Default microphone"),),
 }
 CHARACTER_KEY = "characters.active"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -187,7 +189,7 @@ def _add_setting(obs: Any, props: Any, r: SettingRow, characters: Iterable[str])
     elif r.key in SUGGESTIONS:
         p = obs.obs_properties_add_list(props, r.key, name, obs.OBS_COMBO_TYPE_EDITABLE,
                                         obs.OBS_COMBO_FORMAT_STRING)
-        for value, text in SUGGESTIONS[r.key]:
+        for value, text in (*SUGGESTIONS[r.key], *_microphones(r.key)):
             obs.obs_property_list_add_string(p, text, value)
     elif r.key in DIRECTORY_KEYS:
         p = obs.obs_properties_add_path(props, r.key, name, obs.OBS_PATH_DIRECTORY, "",
@@ -197,6 +199,15 @@ def _add_setting(obs: Any, props: Any, r: SettingRow, characters: Iterable[str])
     help_text = r.help + (" (comma-separated)" if r.kind == "list" else "") + f" [{r.key}]"
     obs.obs_property_set_long_description(p, help_text)
     return p
+
+
+def _microphones(key: str) -> list[tuple[str, str]]:
+    """The microphones PortAudio reports, for the Voice group's device list (by name: an index can change)."""
+    if key != "audio.device":
+        return []
+    from liveportrait_core.voice.sources import list_microphones  # noqa: PLC0415 - only when the panel opens
+
+    return [(m.name, m.name) for m in list_microphones()]
 
 
 Button = tuple[str, str, Callable[..., Any]]

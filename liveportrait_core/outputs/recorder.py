@@ -93,9 +93,10 @@ class VideoRecorder:
 
     def attach_voice(self, voice) -> None:
         """Record the sound the voice stage hears (``voice.stage.VoiceStage``) and mux it into the file when
-        the recording closes (``voice.mux``), aligned on the frames' capture clock. Live (``timed``) only: a
-        file processed frame by frame has no real-time sound to line up with."""
-        if not self.timed:
+        the recording closes (``voice.mux``), aligned on the frames' capture clock. Live (``timed``), or every
+        frame of an audio file (the voice is then on the frames' own clock); a video file processed frame by
+        frame has no real-time sound to line up with."""
+        if not self.timed and not getattr(voice, "offline", False):
             _log.info("the recording has no sound: frames are processed as fast as possible, not in real time")
             return
         from liveportrait_core.voice.tape import AudioTape  # noqa: PLC0415

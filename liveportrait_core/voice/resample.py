@@ -10,7 +10,6 @@ which is all it serves; not for listening.
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 RATE = 16000  #: the analysis rate (Hz) of every voice feature
 
@@ -24,6 +23,9 @@ class StreamResampler:
         self.passthrough = abs(self.in_rate - self.out_rate) < 1e-6
         self._step = self.in_rate / self.out_rate  #: input samples per output sample
         if not self.passthrough and self.out_rate < self.in_rate:
+            from scipy import signal  # noqa: PLC0415 - only where a stream is resampled (not for a device list)
+
+            self._signal = signal
             self._sos = signal.butter(4, 0.45 * self.out_rate, fs=self.in_rate, output="sos")
             self._zi = np.zeros((self._sos.shape[0], 2))
         else:
@@ -36,7 +38,7 @@ class StreamResampler:
         if self.passthrough or len(x) == 0:
             return x
         if self._sos is not None:
-            x, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
+            x, self._zi = self._signal.sosfilt(self._sos, x, zi=self._zi)
             x = x.astype(np.float32)
         buf = np.concatenate([self._prev, x])  # index 0 is the previous block's last sample
         last = len(buf) - 1
@@ -52,5 +54,7 @@ def resample_all(x: np.ndarray, in_rate: int, out_rate: int = RATE) -> np.ndarra
     """A whole signal at once (polyphase, exact rational ratio): for tests and short files."""
     if in_rate == out_rate:
         return np.asarray(x, np.float32)
+    from scipy import signal  # noqa: PLC0415
+
     g = np.gcd(int(in_rate), int(out_rate))
     return signal.resample_poly(x, out_rate // g, in_rate // g).astype(np.float32)

@@ -370,3 +370,22 @@ def open_audio(device: str, block: int, *, realtime: bool = True, loop: bool = F
     if describe_audio(device) == "file":
         return FileSource(device, block, realtime=realtime, loop=loop)
     return MicrophoneSource(device, block, sd=sd, refresh=refresh)
+
+
+#: Seconds of picture after the end of the file in a run that the file's length sets (the mouth closes).
+TAIL_S = 0.5
+
+
+def voice_timeline(settings: Any) -> float | None:
+    """The length in seconds of the audio file that sets a run's timeline, or None when the run is live.
+
+    With no webcam (``capture.source: none``), an audio file (``audio.device``), the voice on, no looping and
+    ``capture.realtime`` off (the CLI's default for files), the run renders every frame of the file's length as
+    fast as the machine can, each frame with the voice of its own instant on the file's clock: an exact,
+    full-rate talking clip even on a CPU that animates a frame a second (``voice.stage.FileVoice``)."""
+    from liveportrait_core.capture.sources import is_no_camera  # noqa: PLC0415
+
+    a, cs = settings.audio, settings.capture
+    if a.mode == "off" or a.loop or cs.realtime or not is_no_camera(cs) or describe_audio(a.device) != "file":
+        return None
+    return file_duration_s(a.device)

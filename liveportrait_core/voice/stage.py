@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from liveportrait_core.engine.handoff import LatestValue
 from liveportrait_core.voice.features import SILENT, VoiceAnalyzer, VoiceFeatures
 from liveportrait_core.voice.resample import RATE
-from liveportrait_core.voice.sources import AudioBlock, AudioSource, AudioSourceError, describe_audio, open_audio
+from liveportrait_core.voice.sources import (AudioBlock, AudioSource, AudioSourceError, FileSource, describe_audio,
+                                             open_audio)
 
 if TYPE_CHECKING:  # pragma: no cover
     from liveportrait_core.settings import AudioSettings
@@ -140,6 +141,10 @@ class VoiceStage:
     def thread(self) -> threading.Thread | None:
         return self._thread
 
+    def receiver(self) -> VoiceReceiver:
+        """The inference thread's end of the hand-off."""
+        return VoiceReceiver(self.handoff)
+
     def set_muted(self, muted: bool) -> None:
         self._muted = bool(muted)
 
@@ -247,3 +252,76 @@ class VoiceStage:
         self._status = VoiceStatus("lost", message=str(e))
         self._publish(history, replace(SILENT, timestamp=time.perf_counter()))  # the mouth closes at once
         self._report(e)
+
+
+class FileVoice:
+    """The voice of a file on the frames' own clock, with no thread: a run that renders every frame of an audio
+    file (``sources.voice_timeline``). ``features_at(t)`` analyses the file up to ``t`` (seconds after ``epoch``
+    on the file's time line) and returns the newest block's features, so frame k at ``epoch + k / fps`` gets the
+    voice of the instant it shows, whatever the machine's speed. Offers the same surface as ``VoiceStage``."""
+
+    offline = True
+    thread = None
+
+    def __init__(self, settings: Callable[[], "AudioSettings"], epoch: float) -> None:
+        s = settings()
+        self._settings = settings
+        self.epoch = epoch
+        self._src = FileSource(s.device, block_samples(s), realtime=False)
+        self._analyzer = VoiceAnalyzer(s)
+        self._t = 0.0  #: seconds of the file analysed so far
+        self._last: VoiceFeatures = replace(SILENT, timestamp=epoch)
+        self._taps: list[Callable[[AudioBlock], None]] = []
+        self._muted = self._talking = False
+        self._status = VoiceStatus("listening", self._src.description)
+        self.blocks = 0
+
+    def receiver(self) -> "FileVoice":
+        return self
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        self._src.close()
+        return True
+
+    def set_muted(self, muted: bool) -> None:
+        self._muted = bool(muted)
+
+    def set_talking(self, talking: bool) -> None:
+        self._talking = bool(talking)
+
+    def add_tap(self, fn: Callable[[AudioBlock], None]) -> None:
+        self._taps.append(fn)
+
+    def remove_tap(self, fn: Callable[[AudioBlock], None]) -> None:
+        if fn in self._taps:
+            self._taps.remove(fn)
+
+    def status(self) -> VoiceStatus:
+        return self._status
+
+    def features_at(self, t: float) -> VoiceFeatures:
+        s = self._settings()
+        self._analyzer.configure(s)
+        while self._status.state != "ended":
+            step = block_samples(s) / RATE
+            if self._t + step > t - self.epoch + 1e-9:  # that block ends after the frame: not heard yet
+                break
+            block = self._src.read(0.0)
+            if block is None:
+                self._status = VoiceStatus("ended", self._src.description, message="the file ended")
+                self._last = replace(SILENT, timestamp=t)
+                break
+            self._t += len(block.samples) / RATE
+            dated = AudioBlock(block.samples, self.epoch + self._t)
+            f = self._analyzer.process(dated.samples, dated.t_end)
+            if self._muted or (s.push_to_talk and not self._talking):
+                f = replace(f, level=0.0, gate_open=False, vowels=SILENT.vowels)
+            self._last = f
+            self.blocks += 1
+            self._status = VoiceStatus("listening", self._src.description, db=f.db, level=f.level, vowel=f.vowel)
+            for tap in list(self._taps):
+                tap(dated)
+        return self._last

@@ -111,7 +111,7 @@ def apply_arguments(args: argparse.Namespace, settings: Any) -> Any:
             over["audio.device"] = audio
         if settings.audio.mode == "off":  # a mode the user chose is kept
             over["audio.mode"] = "always" if describe_source(settings.capture.source) == "none" else "mix"
-    if describe_source(settings.capture.source) in ("video", "folder"):
+    if describe_source(settings.capture.source) in ("video", "folder", "none"):
         over["capture.realtime"] = bool(args.realtime)
         over["capture.loop"] = bool(args.loop)
     return schema.apply_overrides(settings, over)
@@ -199,9 +199,14 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
     latest: LatestValue[Any] = LatestValue("preview")  # the window shows the newest frame, never a queue
     if window is not None:
         engine.add_frame_callback(latest.put)
-    finite = is_finite(s.capture) and not s.capture.loop
+    from liveportrait_core.voice.sources import voice_timeline
+
+    timeline = voice_timeline(s)  # no webcam and an audio file: every frame of the file's length
+    finite = (is_finite(s.capture) and not s.capture.loop) or timeline is not None
     ends = finite or args.max_frames is not None
     mode = ("every frame" + (", looped" if s.capture.loop else "")) if every_frame(s.capture) else "live"
+    if timeline is not None:
+        mode = f"every frame of the voice's {timeline:.1f} s"
     print(f"input: {s.capture.source}  ({mode})")  # the engine's own rule: its log says the same
     if s.audio.mode != "off":
         print(f"voice: {s.audio.device}  (audio.mode {s.audio.mode})" + _voice_length(args, s))
@@ -352,12 +357,13 @@ def _print_summary(st: Any, elapsed: float, s: Any, stopped: bool, preview: bool
 
 
 def _voice_length(args: argparse.Namespace, s: Any) -> str:
-    """With no webcam and an audio file, the run lasts as long as the file (unless --duration or --max-frames
-    says otherwise): sets ``args.duration`` and says so."""
+    """Live (--realtime) with no webcam and an audio file, the run lasts as long as the file (unless --duration
+    or --max-frames says otherwise): sets ``args.until_voice_ends`` and says so."""
     from liveportrait_core.capture.sources import is_no_camera
     from liveportrait_core.voice.sources import describe_audio, file_duration_s
 
-    if not is_no_camera(s.capture) or describe_audio(s.audio.device) != "file" or s.audio.loop:
+    if not is_no_camera(s.capture) or describe_audio(s.audio.device) != "file" or s.audio.loop or \
+            not s.capture.realtime:  # not live: the file's length sets the frames (``voice_timeline``)
         return ""
     length = file_duration_s(s.audio.device)
     if args.duration is not None or args.max_frames is not None:
