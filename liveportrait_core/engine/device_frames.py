@@ -13,7 +13,8 @@ the GPU, not on the host).
 Pinned host buffers come from PyTorch's caching host allocator, one per frame: a frame's array stays
 valid for as long as an output holds it, and a freed one is reused once its copy has finished (no
 ``cudaHostAlloc`` per frame). On the CPU device (tests, ``device_paste`` forced) the same code runs
-without streams or events: the "download" is a copy out of the reused buffer.
+without streams or events: the "download" is a copy out of the reused buffer (on another device such as
+Apple MPS, a plain synchronous download).
 """
 from __future__ import annotations
 
@@ -97,8 +98,8 @@ class FrameDownloads:
         """Start copying ``frame`` (the buffer ``next_buffer`` gave, written on the compute stream) to the host."""
         k = self._next
         self._next = (k + 1) % self._count
-        if not self.cuda:
-            return PendingFrame(frame.clone(), None, finish, started)
+        if not self.cuda:  # the CPU (a copy out of the reused buffer) or another device (a plain download)
+            return PendingFrame(frame.to("cpu", copy=True), None, finish, started)
         compute = torch.cuda.current_stream(self.device)
         with torch.cuda.stream(self._stream):
             self._stream.wait_stream(compute)  # the paste (and everything before it) has been queued there

@@ -287,8 +287,16 @@ class Animator:
             self.library.close()
 
     # -- per frame ----------------------------------------------------------------------------------
+    def _upload(self, host: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
+        """A per-frame host tensor onto the device. With the CUDA paste-back it goes through pinned memory: a
+        copy from pageable memory may wait for the work already queued (the previous frame's decoder and
+        paste-back), which is what overlapping frames avoids; elsewhere the plain copy, as before."""
+        if self._downloads is not None and self._downloads.cuda:
+            return host.pin_memory().to(self.device, non_blocking=True)
+        return host.to(self.device, non_blocking=non_blocking)
+
     def _driving_motion(self, driving_rgb256: np.ndarray) -> MotionInfo:
-        x = torch.from_numpy(np.ascontiguousarray(driving_rgb256)).to(self.device, non_blocking=True)
+        x = self._upload(torch.from_numpy(np.ascontiguousarray(driving_rgb256)), non_blocking=True)
         x = x.permute(2, 0, 1)[None].float().div_(255.0)
         return MotionInfo.from_raw(self.models.run("motion_extractor", x))
 
@@ -296,8 +304,8 @@ class Animator:
         eye = getattr(observation, "eye_open", None)
         mouth = getattr(observation, "mouth_open", None)
         src = self.driver.source
-        e = src.eye_ratio if eye is None else torch.tensor([list(eye)], dtype=torch.float32).to(self.device)
-        m = src.lip_ratio if mouth is None else torch.tensor([[float(mouth)]], dtype=torch.float32).to(self.device)
+        e = src.eye_ratio if eye is None else self._upload(torch.tensor([list(eye)], dtype=torch.float32))
+        m = src.lip_ratio if mouth is None else self._upload(torch.tensor([[float(mouth)]], dtype=torch.float32))
         return e, m
 
     def driving_keypoints(self, driving_rgb256: np.ndarray | None, observation: Any) -> torch.Tensor:
