@@ -56,6 +56,8 @@ INSTEAD = {
     "record": "needs a camera or a video and the weights",
     "demo": "needs a camera and a screen (or a video) and the weights",
     "benchmark": "takes minutes on a CPU; the GPU figures need a GPU",
+    "export-onnx": "exports 800 MB of networks from the weights: minutes on a CPU",
+    "place-face": "opens a window on a desktop (tests/test_place_face_window.py drives it under Xvfb)",
     "install.py": "installs packages, downloads the weights and starts the demo",
     "scripts/soak.py": "runs the engine for 30 minutes",
     "scripts/gpu_check.py": "needs an NVIDIA GPU (tests/test_gpu_check.py runs its --dry-run)",
