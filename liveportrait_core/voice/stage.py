@@ -324,4 +324,6 @@ class FileVoice:
             self._status = VoiceStatus("listening", self._src.description, db=f.db, level=f.level, vowel=f.vowel)
             for tap in list(self._taps):
                 tap(dated)
+        if self._status.state == "ended":  # after the end: silence, at every frame's own time
+            self._last = replace(SILENT, timestamp=t)
         return self._last
