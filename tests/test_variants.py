@@ -112,3 +112,34 @@ def test_a_human_to_animal_character_switch_swaps_the_networks(tmp_path):
     assert animator.character.key != animator.library.get("s1.jpg").key
     animator.select_character("s1.jpg")
     assert animator.models is human and animator.driver.settings.stitching is True and variants.loads == 2
+
+
+def test_a_character_whose_variant_cannot_load_is_refused_and_the_rest_keep_working(tmp_path):
+    """No animal weights: the animal character is refused with the download hint; the human one stays live."""
+    from liveportrait_core.characters import CharacterError, CharacterLibrary
+    from liveportrait_core.engine.pipeline import Animator
+    from liveportrait_core.models.small import reduced_models
+
+    folder = tmp_path / "chars"
+    folder.mkdir()
+    shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
+    shutil.copy(shared_path("testdata", "characters", "s25.jpg"), folder / "s25.jpg")
+    sc.sidecar_path(folder / "s25.jpg").write_text(
+        "face: {left_eye: [172, 233], right_eye: [304, 229], mouth: [222, 335]}\nsettings: {model: {variant: animal}}\n")
+    s = Settings()
+    s.characters.folder, s.characters.cache_dir, s.characters.rescan_s = str(folder), str(tmp_path / "c"), 0.0
+    s.model.models_dir = str(tmp_path / "no_weights")
+
+    def load(st):
+        if st.model.variant == "animal":
+            return VariantModels._load_from_settings(st)  # the real loader: no files there
+        return reduced_models()
+
+    variants = VariantModels(s, load=load, free=lambda d: 10 ** 12)
+    human = variants.get("human")
+    animator = Animator(human, s, CharacterLibrary(s, human, models_for=variants.get), variants=variants)
+    animator.select_character("s1.jpg")
+    with pytest.raises(CharacterError, match="download-models --variant animal"):
+        animator.select_character("s25.jpg")
+    assert animator.current_character() == "s1.jpg" and "animal networks" in animator.character_error
+    assert "s25.jpg.yaml" in animator.library.errors()["s25.jpg"]

@@ -207,7 +207,14 @@ class CharacterLibrary:
         variant = (sidecar.variant if sidecar is not None else None) or self.settings.model.variant
         if self.models_for is None or variant == getattr(self.models, "variant", variant):
             return self.models
-        return self.models_for(variant)
+        from liveportrait_core.models.checkpoint.weights import WeightsError  # noqa: PLC0415
+        from liveportrait_core.models.loader import ModelLoadError  # noqa: PLC0415
+
+        try:
+            return self.models_for(variant)
+        except (WeightsError, ModelLoadError, OSError) as e:  # the others keep working; the message says what to do
+            raise CharacterError(f"{sidecar.path if sidecar is not None else 'model.variant'}: this character "
+                                 f"needs the {variant} networks, which cannot be loaded: {e}") from None
 
     def finder_for(self, sidecar: Sidecar | None) -> FaceFinder:
         """The face finder with the character's own ``characters.min_face_confidence`` when its sidecar sets one."""

@@ -285,6 +285,8 @@ class Animator:
             self._downloads.clear()
         if self.library is not None:
             self.library.close()
+        if self.variants is not None:
+            self.variants.close()
 
     # -- per frame ----------------------------------------------------------------------------------
     def _upload(self, host: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
