@@ -70,3 +70,19 @@ def test_the_status_line_shows_the_voice_level():
     st = EngineStatus(state="running", character="astro.png", frames=10, fps=30.0, voice=text)
     assert text in st.line()
     assert VoiceStatus("lost", message="unplugged").text() == "voice lost: unplugged"
+
+
+def test_voice_doc_lists_every_audio_setting_with_its_default():
+    """docs/VOICE.md's settings table against the schema (the defaults live in settings.py only)."""
+    import re
+
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "VOICE.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(audio\.\w+)` \| `([^`]*)` \|", doc, flags=re.M))
+    audio = schema.Settings().audio
+    assert set(rows) == {f"audio.{k}" for k in vars(audio)}
+    for key, text in rows.items():
+        default = getattr(audio, key.split(".", 1)[1])
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        assert text == shown or (isinstance(default, float) and float(text) == default), (key, text, default)

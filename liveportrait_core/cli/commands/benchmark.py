@@ -8,12 +8,13 @@ import logging
 from pathlib import Path
 
 NAME = "benchmark"
-HELP = "measure speed: per network (--modules), face tracking (--tracking), or the whole pipeline"
+HELP = ("measure speed: per network (--modules), face tracking (--tracking), the voice features (--voice), or "
+        "the whole pipeline")
 
 _log = logging.getLogger(__name__)
 
 #: benchmark kind -> module under liveportrait_core.tools.benchmarks
-_KINDS = {"modules": "modules", "tracking": "tracking", "pipeline": "pipeline"}
+_KINDS = {"modules": "modules", "tracking": "tracking", "pipeline": "pipeline", "voice": "voice"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
