@@ -233,3 +233,24 @@ def test_cpu_choice_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
     x = example_inputs(plain.modules)
     ref = plain.run("spade_generator", *x["spade_generator"])
     assert torch.allclose(second.run("spade_generator", *x["spade_generator"]), ref, rtol=0, atol=1e-4)
+
+
+def test_modules_benchmark_has_onnxruntime_modes(tmp_path, capsys, monkeypatch):
+    """``benchmark --modules --modes ort-cpu``: the networks on ONNX Runtime, interleaved with the torch modes,
+    with the same error columns against plain float32 (reduced networks, real export and sessions)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from liveportrait_core.cli import main as cli
+    from tests.test_modules_benchmark import _use_reduced_networks
+
+    _use_reduced_networks(monkeypatch)
+    out = tmp_path / "modules.json"
+    assert cli.main(["benchmark", "--modules", "--random-weights", "--device", "cpu", "--repeats", "1",
+                     "--modes", "fp32,ort-cpu", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert list(result["modes"]) == ["plain-fp32", "fp32", "ort-cpu"]
+    ort = result["modes"]["ort-cpu"]
+    assert ort["err_vs_plain_fp32"] < 1e-3 and ort["image_max_255"] <= 1 and ort["median_s"]["frame"] > 0
+    assert "ort-cpu" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no tensorrt"):
+        cli.main(["benchmark", "--modules", "--random-weights", "--device", "cpu", "--modes", "ort-trt"])

@@ -8,7 +8,10 @@ that other load on the machine hits them alike:
 * ``fp32``: the loader's inference path (exact rewrites, ``models/fast/optimize.py``);
 * ``fp32-compiled`` (with ``--set performance.compile=true`` or ``--modes``): the same, M, W and G
   wrapped in ``torch.compile`` (compilation happens in the untimed warm-up frame);
-* ``bf16`` (CPUs with bf16 instructions, and CUDA) / ``fp16`` (CUDA): the same under autocast.
+* ``bf16`` (CPUs with bf16 instructions, and CUDA) / ``fp16`` (CUDA): the same under autocast;
+* ``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``ort-dml``, ``ort-coreml``, ``ort-openvino`` (``--modes``): F, M, W
+  and G on ONNX Runtime with that provider (``models/onnx``; the export is made first when missing: minutes),
+  ``model.precision`` deciding fp16 on the GPU providers as in the product.
 
 Each mode's frame output is compared with the plain fp32 one: ``err`` = max|diff| / max|ref| of the
 decoder output and the mean absolute difference of the uint8 images (in 1/255 steps). The official
@@ -38,7 +41,10 @@ STAGES = ("motion_extractor", "keypoints+stitching", "warping_module", "spade_ge
 _PHOTO = Path(__file__).resolve().parents[3] / "characters" / "astronaut.png"
 
 
-MODES = ("plain-fp32", "fp32", "fp32-compiled", "fp16", "bf16")
+#: ONNX Runtime modes -> the providers each is opened with (in order; the CPU last as ONNX Runtime's fallback).
+ORT_MODES = {"ort-cpu": ("cpu",), "ort-cuda": ("cuda", "cpu"), "ort-trt": ("tensorrt", "cuda", "cpu"),
+             "ort-dml": ("directml", "cpu"), "ort-coreml": ("coreml", "cpu"), "ort-openvino": ("openvino", "cpu")}
+MODES = ("plain-fp32", "fp32", "fp32-compiled", "fp16", "bf16", *ORT_MODES)
 
 
 def _mode_dtype(mode: str):
@@ -50,8 +56,9 @@ def _mode_dtype(mode: str):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("network benchmark (--modules)")
     g.add_argument("--modes", metavar="LIST",
-                   help="comma-separated precision modes to time (default: plain-fp32,fp32 and bf16 or fp16 "
-                        "where the device has them; the baseline plain-fp32 is always included)")
+                   help="comma-separated modes to time (default: plain-fp32,fp32 and bf16 or fp16 where the "
+                        "device has them; the baseline plain-fp32 is always included); ONNX Runtime: ort-cpu, "
+                        "ort-cuda, ort-trt, ort-dml, ort-coreml, ort-openvino")
 
 
 def _input_image(size: int = 256) -> tuple[np.ndarray, str]:
@@ -110,12 +117,49 @@ def _load(args: argparse.Namespace, settings, device, modes: list[str]):
     _log.info("building the networks: %s", label)
     plain = loader.LivePortraitModels(loader.load_state_dicts_into(state_dicts, device), device, torch.float32)
     prepared = {}
-    for dtype in dict.fromkeys(_mode_dtype(m) for m in modes if m != "plain-fp32"):
+    for dtype in dict.fromkeys(_mode_dtype(m) for m in modes if m != "plain-fp32" and m not in ORT_MODES):
         models = loader.LivePortraitModels(loader.load_state_dicts_into(state_dicts, device), device, dtype)
         prepare_for_inference(models, channels_last=settings.performance.channels_last)
         prepared[dtype] = models
     del state_dicts
+    for mode in (m for m in modes if m in ORT_MODES):
+        prepared[mode] = _ort_models(args, settings, plain, mode)
     return plain, prepared, label
+
+
+def _ort_models(args: argparse.Namespace, settings, plain, mode: str):
+    """The plain modules with F, M, W and G replaced by their ONNX Runtime sessions on the mode's providers."""
+    import tempfile
+
+    from liveportrait_core.models import loader
+    from liveportrait_core.models.onnx import export, runtime
+
+    available = runtime.available_providers()
+    missing = [p for p in ORT_MODES[mode] if p not in available]
+    if missing:
+        raise SystemExit(f"--modes {mode}: this ONNX Runtime build has no {', '.join(missing)} provider "
+                         f"(it has: {', '.join(available) or 'none, onnxruntime is not installed'})")
+    m = settings.model
+    if args.random_weights:  # the recipe weights are in memory only: export them into a scratch folder
+        folder = Path(tempfile.mkdtemp(prefix="liveportrait_onnx_bench_"))
+        tags = {n: export.ExportTag(network=n, weights_sha256="0" * 64, onnx=export.onnx_version())
+                for n in export.EXPORTED}
+        files = export.export_modules(plain.modules, folder, tags, progress=_log.info)
+        caches = folder / "cache"
+    else:
+        files = export.ensure_exported(m.models_dir, m.variant, progress=_log.info)
+        caches = runtime.cache_dir(m.models_dir)
+    reduced = m.precision in ("auto", "fp16")
+    nets = {}
+    for name, path in files.items():
+        fp16_file = reduced and ORT_MODES[mode][0] in runtime.FP16_FILE_PROVIDERS
+        session, placement = runtime.open_session(name, export.ensure_fp16(path) if fp16_file else path,
+                                                  ORT_MODES[mode], caches, fp16=reduced,
+                                                  threads=settings.performance.torch_threads, progress=_log.info)
+        _log.info("%s: %s", mode, placement.summary())
+        nets[name] = runtime.OrtNetwork(name, session, placement)
+    return loader.LivePortraitModels(modules={**plain.modules, **nets}, device=plain.device, dtype=plain.dtype,
+                                     optimized=True)
 
 
 def _modes(args: argparse.Namespace, settings, device) -> list[str]:
@@ -135,7 +179,7 @@ def _modes(args: argparse.Namespace, settings, device) -> list[str]:
         wanted.append("fp32-compiled")
     bad = [m for m in wanted if m not in MODES]
     if bad:
-        raise SystemExit(f"unknown --modes {', '.join(bad)}; use plain-fp32, fp32, fp32-compiled, fp16, bf16")
+        raise SystemExit(f"unknown --modes {', '.join(bad)}; use {', '.join(MODES)}")
     return ["plain-fp32"] + [m for m in wanted if m != "plain-fp32"]
 
 
@@ -188,7 +232,7 @@ def _mlp_ms(models, x_s) -> dict[str, float]:
 def run(args: argparse.Namespace, settings) -> dict[str, Any]:
     import torch  # noqa: PLC0415
 
-    from liveportrait_core.models.networks import loader  # noqa: PLC0415
+    from liveportrait_core.models import loader  # noqa: PLC0415
 
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
     if settings.performance.torch_threads:
@@ -198,7 +242,8 @@ def run(args: argparse.Namespace, settings) -> dict[str, Any]:
     plain, prepared, label = _load(args, settings, device, modes)
     img_u8, img_desc = _input_image()
     image = (torch.from_numpy(img_u8).to(device).permute(2, 0, 1)[None].float() / 255).clamp(0, 1)
-    by_mode = {m: plain if m == "plain-fp32" else _for_mode(prepared[_mode_dtype(m)], m) for m in modes}
+    by_mode = {m: plain if m == "plain-fp32" else prepared[m] if m in ORT_MODES else
+               _for_mode(prepared[_mode_dtype(m)], m) for m in modes}
     # source once (not per frame): appearance features and source keypoints, from the plain fp32 path
     from liveportrait_core.models.networks.keypoints import MotionInfo
 
