@@ -25,7 +25,7 @@ import torch
 _log = logging.getLogger(__name__)
 
 FORMS = ("torch", "torch-fast", "onnxruntime")
-RUNS = 3
+RUNS = 2  #: rounds at most (the first decides when it is clear): at the first load each costs one call per form
 #: Bumped when the set of forms or the way they are measured changes (old decisions are then measured again).
 RECIPE = 1
 CACHE_FILE = "cpu_choice.json"
