@@ -7,6 +7,7 @@ the model layer holds every decision, so tests drive it without a window. ``plac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -59,6 +60,12 @@ def place(settings: Settings, image: str, *, replace: bool = False, max_view_px:
         print(f"starting from {target}" + ("" if replace else " (kept: a save goes to a new name; --replace "
                                                              "replaces it)"))
     model = Placement.for_image(img.bgr, target, max_view_px=max_view_px, start=start)
+    missing = no_desktop()
+    if missing:
+        print(f"error: cannot open a window ({missing}); place-face needs a desktop. Without one, write "
+              f"{target.name} by hand (docs/CHARACTER_GUIDE.md, sidecar fields) or run check-character "
+              "--write-sidecar IMAGE", file=sys.stderr)
+        return 2
     import cv2  # noqa: PLC0415
 
     try:
@@ -95,3 +102,17 @@ def place(settings: Settings, image: str, *, replace: bool = False, max_view_px:
         return 1
     print(f"check it with: check-character {image}  (the table says 'face from sidecar')")
     return 0
+
+
+def no_desktop() -> str:
+    """Why no window can open here ("" when one can): on Linux, OpenCV's Qt aborts the whole process without
+    a display, so this is asked first."""
+    if not sys.platform.startswith("linux") or os.environ.get("WAYLAND_DISPLAY"):
+        return ""
+    display = os.environ.get("DISPLAY", "")
+    if not display:
+        return "no DISPLAY: no desktop session"
+    host, _, number = display.rpartition(":")
+    if host in ("", "unix") and not Path(f"/tmp/.X11-unix/X{number.split('.')[0]}").exists():
+        return f"DISPLAY={display} has no X server"
+    return ""
