@@ -127,6 +127,14 @@ def test_an_idle_blink_of_a_character_with_the_boost_in_its_sidecar_closes_its_e
     Lost.timestamp = blink_at
     animator.driving_keypoints(None, Lost())
     assert calls == [pytest.approx(1.0)]
+    # the blink hotkey too: a live, open-eyed face with the blink expression fully eased in
+    animator.idle = type(animator.idle)(0.0, False)
+    animator.set_expression("blink", True)
+    animator.expressions.ease_s = 0.0
+    Lost.timestamp = blink_at + 100.0
+    calls.clear()
+    animator.driving_keypoints(None, Lost())
+    assert calls == [pytest.approx(1.0)]
     src = animator.driver.source
     delta = eye_close.closing_delta(animator.nets.eye, src.x_s, src.eye_ratio)
     torch.testing.assert_close(animator.driver._eye_close, delta)  # boost 1: the full official closing

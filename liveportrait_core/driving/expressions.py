@@ -159,6 +159,12 @@ class Expressions:
         with self._lock:
             return {n: self._strength[n] for n in NAMES if self._target[n] > 0}
 
+    def weight(self, name: str) -> float:
+        """The eased weight of one expression as of the last ``weights``/``offsets`` call (the time is not
+        advanced): the eye-close boost reads the blink hotkey's."""
+        with self._lock:
+            return smoothstep(self._level[name]) * self._strength[name]
+
     def weights(self, now: float) -> np.ndarray:
         """Advance the easing to ``now`` (seconds) and return the eased weight of every expression."""
         with self._lock:

@@ -349,7 +349,7 @@ class Animator:
         if self.driver.settings.eye_close_boost > 0:  # the eye-close boost: how closed, from host floats
             tracked = eye_close.tracked_blink(getattr(observation, "eye_open", None) if found else None, self._ref_eye)
             idle_blink = self.idle.blink_level(now) if self.idle.alive else 0.0
-            blink = eye_close.blink_level(tracked, idle_blink, w)
+            blink = max(eye_close.blink_level(tracked, idle_blink, w), min(1.0, self.expressions.weight("blink")))
         return self.driver.drive_conditioned(d_eff, eye_ratio=eye, lip_ratio=lip, offsets=offsets, blink=blink,
                                              voice=voice_lip_delta(self.nets, src, mouth.open_ratio))
 
