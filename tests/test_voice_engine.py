@@ -127,3 +127,16 @@ def test_a_voice_file_with_no_webcam_sets_every_frame_on_its_own_clock(tmp_path)
     on = [v.level > 0.3 for _, v in voices]
     assert not any(on[:4]) and all(on[6:12]) and not on[-1]  # silent 0.2 s, the vowel to 0.6 s, then closed
     assert not voice_threads()  # the file's voice runs on the frames' clock: no thread
+
+
+def test_an_unreadable_voice_file_is_reported_and_the_character_idles_silent(tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt " + b"\x00" * 40)  # a header with nothing usable
+    s = _settings("none", realtime=True)
+    s.audio.mode, s.audio.device = "always", str(bad)
+    backend, out = VoicedBackend(), Collect()
+    eng = Engine(s, outputs=[out], backend=backend)
+    eng.start()
+    assert _wait(lambda: backend.animators and len(backend.animators[0].voices) >= 3, 30)
+    assert _wait(lambda: any(" voice: " in e for e in eng.status().errors), 30), eng.status().errors
+    assert eng.status().state == "running"

@@ -441,7 +441,11 @@ class Engine:
             from liveportrait_core.voice.stage import FileVoice, VoiceStage  # noqa: PLC0415 - numpy/scipy
 
             if sess.timeline is not None:
-                stage: Any = FileVoice(lambda: self._settings.audio, epoch=sess.started)
+                try:
+                    stage: Any = FileVoice(lambda: self._settings.audio, epoch=sess.started)
+                except Exception as e:  # noqa: BLE001 - an unreadable file: said, and the character stays silent
+                    self._report("voice", e, logging.WARNING)
+                    return
             else:
                 stage = VoiceStage(lambda: self._settings.audio,
                                    report=lambda e: self._report("voice", e, logging.WARNING))
