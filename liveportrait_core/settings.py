@@ -105,10 +105,11 @@ class ModelSettings:
     variant: str = _f("human", "which official weights to use", choices=("human", "animal"))
     device: str = _f("auto", "where the networks run (auto: CUDA, then MPS, then CPU)", choices=DEVICES)
     precision: str = _f("auto", "network precision (auto: fp16 on CUDA, fp32 elsewhere)", choices=PRECISIONS)
-    backend: str = _f("auto", "what runs the four big networks: torch; onnxruntime (ONNX Runtime, on the first of "
-                              "model.providers that this machine has); auto: torch on CUDA and MPS, an ONNX Runtime "
-                              "GPU provider when torch has no GPU, else on the CPU the fastest measured form of "
-                              "each network (docs/PERFORMANCE.md)", choices=BACKENDS)
+    backend: str = _f("auto", "what runs the four big networks: torch (on the CPU in fp32 the faster of the plain "
+                              "and the exact fast form of each network, measured once); onnxruntime (ONNX Runtime, "
+                              "on the first of model.providers that this machine has); auto: torch on CUDA and "
+                              "MPS, an ONNX Runtime GPU provider when torch has no GPU, else on the CPU the fastest "
+                              "measured form of each network (docs/PERFORMANCE.md)", choices=BACKENDS)
     providers: list[str] = _f(list(ORT_PROVIDERS), "ONNX Runtime providers in order of preference; those this "
                               "machine lacks are skipped, the CPU is always the last resort", choices=ORT_PROVIDERS)
     verify_on_load: bool = _f(True, "check every weight file's keys and shapes before loading")

@@ -131,7 +131,9 @@ def test_placement_from_a_profiled_run_when_the_assignment_api_is_missing(reduce
 
 
 @pytest.mark.parametrize("backend_setting,device,precision,available,kind,providers", [
-    ("torch", CPU, "auto", ["cpu"], "torch", ()),
+    ("torch", CPU, "auto", ["cpu"], "cpu-choice", ()),  # torch forms only, the faster of plain and fast
+    ("torch", CUDA, "auto", ["cuda", "cpu"], "torch", ()),
+    ("torch", CPU, "bf16", ["cpu"], "torch", ()),
     ("onnxruntime", CPU, "auto", ["cpu"], "onnxruntime", ("cpu",)),
     ("onnxruntime", CUDA, "auto", ["tensorrt", "cuda", "cpu"], "onnxruntime", ("tensorrt", "cuda", "cpu")),
     ("auto", CUDA, "auto", ["tensorrt", "cuda", "cpu"], "torch", ()),
@@ -143,8 +145,7 @@ def test_placement_from_a_profiled_run_when_the_assignment_api_is_missing(reduce
 def test_backend_decision(backend_setting, device, precision, available, kind, providers):
     plan = backend.resolve_backend(backend_setting, device, precision, list(runtime.PROVIDERS), available)
     assert plan.kind == kind and plan.reason
-    if providers:
-        assert plan.providers == providers
+    assert plan.providers == providers or (kind == "torch" and not plan.providers)
 
 
 def test_an_explicit_onnxruntime_choice_without_onnxruntime_says_how_to_install_it():
@@ -198,7 +199,8 @@ def test_the_decision_is_cached_per_machine_key(tmp_path):
     path = tmp_path / "cpu_choice.json"
     key = choice.machine_key("1.32.0", threads=2)
     assert key["cpu"] and key["torch"] == torch.__version__ and key["threads"] == 2
-    made = choice.CpuChoice({"warping_module": "torch-fast"}, {"warping_module": {"torch": 1.0, "torch-fast": 0.5}}, key)
+    timings = {"warping_module": {"torch": 1.0, "torch-fast": 0.5}}
+    made = choice.CpuChoice({"warping_module": "torch-fast"}, timings, key)
     choice.write_cached(path, made)
     other = {**key, "onnxruntime": "1.33.0"}
     choice.write_cached(path, choice.CpuChoice({"warping_module": "onnxruntime"}, {}, other))
@@ -221,7 +223,8 @@ def test_cpu_choice_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(backend, "_ort_exports_ready", lambda *a: False)
     measured = []
     real = choice.measure
-    monkeypatch.setattr(choice, "measure", lambda calls, **k: measured.append(sorted(calls)) or real(calls, runs=1, **k))
+    monkeypatch.setattr(choice, "measure",
+                        lambda calls, **k: measured.append(sorted(calls)) or real(calls, runs=1, **k))
     say: list[str] = []
     first = backend._load_cpu_choice(tmp_path, "human", tuple(loader.MODULE_NAMES), 0, lambda: None, say.append)
     assert len(measured) == 1 and (tmp_path / "onnx" / "cache" / "cpu_choice.json").is_file()

@@ -261,8 +261,9 @@ def check_onnxruntime(settings: Settings) -> list[Check]:
         return [Check("onnxruntime", OK, "not installed (optional: TensorRT, DirectML, CoreML, OpenVINO and a "
                                          "faster CPU path for some networks; model.backend is " + m.backend + ")")]
     available = runtime.available_providers()
+    order = runtime.resolve_providers(m.providers, available)
     detail = (f"{', '.join(f'{d} {_version(d)}' for d in dists)}; providers here: {', '.join(available)}; "
-              f"model.backend {m.backend}, used in order: {', '.join(runtime.resolve_providers(m.providers, available))}")
+              f"model.backend {m.backend}, used in order: {', '.join(order)}")
     checks = [Check("onnxruntime", OK, detail)]
     if len(dists) > 1:
         checks[0] = Check("onnxruntime", WARN, detail + f"; {' and '.join(dists)} are both installed and overwrite "

@@ -34,8 +34,8 @@ def run(args: argparse.Namespace, settings) -> int:
     print(f"ONNX export ({m.variant}, opset {export.OPSET}, torch {export.torch.__version__}, "
           f"onnx {export.onnx_version() or 'not installed'}) -> {folder}")
     if not export.onnx_version():
-        print(f"error: exporting needs the onnx package: `{paths.python_command(paths.this_python(), 'install.py', '--backend', 'onnx')}`"
-              " (or pip install -e .[onnx])", file=sys.stderr)
+        print(f"error: exporting needs the onnx package: run {paths.PROJECT_ROOT / 'install.py'} --backend onnx "
+              "with the Python you installed with (or pip install -e .[onnx] in .venv)", file=sys.stderr)
         return exits.ERROR
     try:
         files = export.ensure_exported(m.models_dir, m.variant, progress=lambda s: print(f"  {s}", flush=True),
@@ -49,8 +49,8 @@ def run(args: argparse.Namespace, settings) -> int:
         return exits.OK
     available = runtime.available_providers()
     if not available:
-        print("ONNX Runtime is not installed: the files are ready for when it is "
-              f"(`{paths.python_command(paths.this_python(), 'install.py', '--backend', 'onnx')}`)")
+        print(f"ONNX Runtime is not installed: the files are ready for when it is ({paths.PROJECT_ROOT / 'install.py'} "
+              "--backend onnx)")
         return exits.OK
     try:
         providers = runtime.resolve_providers(m.providers, available)

@@ -1,6 +1,8 @@
 """``model.backend``: which engine runs each of the four big networks, behind one ``run`` interface.
 
-* ``torch``: today's path (``loader.load_models``: the plain modules with the exact fast forms).
+* ``torch``: torch only. On the CPU in float32, the plain or the exact fast form (``models/fast``) of each
+  network, whichever measures faster on this machine (``choice.py``: the fast forms are not faster on every
+  CPU); elsewhere ``loader.load_models`` as it is (CUDA, MPS, bf16).
 * ``onnxruntime``: the ONNX exports on ONNX Runtime, providers in ``model.providers`` order (an
   explicit choice: when onnxruntime is missing the load fails with the install command, it never
   silently runs something else).
@@ -49,13 +51,18 @@ def resolve_backend(backend: str, device: torch.device, precision: str, requeste
     backend = (backend or "auto").lower()
     if backend not in BACKENDS:
         raise ValueError(f"unknown model.backend {backend!r}; use {', '.join(BACKENDS)}")
+    cpu_fp32 = device.type == "cpu" and (precision or "auto").lower() in ("auto", "fp32", "fp16")
     if backend == "torch":
+        if cpu_fp32:  # no setting may leave a network slower than its plain form: measured, per network
+            return BackendPlan("cpu-choice", (), "model.backend torch on the CPU: the plain or the exact fast "
+                                                 "form of each network, whichever measures faster")
         return BackendPlan("torch", reason="model.backend is torch")
     if backend == "onnxruntime":
         if not available:
             raise runtime.OrtUnavailable(
-                "model.backend is 'onnxruntime' but ONNX Runtime is not installed: run `python install.py --backend onnx` "
-                "(it picks the build for this machine), or set model.backend to torch or auto")
+                "model.backend is 'onnxruntime' but ONNX Runtime is not installed: run install.py --backend onnx "
+                "(the project's installer; it picks the build for this machine), or set model.backend to torch "
+                "or auto")
         return BackendPlan("onnxruntime", tuple(runtime.resolve_providers(requested, available)),
                            "model.backend is onnxruntime")
     if device.type != "cpu":
@@ -66,7 +73,7 @@ def resolve_backend(backend: str, device: torch.device, precision: str, requeste
     if gpu:
         return BackendPlan("onnxruntime", tuple(providers),
                            f"auto: torch has no GPU here, ONNX Runtime has {runtime.PROVIDERS[gpu[0]]}")
-    if (precision or "auto").lower() == "bf16":
+    if not cpu_fp32:
         return BackendPlan("torch", reason="auto in bf16: torch (ONNX Runtime's CPU provider runs float32)")
     return BackendPlan("cpu-choice", ("cpu",), "auto on the CPU: the fastest measured form of each network")
 
@@ -101,7 +108,7 @@ def load_with_backend(models_dir: str | os.PathLike[str], *, backend: str, devic
         modules.update(runtime.load_ort_networks(load, big, progress=say, between=between))
         return LivePortraitModels(modules={n: modules[n] for n in names}, device=dev, dtype=torch.float32,
                                   optimized=True)
-    return _load_cpu_choice(models_dir, variant, names, threads, between, say)
+    return _load_cpu_choice(models_dir, variant, names, threads, between, say, allow_ort=bool(plan.providers))
 
 
 def _fast_forms(plain: dict[str, nn.Module], names: Iterable[str]) -> dict[str, nn.Module]:
@@ -118,9 +125,9 @@ def _fast_forms(plain: dict[str, nn.Module], names: Iterable[str]) -> dict[str, 
 
 
 def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: int,
-                     between: Callable[[], None], say: Callable[[str], None]):
-    """Plain torch, the exact fast forms and (when exported) ONNX Runtime's CPU provider, per network:
-    the cached decision for this machine, or a measurement made now and cached."""
+                     between: Callable[[], None], say: Callable[[str], None], allow_ort: bool = True):
+    """Plain torch, the exact fast forms and (``allow_ort``, when exported) ONNX Runtime's CPU provider, per
+    network: the cached decision for this machine, or a measurement made now and cached."""
     from liveportrait_core.models.loader import LivePortraitModels, load_models  # noqa: PLC0415
     from liveportrait_core.models.onnx import export  # noqa: PLC0415
 
@@ -129,7 +136,7 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
     plain = dict(models.modules)
     big = [n for n in names if n in EXPORTED]
     fast = _fast_forms(plain, big)
-    ort_ready = _ort_exports_ready(models_dir, variant, big)
+    ort_ready = allow_ort and _ort_exports_ready(models_dir, variant, big)
     forms = ["torch"] + (["torch-fast"] if fast else []) + (["onnxruntime"] if ort_ready else [])
     key = {**cpu_choice.machine_key(runtime.ort_version(), threads), "candidates": forms}
     cache = runtime.cache_dir(models_dir) / cpu_choice.CACHE_FILE
@@ -166,7 +173,7 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
         chosen[n] = {"torch": plain[n], "torch-fast": fast.get(n, plain[n]), "onnxruntime": ort_nets.get(n)}[
             decision.forms[n]]
     say(f"CPU choice{' (cached)' if decision.cached else ''} on {key['cpu']}: {decision.summary()}"
-        + ("" if ort_ready or not runtime.available_providers() else
+        + ("" if ort_ready or not allow_ort or not runtime.available_providers() else
            "; ONNX Runtime is installed but the networks are not exported: run export-onnx to let auto weigh it"))
     return LivePortraitModels(modules=chosen, device=torch.device("cpu"), dtype=torch.float32, optimized=True)
 

@@ -212,7 +212,7 @@ def export_module(network: str, module: nn.Module, inputs: tuple[torch.Tensor, .
                           "(python install.py --backend onnx, or pip install -e .[onnx])")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    _fold_spectral_norms(module)
+    module = _fold_spectral_norms(module)
     wrapper = _Outputs(module, OUTPUT_NAMES[network] if network in DICT_OUTPUTS else None).eval()
     try:
         with torch.no_grad(), warnings.catch_warnings():
@@ -227,15 +227,13 @@ def export_module(network: str, module: nn.Module, inputs: tuple[torch.Tensor, .
                           f"run with model.backend=torch meanwhile") from e
 
 
-def _fold_spectral_norms(module: nn.Module) -> None:
-    """Compute each spectral norm's effective weight once (eval mode never updates u, v): the export
-    then holds one weight per conv instead of the original, its reshaped copy and a matrix-vector
-    product per frame (the exporter's constant folding does not see through it)."""
-    from liveportrait_core.models.networks.spade import SpectralNormConv2d  # noqa: PLC0415
+def _fold_spectral_norms(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` with each spectral norm's effective weight computed once (eval mode never
+    updates u, v): the export then holds one weight per conv instead of the original, its reshaped copy
+    and a matrix-vector product per frame (the exporter's constant folding does not see through it)."""
+    from liveportrait_core.models.fast.optimize import fold_spectral_norm  # noqa: PLC0415
 
-    for m in module.modules():
-        if isinstance(m, SpectralNormConv2d) and m.folded_weight is None:
-            m.fold()
+    return fold_spectral_norm(module)
 
 
 def export_modules(modules: Mapping[str, nn.Module], folder: Path, tags: Mapping[str, ExportTag],

@@ -65,8 +65,9 @@ def ort():
     try:
         import onnxruntime  # noqa: PLC0415 - optional extra
     except ImportError:
-        raise OrtUnavailable("model.backend 'onnxruntime' needs ONNX Runtime: run `python install.py --backend onnx` "
-                             "(it picks the GPU build for this machine), or set model.backend to torch") from None
+        raise OrtUnavailable("model.backend 'onnxruntime' needs ONNX Runtime: run install.py --backend onnx (the "
+                             "project's installer; it picks the build for this machine), or set model.backend to "
+                             "torch") from None
     return onnxruntime
 
 
