@@ -140,3 +140,39 @@ def test_an_unreadable_voice_file_is_reported_and_the_character_idles_silent(tmp
     assert _wait(lambda: backend.animators and len(backend.animators[0].voices) >= 3, 30)
     assert _wait(lambda: any(" voice: " in e for e in eng.status().errors), 30), eng.status().errors
     assert eng.status().state == "running"
+
+
+def test_every_frame_of_a_video_with_sound_records_its_sound_in_step(tmp_path):
+    """A video input with its own audio track, processed frame by frame: recorded frame k is input frame k, so
+    the recording gets the input's sound as it is (here: a tone that starts at 0.4 s)."""
+    import cv2
+
+    from liveportrait_core.voice.features import rms_dbfs
+    from liveportrait_core.voice.mux import mux_audio, read_audio_track
+    from tests.test_engine import _video
+
+    video = _video(tmp_path / "in.avi", 25, fps=25.0)
+    mp4 = tmp_path / "in.mp4"
+    cap, w = cv2.VideoCapture(str(video)), None
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        if w is None:
+            w = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, img.shape[1::-1])
+        w.write(img)
+    cap.release()
+    w.release()
+    tone = np.concatenate([np.zeros(int(0.4 * RATE), np.float32), vowel("a", 0.6)])
+    mux_audio(mp4, write_wav(tmp_path / "tone.wav", tone), 0.0)
+    out_mp4 = tmp_path / "out.mp4"
+    s = _settings(str(mp4), realtime=False)
+    s.outputs.record = str(out_mp4)
+    eng = Engine(s, outputs=[Collect()], backend=VoicedBackend())
+    eng.start()
+    assert eng.wait_finished(60)
+    assert eng.stop(5.0)
+    sound = read_audio_track(out_mp4, RATE)
+    assert abs(len(sound) / RATE - 1.0) < 0.1
+    onset = np.nonzero([rms_dbfs(sound[i:i + 160]) > -40 for i in range(0, len(sound) - 160, 160)])[0][0] * 0.01
+    assert abs(onset - 0.4) < 0.06, onset

@@ -24,13 +24,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, cast
 
 import numpy as np
 
 from liveportrait_core.engine.backend import AnimatorStage, Backend, FrameCancelled, LivePortraitBackend, Tracker
-from liveportrait_core.capture.sources import (CapturedFrame, CaptureError, FrameSource, every_frame, is_finite,
-                                              is_no_camera, open_source)
+from liveportrait_core.capture.sources import (CapturedFrame, CaptureError, FrameSource, describe_source,
+                                              every_frame, is_finite, is_no_camera, open_source)
 from liveportrait_core.engine.handoff import END_OF_STREAM, EndOfStream, LatestValue
 from liveportrait_core.outputs.base import Output, PublishedFrame
 from liveportrait_core.outputs.callback import CallbackOutput, FrameCallback
@@ -974,6 +975,10 @@ class Engine:
         voice = self._session.voice if self._session is not None else None
         if voice is not None and hasattr(out, "attach_voice"):  # the recording gets the sound the voice hears
             out.attach_voice(voice)
+        elif lossless and hasattr(out, "attach_sound_of"):
+            source = self._settings.capture.source.strip()
+            if describe_source(source) == "video":  # every frame of a video, in order: its own sound, in step
+                out.attach_sound_of(Path(source).expanduser())
         runner = OutputRunner(out, lossless=lossless)
         with self._lock:
             self._runners[name] = runner

@@ -54,6 +54,7 @@ class VideoRecorder:
         self._voice = None  #: the voice stage whose sound goes into the file (``attach_voice``)
         self._tape = None  #: its sound while recording (``voice.tape.AudioTape``)
         self._first_ts: float | None = None  #: capture time of the first frame: the picture's time 0
+        self._sound_of: Path | None = None  #: a video input whose own sound goes into the file (``attach_sound_of``)
 
     @property
     def target(self) -> Path:
@@ -105,6 +106,11 @@ class VideoRecorder:
         self._tape = AudioTape()
         voice.add_tap(self._tape.write)
 
+    def attach_sound_of(self, video: str | Path) -> None:
+        """Every frame of a video file, in order, at its own rate: frame k of the recording is frame k of the
+        input, so the input's own sound (if it has any) is muxed in as it is, from 0."""
+        self._sound_of = Path(video)
+
     def _copies(self, frame: PublishedFrame) -> int:
         """How many times to write this frame (1 unless ``timed``)."""
         if not self.timed:
@@ -152,6 +158,7 @@ class VideoRecorder:
         """Mux the voice's sound into the finished file (a failure keeps the silent video and says why)."""
         tape, self._tape = self._tape, None
         if tape is None:
+            self._add_sound_of_input()
             return
         if self._voice is not None:
             self._voice.remove_tap(tape.write)
@@ -167,6 +174,20 @@ class VideoRecorder:
                     _log.warning("%s", e)
         finally:
             tape.discard()
+
+    def _add_sound_of_input(self) -> None:
+        src, self._sound_of = self._sound_of, None
+        if src is None or not self.frames_written:
+            return
+        from liveportrait_core.voice.mux import MuxError, has_audio, mux_audio  # noqa: PLC0415
+
+        if not has_audio(src):
+            return
+        try:
+            mux_audio(self.path, src, 0.0)
+            _log.info("added the sound of %s to %s", src.name, self.path)
+        except MuxError as e:
+            _log.warning("%s", e)
 
 
 class PngSequenceRecorder:

@@ -24,13 +24,19 @@ class MuxError(RuntimeError):
 
 
 def _audio_frames(wav: Path, offset_s: float, duration_s: float, rate_out: int):
-    """Mono float32 chunks of ``wav`` shifted by ``offset_s`` (positive: the sound starts that much after the
-    picture: silence first; negative: its beginning is cut), cut or padded to ``duration_s``."""
+    """The sound of ``wav`` (a 16-bit WAV, or any media file with an audio track), mono float32 at ``rate_out``,
+    shifted by ``offset_s`` (positive: the sound starts that much after the picture: silence first; negative:
+    its beginning is cut), cut or padded to ``duration_s``."""
     import wave
 
-    with wave.open(str(wav), "rb") as w:
-        rate = w.getframerate()
-        x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
+    try:
+        with wave.open(str(wav), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise wave.Error("not 16-bit")
+            rate, ch = w.getframerate(), w.getnchannels()
+            x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32).reshape(-1, ch).mean(1) / 32768.0
+    except (wave.Error, EOFError):
+        rate, x = rate_out, read_audio_track(wav, rate_out)
     if rate != rate_out:
         from liveportrait_core.voice.resample import resample_all
 
@@ -99,6 +105,17 @@ def _encode(av, stream, samples: np.ndarray, rate: int, chunk: int = 1024):
         pts += part.shape[1]
         yield from stream.encode(frame)
     yield from stream.encode(None)
+
+
+def has_audio(path: str | Path) -> bool:
+    """Whether a media file has an audio track (False when it cannot be read or PyAV is missing)."""
+    try:
+        import av  # noqa: PLC0415
+
+        with av.open(str(path)) as c:
+            return bool(c.streams.audio)
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def audio_track_seconds(path: str | Path) -> float:
