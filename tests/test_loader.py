@@ -8,6 +8,7 @@ import torch
 from liveportrait_core.models import loader as loader_module
 from liveportrait_core.models.checkpoint import weights
 from liveportrait_core.models.checkpoint.layout import MODULE_NAMES, RETARGETING_MODULES
+from liveportrait_core.models.fast.seam import plain_network
 from liveportrait_core.models.loader import (LivePortraitModels, ModelLoadError, _strict_load, cpu_has_fast_bf16,
                                              load_models, pick_device, pick_precision)
 from liveportrait_core.models.networks.stitching import CONFIGS, RetargetingMLP
@@ -20,12 +21,13 @@ def test_recipe_checkpoints_load_strictly(recipe_models, recipe_state_dicts):
     assert recipe_models.num_parameters() == 130_077_432
     for name in ("appearance_feature_extractor", "motion_extractor", "warping_module", *RETARGETING_MODULES):
         m = recipe_models[name]
-        m = getattr(m, "warp", m)  # the CPU inference rewrite wraps W; its official module holds the weights
+        m = plain_network(m)  # W's CPU fast form is a copy with replaced leaves; the plain module holds the weights
         assert not m.training
         for k, v in recipe_state_dicts[name].items():
             assert torch.equal(m.state_dict()[k], v), (name, k)
-    # the decoder was wrapped by the inference rewrites; its official module still holds the weights
-    dec = recipe_models["spade_generator"].dec
+    # the decoder's fast form replaced leaves in a copy; its plain module still holds the official weights
+    dec = plain_network(recipe_models["spade_generator"])
+    assert dec is not recipe_models["spade_generator"]
     assert torch.equal(dec.state_dict()["up_1.conv_0.weight_orig"],
                        recipe_state_dicts["spade_generator"]["up_1.conv_0.weight_orig"])
     assert "folded_weight" not in " ".join(dec.state_dict())

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from liveportrait_core.models.fast.optimize import FastSPADEDecoder, FastWarpingNetwork, UpsampledConv3x3, fold_spectral_norm
+from liveportrait_core.models.fast.optimize import FastSPADEDecoder, FastWarpingNetwork, FoldedConv2d, UpsampledConv3x3
+from liveportrait_core.models.fast.seam import plain_network
 from liveportrait_core.models.networks.spade import SPADEConfig, SPADEDecoder, SpectralNormConv2d
 from liveportrait_core.models.networks.warping import WarpingConfig, WarpingNetwork
 from liveportrait_core.models.fast.winograd import WinogradConv3x3
@@ -36,6 +37,33 @@ def _small_decoder() -> SPADEDecoder:
     return dec.eval()
 
 
+def _count_calls(module: torch.nn.Module, kinds: tuple[type, ...]) -> dict[str, int]:
+    """Forward hooks counting the calls of every submodule of the given kinds (by qualified name)."""
+    calls: dict[str, int] = {}
+    for name, m in module.named_modules():
+        if isinstance(m, kinds):
+            calls[name] = 0
+            m.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    return calls
+
+
+def test_fast_forms_replace_leaves_only():
+    """The seam: a fast form's forward is the plain network's (the one statement of the structure);
+    it replaces leaves in a shallow copy, so the plain module keeps its own leaves and the weights."""
+    from liveportrait_core.models.fast.optimize import FastDenseMotionNetwork
+    from liveportrait_core.models.networks.spade import SPADEDecoder as Plain
+
+    for fast_cls in (FastSPADEDecoder, FastWarpingNetwork, FastDenseMotionNetwork):
+        assert "forward" not in vars(fast_cls), fast_cls
+    dec = _small_decoder()
+    fast = FastSPADEDecoder(dec, 1)
+    assert type(fast).forward is Plain.forward and plain_network(fast) is dec
+    assert isinstance(fast.fc, WinogradConv3x3) and isinstance(dec.fc, torch.nn.Conv2d)
+    assert isinstance(dec.up_0.conv_0, SpectralNormConv2d) and fast.up_0.conv_0 is not dec.up_0.conv_0
+    assert fast.up_0.norm_0.conv.filter.data_ptr() != dec.up_0.norm_0.mlp_gamma.weight.data_ptr()
+    assert fast.conv_img is dec.conv_img  # untouched leaves are shared, not copied
+
+
 @pytest.mark.parametrize("winograd_min_out", [None, 1, 8])
 def test_fast_spade_decoder_equals_plain_in_float64(winograd_min_out):
     """In float64 the rewrite agrees to 1e-10: it is the same function, not an approximation
@@ -45,11 +73,13 @@ def test_fast_spade_decoder_equals_plain_in_float64(winograd_min_out):
     with torch.inference_mode():
         plain = dec(x)
         state = {k: v.clone() for k, v in dec.state_dict().items()}
-        fold_spectral_norm(dec)
         fast_dec = FastSPADEDecoder(dec, winograd_min_out).eval()
-        n_winograd = sum(isinstance(m, WinogradConv3x3) for m in fast_dec.modules())
+        winograd = _count_calls(fast_dec, (WinogradConv3x3,))
+        shared = _count_calls(fast_dec, (UpsampledConv3x3,))
         fast = fast_dec(x)
-    assert (n_winograd > 0) == (winograd_min_out is not None)
+    # the fast leaves are the ones that ran: every Winograd conv once, one shared conv per resolution
+    assert (len(winograd) > 0) == (winograd_min_out is not None) and set(winograd.values()) <= {1}
+    assert sorted(shared) == ["shared.1.conv", "shared.2.conv", "shared.4.conv"] and set(shared.values()) == {1}
     assert fast.shape == plain.shape == (2, 3, 128, 128)
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-10)
     # the rewrite leaves the official state_dict untouched (names and values)
@@ -70,7 +100,6 @@ def test_fast_spade_decoder_float32_error_is_rounding(winograd_min_out, factor):
     with torch.inference_mode():
         truth = copy.deepcopy(dec).double()(x.double())
         plain_err = (dec(x) - truth).abs().max().item()
-        fold_spectral_norm(dec)
         fast_err = (FastSPADEDecoder(dec, winograd_min_out)(x) - truth).abs().max().item()
     assert plain_err < 1e-3 and fast_err < max(factor * plain_err, 1e-5)
 
@@ -85,8 +114,22 @@ def test_folded_spectral_norm_equals_hook_formula():
         plain = conv(x)
         sigma = conv.weight_u @ conv.weight_orig.reshape(5, -1) @ conv.weight_v
         torch.testing.assert_close(plain, F.conv2d(x, conv.weight_orig / sigma, conv.bias, padding=1))
-        conv.fold()
-        torch.testing.assert_close(conv(x), plain, rtol=0, atol=1e-6)
+        torch.testing.assert_close(FoldedConv2d(conv)(x), plain, rtol=0, atol=1e-6)
+
+
+def test_fold_spectral_norm_copies():
+    """The folded copy (the ONNX export's input) computes the same image; the plain decoder keeps its
+    spectral-norm convs and state_dict."""
+    from liveportrait_core.models.fast.optimize import fold_spectral_norm
+
+    dec = _small_decoder().double()
+    keys = list(dec.state_dict())
+    folded = fold_spectral_norm(dec)
+    assert not any(isinstance(m, SpectralNormConv2d) for m in folded.modules())
+    assert list(dec.state_dict()) == keys and isinstance(dec.up_1.conv_s, SpectralNormConv2d)
+    x = torch.randn(1, 8, 16, 16, dtype=torch.float64)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), dec(x), rtol=0, atol=1e-10)
 
 
 def test_fast_warping_network_equals_plain_in_float64():
@@ -102,9 +145,17 @@ def test_fast_warping_network_equals_plain_in_float64():
     warp = warp.double().eval()
     feature = torch.randn(2, 8, 4, 32, 32, dtype=torch.float64)
     kp_d, kp_s = torch.rand(2, 21, 3, dtype=torch.float64) - 0.5, torch.rand(2, 21, 3, dtype=torch.float64) - 0.5
+    from liveportrait_core.models.fast.fft_conv import FFTMotionHeads
+
     with torch.inference_mode():
         plain = warp(feature, kp_d, kp_s)
-        fast = FastWarpingNetwork(warp).eval()(feature, kp_d, kp_s)
+        fast_warp = FastWarpingNetwork(warp).eval()
+        calls = _count_calls(fast_warp, (WinogradConv3x3, FFTMotionHeads, torch.nn.Conv3d))
+        fast = fast_warp(feature, kp_d, kp_s)
+    # the FFT heads and the Winograd last conv ran; the direct mask head and last conv did not
+    dm = "dense_motion_network."
+    assert calls[dm + "fft_heads"] == 1 and calls[dm + "hourglass.decoder.conv"] == 1
+    assert calls[dm + "mask"] == 0 and isinstance(warp.dense_motion_network.hourglass.decoder.conv, torch.nn.Conv3d)
     assert set(fast) == set(plain)
     for key in plain:
         torch.testing.assert_close(fast[key], plain[key], rtol=0, atol=1e-10)

@@ -27,6 +27,7 @@ from torch import nn
 from liveportrait_core.models.networks import build
 from liveportrait_core.models.checkpoint import weights
 from liveportrait_core.models.checkpoint.layout import BASE_MODULES, MODULE_NAMES
+from liveportrait_core.models.fast.seam import plain_network
 
 _log = logging.getLogger(__name__)
 
@@ -154,7 +155,8 @@ class LivePortraitModels:
         return n < _CHECK_FIRST or n % _CHECK_EVERY == 0
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for m in self.modules.values() for p in m.parameters())
+        """Parameters of the official networks (a fast form's plain network holds them all)."""
+        return sum(p.numel() for m in self.modules.values() for p in plain_network(m).parameters())
 
 
 def _to_float32(out: Any) -> Any:

@@ -23,10 +23,13 @@ HEADROOM = 1.5
 
 def set_bytes(models) -> int:
     """Device bytes held by one set: its parameters and buffers (the optimised copies included)."""
+    from liveportrait_core.models.fast.seam import plain_network  # noqa: PLC0415
+
     seen: set[int] = set()
     n = 0
     for m in getattr(models, "modules", {}).values():
-        for t in list(m.parameters()) + list(m.buffers()):
+        plain = plain_network(m)  # a fast form holds its plain network too (whose replaced leaves it does not list)
+        for t in [*m.parameters(), *m.buffers(), *plain.parameters(), *plain.buffers()]:
             if t.data_ptr() in seen:
                 continue
             seen.add(t.data_ptr())

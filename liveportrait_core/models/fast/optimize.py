@@ -1,12 +1,14 @@
 """Exact inference rewrites, applied once after the official weights are loaded.
 
-The modules keep their official structure and state_dict names (that is what the files load into);
-this step only adds derived, non-persistent tensors and swaps in faster forward paths that compute
-the same function, equal to the plain path within float32 rounding (tests/test_optimize.py):
+Each rewrite is a fast form made through the seam of ``models/fast/__init__.py``: a shallow copy of
+the loaded plain network in which leaves (submodules, or leaf steps overridden by a subclass) are
+replaced by ones computing the same function, equal to the plain path within float32 rounding
+(tests/test_optimize.py); the plain network's ``forward`` runs unchanged and its state_dict (the
+official names the files load into) is untouched:
 
-* spectral norm folded once: weight_orig / (u . W v) computed at load, not every frame;
-* SPADE decoder (``FastSPADEDecoder``): the segmentation map's shared convs of every SPADE at one
-  resolution run as one conv (they all read the same map), each SPADE's gamma and beta convs run as
+* spectral norm folded once: weight_orig / (u . W v) computed at load, not every frame (``FoldedConv2d``);
+* SPADE decoder (``FastSPADEDecoder``): its ``segmentation`` step runs the shared convs of every SPADE
+  at one resolution as one conv (they all read the same map), each SPADE's gamma and beta convs run as
   one conv with the ``1 +`` folded into the bias, and the shared convs at 128^2 and 256^2 run at
   64^2 with the polyphase split (a 3x3 conv of a nearest-upsampled map is, per output phase, a 1- or
   2-tap filter per axis on the small map, and phases that read the same rows share it: 2.25x fewer
@@ -14,10 +16,10 @@ the same function, equal to the plain path within float32 rounding (tests/test_o
 * on CPUs, the big 3x3 convs (at least ``WINOGRAD_MIN_OUT_CHANNELS`` outputs) run as Winograd
   F(4x4, 3x3) (``models/fast/winograd.py``: 2.25x fewer multiply-adds, measured 1.3-2.1x faster per conv on an
   AVX2 CPU; the smaller ones are faster direct). CUDA keeps cuDNN's own choice;
-* warping module on CPUs (``FastWarpingNetwork``): the dense-motion network's 7x7x7 mask head and 7x7
-  occlusion head, which read the same volume, run by block FFT from one set of spectra
-  (``models/fast/fft_conv.py``: 12x fewer multiply-adds; measured 3x faster for the two heads), and the hourglass's
-  last 3x3x3 conv (142 -> 142 at 16x64x64) by Winograd in (h, w) (measured 1.45x);
+* warping module on CPUs (``FastWarpingNetwork``): the dense-motion network's ``heads`` step (the 7x7x7
+  mask head and 7x7 occlusion head, which read the same volume) by block FFT from one set of spectra
+  (``models/fast/fft_conv.py``: 12x fewer multiply-adds; measured 3x faster for the two heads), and the
+  hourglass's last 3x3x3 conv (142 -> 142 at 16x64x64) by Winograd in (h, w) (measured 1.45x);
 * on Linux CPUs, glibc's allocator is told to keep freed memory (``mallopt``) so that the large
   activations are not page-faulted and zeroed again every frame.
 
@@ -29,21 +31,23 @@ import ctypes
 import ctypes.util
 import logging
 import sys
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from liveportrait_core.models.fast.fft_conv import FFTMotionHeads
+from liveportrait_core.models.fast.seam import adopt, fast_copy
 from liveportrait_core.models.networks.spade import SPADE, SPADEDecoder, SPADEResnetBlock, SpectralNormConv2d
-from liveportrait_core.models.networks.warping import WarpingNetwork
+from liveportrait_core.models.networks.warping import DenseMotionNetwork, WarpingNetwork
 from liveportrait_core.models.fast.winograd import WinogradConv3x3
 
 if TYPE_CHECKING:
     from liveportrait_core.models.loader import LivePortraitModels
 
 _log = logging.getLogger(__name__)
+M = TypeVar("M", bound=nn.Module)
 
 #: a 3x3 conv with at least this many output channels runs as Winograd on the CPU (measured: from
 #: 256 outputs Winograd wins at every size in the decoder, below it the direct conv does)
@@ -54,14 +58,29 @@ WINOGRAD_MIN_OUT_CHANNELS = 256
 # spectral norm
 
 
-def fold_spectral_norm(module: nn.Module) -> int:
-    """Precompute every SpectralNormConv2d's effective weight (eval mode never updates u, v)."""
-    n = 0
-    for m in module.modules():
-        if isinstance(m, SpectralNormConv2d):
-            m.fold()
-            n += 1
-    return n
+class FoldedConv2d(nn.Module):
+    """A ``SpectralNormConv2d`` with its effective weight computed once (eval mode never updates u, v)."""
+
+    def __init__(self, conv: SpectralNormConv2d):
+        super().__init__()
+        self.padding = conv.padding
+        self.register_buffer("weight", conv.effective_weight().detach().contiguous(), persistent=False)
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight, self.bias, padding=self.padding)
+
+
+def fold_spectral_norm(module: M) -> M:
+    """``module`` with every ``SpectralNormConv2d`` below it replaced by its ``FoldedConv2d`` (a fast
+    copy: ``module`` itself is unchanged). The ONNX export uses it: one constant weight per conv."""
+    leaves = {}
+    for name, child in module.named_children():
+        if isinstance(child, SpectralNormConv2d):
+            leaves[name] = FoldedConv2d(child)
+        elif any(isinstance(m, SpectralNormConv2d) for m in child.modules()):
+            leaves[name] = fold_spectral_norm(child)
+    return fast_copy(module, **leaves) if leaves else module
 
 
 # ------------------------------------------------------------------------------------------------
@@ -185,90 +204,73 @@ class _FusedModulation(nn.Module):
 
 
 def _spectral_conv3x3(conv: SpectralNormConv2d, winograd_min_out: int | None) -> nn.Module:
-    """A folded spectral-norm 3x3 conv as Winograd where that is faster; else the conv itself."""
-    if winograd_min_out is None or conv.out_channels < winograd_min_out:
-        return conv
-    fast = WinogradConv3x3(conv.folded_weight if conv.folded_weight is not None else conv.effective_weight(),
-                           conv.bias)
-    conv.folded_weight = None  # no longer used per frame; the plain module still works (unfolded)
-    return fast
+    """A spectral-norm conv with its weight folded: Winograd where that is faster, else direct."""
+    if winograd_min_out is None or conv.kernel_size != (3, 3) or conv.out_channels < winograd_min_out:
+        return FoldedConv2d(conv)
+    return WinogradConv3x3(conv.effective_weight(), conv.bias)
 
 
-class _FastBlock(nn.Module):
-    def __init__(self, block: SPADEResnetBlock, winograd_min_out: int | None):
-        super().__init__()
-        self.block = block  # shares the 1x1 shortcut conv (and the 3x3 convs that stay direct)
-        self.conv_0 = _spectral_conv3x3(block.conv_0, winograd_min_out)
-        self.conv_1 = _spectral_conv3x3(block.conv_1, winograd_min_out)
-        self.mod_0 = _FusedModulation(block.norm_0, winograd_min_out)
-        self.mod_1 = _FusedModulation(block.norm_1, winograd_min_out)
-        self.mod_s = _FusedModulation(block.norm_s, winograd_min_out) if block.learned_shortcut else None
-
-    def spades(self) -> list[SPADE]:
-        b = self.block
-        return [b.norm_0, b.norm_1] + ([b.norm_s] if b.learned_shortcut else [])
-
-    def forward(self, x: torch.Tensor, actvs: list[torch.Tensor]) -> torch.Tensor:
-        b = self.block
-        shortcut = b.conv_s(self.mod_s(x, actvs[2])) if self.mod_s is not None else x
-        dx = self.conv_0(F.leaky_relu_(self.mod_0(x, actvs[0]), 0.2))
-        dx = self.conv_1(F.leaky_relu_(self.mod_1(dx, actvs[1]), 0.2))
-        return dx.add_(shortcut)
+def _fast_block(block: SPADEResnetBlock, winograd_min_out: int | None) -> SPADEResnetBlock:
+    """The block with its leaves replaced: folded (or Winograd) convs, fused SPADE modulations."""
+    leaves = {name: _spectral_conv3x3(getattr(block, name), winograd_min_out) for name in ("conv_0", "conv_1")}
+    leaves.update({name: _FusedModulation(getattr(block, name), winograd_min_out) for name in ("norm_0", "norm_1")})
+    if block.learned_shortcut:
+        leaves.update(conv_s=FoldedConv2d(block.conv_s), norm_s=_FusedModulation(block.norm_s, winograd_min_out))
+    return fast_copy(block, **leaves)
 
 
-class FastSPADEDecoder(nn.Module):
-    """The same function as a loaded ``SPADEDecoder``, computed with the rewrites listed above.
+class FastSPADEDecoder(SPADEDecoder):
+    """The loaded ``SPADEDecoder`` with the rewrites listed above; its ``forward`` is the plain one.
 
-    ``winograd_min_out``: 3x3 convs with at least this many outputs run as Winograd F(4x4, 3x3)
-    (None: none do, as on CUDA). Expects the spectral norms folded (``fold_spectral_norm``).
+    Replaced leaves: ``fc`` and every block's convs and SPADE modulations (``_fast_block``), and the
+    ``segmentation`` step (one batched, polyphase conv per resolution). ``winograd_min_out``: 3x3
+    convs with at least this many outputs run as Winograd F(4x4, 3x3) (None: none do, as on CUDA).
     """
 
     def __init__(self, dec: SPADEDecoder, winograd_min_out: int | None = None):
-        super().__init__()
-        self.dec = dec
-        n = dec.cfg.num_middle_blocks
+        adopt(self, dec)
         self.fc = conv3x3(dec.fc.weight, dec.fc.bias, winograd_min_out)
-        self.middle = nn.ModuleList(_FastBlock(getattr(dec, f"G_middle_{i}"), winograd_min_out) for i in range(n))
-        self.up_0 = _FastBlock(dec.up_0, winograd_min_out)
-        self.up_1 = _FastBlock(dec.up_1, winograd_min_out)
-        self.shared_64 = _SharedConvs([sp for blk in self.middle for sp in blk.spades()], 1)
-        self.shared_128 = _SharedConvs(self.up_0.spades(), 2)
-        self.shared_256 = _SharedConvs(self.up_1.spades(), 4)
+        self.shared = nn.ModuleDict({str(scale): _SharedConvs([sp for b in blocks for sp in b.spades()], scale)
+                                     for scale, blocks in dec.stages()})
+        for name, block in dec.named_children():
+            if isinstance(block, SPADEResnetBlock):
+                setattr(self, name, _fast_block(block, winograd_min_out))
 
-    def forward(self, feature: torch.Tensor) -> torch.Tensor:
-        dec = self.dec
-        x = self.fc(feature)
-        actv = self.shared_64(feature)
-        for i, blk in enumerate(self.middle):
-            x = blk(x, actv[2 * i:2 * i + 2])
-        del actv
-        x = self.up_0(F.interpolate(x, scale_factor=2), self.shared_128(feature))
-        x = self.up_1(F.interpolate(x, scale_factor=2), self.shared_256(feature))
-        return torch.sigmoid(dec.conv_img(F.leaky_relu_(x, 0.2)))
+    def segmentation(self, feature: torch.Tensor, scale: int, blocks: list[SPADEResnetBlock]
+                     ) -> list[list[torch.Tensor]]:
+        actvs = self.shared[str(scale)](feature)
+        out = []
+        for block in blocks:
+            n = 3 if block.learned_shortcut else 2
+            out.append(actvs[:n])
+            actvs = actvs[n:]
+        return out
 
 
 # ------------------------------------------------------------------------------------------------
 # warping module
 
 
-class FastWarpingNetwork(nn.Module):
-    """The same function as a loaded ``WarpingNetwork``, its dense-motion heads computed by FFT and
-    the hourglass's last (and largest) 3x3x3 conv by Winograd in (h, w)."""
+class FastDenseMotionNetwork(DenseMotionNetwork):
+    """The dense-motion network with its ``heads`` step by FFT and the hourglass's last conv by Winograd."""
+
+    def __init__(self, dm: DenseMotionNetwork):
+        adopt(self, dm)
+        self.fft_heads = FFTMotionHeads(dm.mask, dm.occlusion, dm.cfg.reshape_depth)
+        last = dm.hourglass.decoder.conv
+        self.hourglass = fast_copy(dm.hourglass, decoder=fast_copy(
+            dm.hourglass.decoder, conv=WinogradConv3x3(last.weight, last.bias)))
+
+    def heads(self, prediction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fft_heads(prediction)
+
+
+class FastWarpingNetwork(WarpingNetwork):
+    """The loaded ``WarpingNetwork`` with a ``FastDenseMotionNetwork``; its ``forward`` is the plain one."""
 
     def __init__(self, warp: WarpingNetwork):
-        super().__init__()
-        self.warp = warp
-        dm = warp.dense_motion_network
-        self.heads = FFTMotionHeads(dm.mask, dm.occlusion, dm.cfg.reshape_depth)
-        last = dm.hourglass.decoder.conv
-        self.hourglass_last_conv = WinogradConv3x3(last.weight, last.bias)
-
-    def forward(self, feature_3d: torch.Tensor, kp_driving: torch.Tensor, kp_source: torch.Tensor
-                ) -> dict[str, torch.Tensor]:
-        dm = self.warp.dense_motion_network
-        motions, x = dm.hourglass_input(feature_3d, kp_driving, kp_source)
-        dense = dm.outputs(motions, *self.heads(dm.hourglass(x, self.hourglass_last_conv)))
-        return self.warp.warp_features(feature_3d, dense)
+        adopt(self, warp)
+        self.dense_motion_network = FastDenseMotionNetwork(warp.dense_motion_network)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -303,7 +305,6 @@ def prepare_for_inference(models: "LivePortraitModels", channels_last: bool = Tr
     cpu_fp32 = models.device.type == "cpu" and models.dtype == torch.float32
     gen = models.modules.get("spade_generator")
     if gen is not None:
-        fold_spectral_norm(gen)
         fast = FastSPADEDecoder(gen, WINOGRAD_MIN_OUT_CHANNELS if cpu_fp32 else None)
         if channels_last and models.device.type == "cuda":
             fast = fast.to(memory_format=torch.channels_last)

@@ -5,6 +5,10 @@ its instance-normalised activations with a per-pixel gamma/beta predicted from t
 resized to the block's resolution). conv_0/conv_1/conv_s carry the official spectral normalisation
 (keys weight_orig/weight_u/weight_v); in eval mode the weight is weight_orig / (u . W v) with the
 stored u, v — no power iteration — which is exactly what ``SpectralNormConv2d`` computes.
+
+``SPADEDecoder.forward`` is the one statement of the structure; it calls named steps (``fc``,
+``segmentation`` per resolution, the blocks, ``to_image``) that the CPU fast form replaces one by one
+(models/fast).
 """
 from __future__ import annotations
 
@@ -36,35 +40,31 @@ class SpectralNormConv2d(nn.Conv2d):
         self.weight_orig = nn.Parameter(w.detach())
         self.register_buffer("weight_u", torch.zeros(cout))
         self.register_buffer("weight_v", torch.zeros(w[0].numel()))
-        self.register_buffer("folded_weight", None, persistent=False)
 
     def effective_weight(self) -> torch.Tensor:
         w = self.weight_orig
         sigma = torch.dot(self.weight_u, torch.mv(w.reshape(w.shape[0], -1), self.weight_v))
         return w / sigma
 
-    @torch.no_grad()
-    def fold(self) -> None:
-        """Compute the effective weight once (inference: u and v never change); not saved in the state_dict."""
-        self.folded_weight = self.effective_weight().detach().contiguous()
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.folded_weight if self.folded_weight is not None else self.effective_weight()
-        return self._conv_forward(x, w, self.bias)
+        return self._conv_forward(x, self.effective_weight(), self.bias)
 
 
 class SPADE(nn.Module):
+    """Instance norm modulated per pixel: x_hat * (1 + gamma(actv)) + beta(actv).
+
+    ``actv`` is this SPADE's shared activation, relu(mlp_shared(segmap at x's size)): the decoder's
+    ``segmentation`` step computes it (all SPADEs at one resolution read the same map).
+    """
+
     def __init__(self, norm_channels: int, label_channels: int, hidden: int = 128):
         super().__init__()
         self.mlp_shared = nn.Sequential(nn.Conv2d(label_channels, hidden, 3, padding=1), nn.ReLU())
         self.mlp_gamma = nn.Conv2d(hidden, norm_channels, 3, padding=1)
         self.mlp_beta = nn.Conv2d(hidden, norm_channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, segmap: torch.Tensor) -> torch.Tensor:
-        normalized = F.instance_norm(x, eps=1e-5)
-        segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")
-        actv = self.mlp_shared(segmap)
-        return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+    def forward(self, x: torch.Tensor, actv: torch.Tensor) -> torch.Tensor:
+        return F.instance_norm(x, eps=1e-5) * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
 
 
 class SPADEResnetBlock(nn.Module):
@@ -81,10 +81,15 @@ class SPADEResnetBlock(nn.Module):
         if self.learned_shortcut:
             self.norm_s = SPADE(fin, label_channels, hidden)
 
-    def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        shortcut = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg), 0.2))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg), 0.2))
+    def spades(self) -> list[SPADE]:
+        """The block's SPADEs in the order of ``forward``'s ``actvs``."""
+        return [self.norm_0, self.norm_1] + ([self.norm_s] if self.learned_shortcut else [])
+
+    def forward(self, x: torch.Tensor, actvs: list[torch.Tensor]) -> torch.Tensor:
+        """``actvs``: the shared activations of ``spades()`` (norm_0, norm_1[, norm_s])."""
+        shortcut = self.conv_s(self.norm_s(x, actvs[2])) if self.learned_shortcut else x
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, actvs[0]), 0.2))
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, actvs[1]), 0.2))
         return shortcut + dx
 
 
@@ -100,9 +105,27 @@ class SPADEDecoder(nn.Module):
         self.up_1 = SPADEResnetBlock(c, cfg.out_channels, c, cfg.hidden)
         self.conv_img = nn.Sequential(nn.Conv2d(cfg.out_channels, 3 * 4, 3, padding=1), nn.PixelShuffle(2))
 
+    def stages(self) -> list[tuple[int, list[SPADEResnetBlock]]]:
+        """(scale of the 64x64 map, blocks at that resolution): 64^2, then 128^2, then 256^2."""
+        middle = [getattr(self, f"G_middle_{i}") for i in range(self.cfg.num_middle_blocks)]
+        return [(1, middle), (2, [self.up_0]), (4, [self.up_1])]
+
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         x = self.fc(feature)
-        for i in range(self.cfg.num_middle_blocks):
-            x = getattr(self, f"G_middle_{i}")(x, feature)
-        x = self.up_1(F.interpolate(self.up_0(F.interpolate(x, scale_factor=2), feature), scale_factor=2), feature)
+        for scale, blocks in self.stages():
+            if scale > 1:
+                x = F.interpolate(x, scale_factor=2)
+            for block, actvs in zip(blocks, self.segmentation(feature, scale, blocks)):
+                x = block(x, actvs)
+        return self.to_image(x)
+
+    def segmentation(self, feature: torch.Tensor, scale: int, blocks: list[SPADEResnetBlock]
+                     ) -> list[list[torch.Tensor]]:
+        """Per block, its SPADEs' shared activations of the input feature (the SPADE "segmentation
+        map"), nearest-upsampled by ``scale`` to the blocks' resolution."""
+        seg = F.interpolate(feature, scale_factor=scale) if scale > 1 else feature
+        return [[spade.mlp_shared(seg) for spade in block.spades()] for block in blocks]
+
+    def to_image(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,64,256,256) -> the (B,3,512,512) image in (0,1): conv to 12 channels, pixel shuffle."""
         return torch.sigmoid(self.conv_img(F.leaky_relu(x, 0.2)))

@@ -6,6 +6,10 @@ and a 3-D U-Net ("hourglass") predicts a softmax mask over the candidates (-> th
 and an occlusion map. W then samples the full f_s with the deformation, flattens depth into channels
 and applies two 2-D convs, multiplied by the occlusion map -> (B,256,64,64) for the decoder.
 
+``DenseMotionNetwork.forward`` (hourglass_input -> hourglass -> heads -> outputs) and
+``WarpingNetwork.forward`` are the one statement of the structure; the CPU fast form replaces the
+``heads`` step and the hourglass decoder's last ``conv`` (models/fast).
+
 Exactness notes: the coordinate grid has exact +-1 endpoints (align-corners style) but every
 ``grid_sample`` uses align_corners=False, as the official code does; the grid's channels are (x, y, z).
 """
@@ -75,13 +79,12 @@ class Decoder(nn.Module):
         self.conv = nn.Conv3d(self.out_filters, self.out_filters, 3, padding=1)
         self.norm = nn.BatchNorm3d(self.out_filters)
 
-    def forward(self, skips: list[torch.Tensor], final_conv: nn.Module | None = None) -> torch.Tensor:
-        """``final_conv``: a module computing the same function as ``self.conv`` (the CPU Winograd form)."""
+    def forward(self, skips: list[torch.Tensor]) -> torch.Tensor:
         skips = list(skips)
         out = skips.pop()
         for block in self.up_blocks:
             out = torch.cat([block(out), skips.pop()], dim=1)
-        return F.relu(self.norm((self.conv if final_conv is None else final_conv)(out)))
+        return F.relu(self.norm(self.conv(out)))
 
 
 class Hourglass(nn.Module):
@@ -93,8 +96,8 @@ class Hourglass(nn.Module):
         self.decoder = Decoder(block_expansion, in_features, num_blocks, max_features)
         self.out_filters = self.decoder.out_filters
 
-    def forward(self, x: torch.Tensor, final_conv: nn.Module | None = None) -> torch.Tensor:
-        return self.decoder(self.encoder(x), final_conv)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
 
 
 class DenseMotionNetwork(nn.Module):
