@@ -363,7 +363,8 @@ def step_frame(plan: Plan, ctx: dict[str, Any]) -> dict[str, Any]:
             if device_paste:  # frames in flight: the next frame queued before the previous one is on the host
                 per["device_paste_pipelined"] = _pipelined(animator, driving, obs, plan)
                 ctx.setdefault("paste_animators", {})[size] = animator  # closed (with the library) by the paste step
-        per["frame_size"] = f"{size}x{size}"
+        h, w = ctx["paste_animators"][size].character.image_bgr.shape[:2]
+        per["frame_size"] = f"{w}x{h}"  # as prepared (the official resize-to-limit may change it)
         out[f"{size}"] = per
     ctx["frame_models"] = models
     return out
