@@ -25,11 +25,22 @@ def _recipe_animal_dir(tmp_path, recipe_state_dicts):
 
 @pytest.mark.slow
 def test_animal_recipe_weights_load_strictly_and_drive_a_frame(tmp_path, recipe_state_dicts):
+    """The seven networks come from the animal files (only those exist: no human base models), every official
+    key exactly, the recipe values; then an animal character placed by its sidecar is animated through all of
+    them (idle: no face tracked), without stitching as the official animal pipeline."""
     from liveportrait_core.characters import CharacterLibrary
     from liveportrait_core.engine.pipeline import Animator
+    from liveportrait_core.models.loader import load_models
 
     models_dir = _recipe_animal_dir(tmp_path / "models", recipe_state_dicts)
     assert not (tmp_path / "models" / "liveportrait" / "base_models").exists()  # only the animal base models
+    models = load_models(models_dir, device="cpu", precision="fp32", variant="animal", optimize=False)
+    assert models.variant == "animal"
+    for name in layout.MODULE_NAMES:  # strict: exactly the official keys, with the written values
+        sd = models[name].state_dict()
+        assert list(sd) == [t.key for t in layout.module_layout(name).tensors], name
+        for k, v in recipe_state_dicts[name].items():
+            assert torch.equal(sd[k], v), f"{name}/{k}"
     s = Settings()
     s.model.models_dir, s.model.variant, s.model.device = str(models_dir), "animal", "cpu"
     folder = tmp_path / "chars"
@@ -38,21 +49,17 @@ def test_animal_recipe_weights_load_strictly_and_drive_a_frame(tmp_path, recipe_
     shutil.copy(shared_path("testdata", "characters", "s25.jpg"), dog)
     sc.sidecar_path(dog).write_text("face: {left_eye: [172, 233], right_eye: [304, 229], mouth: [222, 335]}\n")
     s.characters.folder, s.characters.cache_dir = str(folder), str(tmp_path / "cache")
-    variants = VariantModels(s)
-    models = variants.get("animal")
-    assert models.variant == "animal"
-    for name in layout.MODULE_NAMES:  # strict: every official key, nothing else
-        assert set(models[name].state_dict()) >= {t.key for t in layout.module_layout(name).tensors} or \
-            models.optimized
+    variants = VariantModels(s, load=lambda st: models)
     animator = Animator(models, s, CharacterLibrary(s, models, models_for=variants.get), variants=variants)
     animator.select_character("s25.jpg")
+    assert animator.character.variant == "animal"
     assert animator.driver.settings.stitching is False  # official animal default
     frame = animator.animate(None, None)  # no face tracked: idle, through every network
     assert frame.shape == (512, 512, 4) and frame.dtype == np.uint8
 
 
-class _FakeSet:
-    """Stands in for one loaded set in the swap test: the swap logic is under test, not the networks."""
+class _HeldMemory:
+    """Memory held like one loaded set (a 4 MB layer) for the residency logic; no network is run with it."""
 
     def __init__(self, variant, device="cpu"):
         self.device = torch.device(device)
@@ -65,7 +72,7 @@ def test_a_set_is_loaded_once_and_both_stay_when_memory_allows():
 
     def load(s):
         loaded.append(s.model.variant)
-        return _FakeSet(s.model.variant)
+        return _HeldMemory(s.model.variant)
 
     v = VariantModels(Settings(), load=load, free=lambda dev: 10 ** 12)
     h = v.get("human")
@@ -75,7 +82,7 @@ def test_a_set_is_loaded_once_and_both_stay_when_memory_allows():
 
 
 def test_without_room_the_other_set_is_released_first():
-    v = VariantModels(Settings(), load=lambda s: _FakeSet(s.model.variant), free=lambda dev: 100)
+    v = VariantModels(Settings(), load=lambda s: _HeldMemory(s.model.variant), free=lambda dev: 100)
     h = v.get("human")
     assert set_bytes(h) == 1000 * 1001 * 4
     v.get("animal")
