@@ -200,3 +200,22 @@ def test_engine_publishes_pending_frames_in_order_and_survives_a_failed_download
     assert all(isinstance(f.bgra, np.ndarray) and f.bgra.flags.c_contiguous for f in out.frames)
     assert [int(f.bgra[0, 0, 0]) for f in out.frames] == [f.index for f in out.frames]
     assert st.failed == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_frames_in_flight_equal_the_cpu_paste_back(tmp_path):
+    """On CUDA: pinned downloads on the second stream, three frames queued before any is resolved."""
+    models = reduced_models("cuda")
+    s = _settings(tmp_path, with_alpha=True)
+    lib = CharacterLibrary(s, models)
+    cpu, dev = Animator(models, s, lib, device_paste=False), Animator(models, s, lib)
+    assert dev.device_paste
+    for a in (cpu, dev):
+        a.select_character("round.png")
+    pending = [dev.animate_async(_driving(dev, i), _obs(i)) for i in range(3)]
+    assert all(p._host.is_pinned() for p in pending)  # noqa: SLF001 - the download's target
+    for i, p in enumerate(pending):
+        want = cpu.animate(_driving(cpu, i), _obs(i))
+        diff = np.abs(p.result().astype(int) - want.astype(int))
+        assert diff.max() <= 1, (i, int(diff.max()), int((diff > 0).sum()))

@@ -36,6 +36,7 @@ def test_dry_run_passes_every_step_and_writes_the_report(tmp_path):
     frame = steps["frame"]["512"]
     assert {"cpu_paste", "device_paste", "device_paste_pipelined"} <= set(frame)
     assert steps["paste"]["512"] == {"max_lsb": 0, "values_differing": 0, "ok": True}
+    assert steps["tests"]["ran"] is False and "-m gpu" in steps["tests"]["command"]
     md = (out / "gpu_check.md").read_text()
     assert "DRY RUN on the CPU" in md and "not GPU figures" in md and "all checks passed" in md
     assert not list(scratch.glob("lp_gpu_check_*")), "the weights and characters written are removed"

@@ -156,3 +156,21 @@ def test_other_crop_sides_stay_within_one_lsb():
     anim = rng.integers(0, 256, (384, 384, 3), dtype=np.uint8)
     diff = np.abs(paste.paste_bgra(anim).astype(int) - _device_frame(paste, anim, None).astype(int))
     assert diff.max() <= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", CHARACTERS[:2])
+def test_cuda_paste_equals_the_cpu_path(faces, name):
+    """The same construction on CUDA (grid_sample's CUDA kernel, IEEE float32 element-wise ops)."""
+    image, t = faces[name]
+    alpha = _soft_alpha(*image.shape[:2])
+    source = crop.warp_crop(image, t.M_o2c, exact=True)
+    for a in (None, alpha):
+        paste = crop.PasteBack(image, t.M_c2o, a)
+        crop_alpha = None if a is None else crop.warp_crop(a, t.M_o2c, exact=True)
+        anim = _animated(source, 4)
+        dev = DevicePasteBack(paste, crop_alpha, "cuda")
+        got = dev.paste(_bgr_tensor(anim).cuda(), dev.new_frame()).cpu().numpy()
+        diff = np.abs(paste.paste_bgra(anim, crop_alpha).astype(int) - got.astype(int))
+        assert diff.max() <= 1, f"{(diff > 0).sum()} values differ, up to {diff.max()} LSB"

@@ -17,6 +17,8 @@ Steps (each timed and bounded; a failing step is recorded and the next one runs)
    paste-back pipelined (the next frame's networks queued while the previous frame goes down).
 6. ``paste``: the device paste-back's frame against the CPU paste-back's for the same animated crop
    (must be within 1 LSB; the construction gives 0).
+7. ``tests``: the tests marked ``gpu`` (``pytest -m gpu tests``, at most 4 minutes): the CUDA paste-back,
+   the pinned downloads with frames in flight. The dry run records the command without running it.
 
 ``--dry-run`` runs the same code on the CPU in well under a minute: the motion extractor and the
 retargeting MLPs at full size against the vectors (the full-size appearance, warping and decoder passes
@@ -413,9 +415,28 @@ def step_paste(plan: Plan, ctx: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+GPU_TESTS_TIMEOUT_S = 240
+
+
+def step_tests(plan: Plan, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The tests marked ``gpu`` (a checkout's tests/ folder), in a subprocess with a time limit."""
+    command = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"]
+    shown = "python -m pytest -q -m gpu tests"
+    if plan.reduced:
+        return {"command": shown, "ran": False, "reason": "dry run: the gpu tests need a CUDA GPU"}
+    if not (REPO / "tests").is_dir():
+        return {"command": shown, "ran": False, "reason": f"no tests folder in {REPO} (not a checkout)"}
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=GPU_TESTS_TIMEOUT_S)
+    tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+    if proc.returncode != 0:
+        ctx["failures"].append(f"gpu tests: exit {proc.returncode}")
+    return {"command": shown, "ran": True, "exit_status": proc.returncode, "summary": tail[-1] if tail else "",
+            "tail": tail}
+
+
 STEPS: tuple[tuple[str, Callable[[Plan, dict[str, Any]], dict[str, Any]]], ...] = (
     ("environment", step_environment), ("weights", step_weights), ("vectors", step_vectors),
-    ("networks", step_networks), ("frame", step_frame), ("paste", step_paste))
+    ("networks", step_networks), ("frame", step_frame), ("paste", step_paste), ("tests", step_tests))
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -492,6 +513,10 @@ def format_markdown(report: dict[str, Any]) -> str:
     lines += ["", "### Device paste-back against the CPU paste-back", "", "| character | max LSB | values differing |",
               "|---|---:|---:|"]
     lines += [f"| {k}x{k} | {r['max_lsb']} | {r['values_differing']} |" for k, r in pa.items() if isinstance(r, dict)]
+    te = s.get("tests", {})
+    if te:
+        lines += ["", f"Tests marked gpu (`{te.get('command', '')}`): "
+                  + (te.get("summary", "") if te.get("ran") else f"not run ({te.get('reason', te.get('error', ''))})")]
     lines += ["", "Steps: " + ", ".join(f"{k} {v['status']} ({v['seconds']} s)" for k, v in s.items()),
               "", "Result: " + ("all checks passed" if report["ok"] else "FAILED — " + "; ".join(report["failures"])), ""]
     return "\n".join(lines)
