@@ -87,7 +87,7 @@ class CharacterLibrary:
         self.models = models
         #: the networks of a weights variant (a character's sidecar may ask for the other one); None: ``models``
         self.models_for = models_for
-        self._model_ids: dict[int, str] = {}
+        self._model_ids: dict[str, str] = {}  #: model identity per weights variant (``models_for``'s sets)
         self._own_finders: dict[float, LazyFaceFinder] = {}  # per-character thresholds (sidecar settings)
         self._face_finder = face_finder
         self._clock = clock
@@ -198,9 +198,10 @@ class CharacterLibrary:
             if self._model_id is None:
                 self._model_id = model_identity(models)
             return self._model_id
-        if id(models) not in self._model_ids:
-            self._model_ids[id(models)] = model_identity(models)
-        return self._model_ids[id(models)]
+        variant = getattr(models, "variant", "")  # a set released and loaded again has the same weights
+        if variant not in self._model_ids:
+            self._model_ids[variant] = model_identity(models)
+        return self._model_ids[variant]
 
     def models_of(self, sidecar: Sidecar | None):
         """The networks a character is prepared and animated with: its sidecar's variant, else ``model.variant``."""
