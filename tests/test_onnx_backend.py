@@ -257,3 +257,15 @@ def test_modules_benchmark_has_onnxruntime_modes(tmp_path, capsys, monkeypatch):
     assert "ort-cpu" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no tensorrt"):
         cli.main(["benchmark", "--modules", "--random-weights", "--device", "cpu", "--modes", "ort-trt"])
+
+
+def test_a_provider_that_fails_to_open_the_network_hands_it_to_the_next(caplog):
+    def open_with(provs):
+        if provs[0] == "tensorrt":
+            raise RuntimeError("libnvinfer.so.10: cannot open shared object file")
+        return "s", Placement("spade_generator", tuple(provs), {provs[0]: 10})
+
+    session, placement = runtime.choose_providers("spade_generator", ["tensorrt", "cuda", "cpu"], open_with)
+    assert placement.main == "cuda" and "libnvinfer" in caplog.text and "CUDAExecutionProvider" in caplog.text
+    with pytest.raises(RuntimeError):
+        runtime.choose_providers("spade_generator", ["cpu"], lambda provs: (_ for _ in ()).throw(RuntimeError("x")))

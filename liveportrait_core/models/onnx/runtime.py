@@ -253,6 +253,8 @@ def open_session(network: str, path: Path, providers: Sequence[str], caches: Pat
     so.graph_optimization_level = rt.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = max(0, int(threads))
     so.log_severity_level = 3  # ONNX Runtime's own warnings go to stderr; the placement is reported here
+    # torch runs the other networks between these calls: idle ONNX Runtime threads must not spin on its cores
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     recorded = hasattr(rt.InferenceSession, "get_provider_graph_assignment_info")
     if recorded:
         so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
@@ -300,7 +302,15 @@ def choose_providers(network: str, providers: Sequence[str],
     first = None
     rest = list(providers)
     while rest:
-        session, placement = open_with(rest)
+        try:
+            session, placement = open_with(rest)
+        except Exception as e:  # noqa: BLE001 - a provider that fails to start (libraries, options): the next one
+            if rest[0] == "cpu":
+                raise
+            _log.warning("%s: %s could not open it (%s); trying %s", network, PROVIDERS[rest[0]], str(e)[:300],
+                         PROVIDERS[rest[1]])
+            rest = rest[1:]
+            continue
         if placement.whole or not placement.nodes:
             if first is not None:
                 _log.info("%s: %s does not run it whole (%s); using %s", network, PROVIDERS[first[1].main],
