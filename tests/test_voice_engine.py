@@ -117,6 +117,7 @@ def test_a_voice_file_with_no_webcam_sets_every_frame_on_its_own_clock(tmp_path)
     eng = Engine(s, outputs=[out], backend=backend)
     eng.start()
     assert eng.wait_finished(60), eng.status().line()
+    assert eng.status().tracking == "no webcam"
     count = math.ceil((0.6 + TAIL_S) * 20)
     voices = backend.animators[0].voices
     assert len(out.frames) == count and len(voices) == count  # every frame, none skipped

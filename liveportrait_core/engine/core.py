@@ -774,7 +774,8 @@ class Engine:
                     continue
                 t1 = time.perf_counter()
                 timer.record(t1 - t0, t1)
-                self._tracking_state = "face" if getattr(observation, "found", False) else "lost"
+                self._tracking_state = ("no webcam" if item.image_bgr is None
+                                        else "face" if getattr(observation, "found", False) else "lost")
                 self._put(sess, sess.tracked, TrackedFrame(item, observation, driving, item.timestamp))
         finally:
             if tracker is not None:
