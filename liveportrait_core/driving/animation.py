@@ -107,6 +107,13 @@ def motion_multiplier(x_s: torch.Tensor, x_d0: torch.Tensor) -> float:
     return float(np.sqrt(ConvexHull(a).volume) / np.sqrt(ConvexHull(b).volume))
 
 
+@functools.lru_cache(maxsize=8)
+def _pose_limit(limits: tuple[float, float, float], device: torch.device) -> torch.Tensor:
+    """(3,) pitch/yaw/roll limits in degrees on ``device``, made once per value: built per frame,
+    ``torch.tensor(..., device=cuda)`` is a blocking copy that waits for all the queued GPU work."""
+    return torch.tensor(limits, dtype=torch.float32).to(device)
+
+
 @functools.lru_cache(maxsize=16)
 def _region_mask(rows: tuple, device: torch.device) -> torch.Tensor:
     """(1, 21, 3) bool: the expression entries a region takes from the driving face (made once per device)."""
@@ -334,7 +341,7 @@ class MotionDriver:
         if a.smoothing and timestamp is not None:
             pose = self._pose_filter(pose, timestamp)
             exp = self._exp_filter(exp, timestamp)
-        limit = torch.tensor([a.max_pitch_deg, a.max_yaw_deg, a.max_roll_deg], device=pose.device)
+        limit = _pose_limit((a.max_pitch_deg, a.max_yaw_deg, a.max_roll_deg), pose.device)
         centre = pose_of(self.reference) if (a.relative_motion and self.reference is not None) \
             else torch.zeros_like(pose)
         pose = torch.clamp(pose, centre - limit, centre + limit)

@@ -7,6 +7,7 @@ comes back the motion eases from neutral to the live one over the same time.
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass, replace
@@ -107,7 +108,16 @@ class IdleAnimator:
         t = now - self._idle_since
         pitch = s.breath_pitch_deg * math.sin(2.0 * math.pi * s.breath_hz * t)
         roll = s.sway_roll_deg * math.sin(2.0 * math.pi * s.sway_hz * t)
+        pitch_axis, roll_axis = _pose_axes(expressions.device)
         breath = Offsets(exp=torch.zeros(1, NUM_KP, 3, device=expressions.device),
-                         pose_deg=torch.tensor([[pitch * w, 0.0, roll * w]], device=expressions.device))
+                         pose_deg=pitch_axis * (pitch * w) + roll_axis * (roll * w))
         blink = self.blink_level(now) * w
         return add_offsets(breath, expressions.shape_offsets("blink", blink) if blink > 0 else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _pose_axes(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 3) unit pitch and roll rows on ``device``, made once: the breathing pose is a scale of them, so
+    no frame builds a tensor from host values (on CUDA a blocking copy that waits for the queued work)."""
+    axes = torch.tensor([[[1.0, 0.0, 0.0]], [[0.0, 0.0, 1.0]]]).to(device)
+    return axes[0], axes[1]
