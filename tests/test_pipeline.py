@@ -224,7 +224,7 @@ def test_a_stop_during_the_model_load_skips_preparing_characters(recipe_models_d
 def test_a_stop_during_the_model_load_gives_up_after_one_step(recipe_models_dir, tmp_path, monkeypatch):
     """The load itself is cancellable: a stop waits for one network to be built, not for all of them."""
     from liveportrait_core.engine.cancel import FrameCancelled
-    from liveportrait_core.models.networks import loader
+    from liveportrait_core.models import loader
 
     settings = _settings(_folder_with(tmp_path), tmp_path)
     settings.model.models_dir = str(recipe_models_dir)

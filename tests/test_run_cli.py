@@ -190,7 +190,7 @@ def test_benchmark_report_names_the_bottleneck_and_the_setting(capsys):
     assert "recipe (synthetic)" in table and "tracking" in table and "warping_module" in table
     assert "bottleneck: tracking" in table and "capture.width/height" in table and "7.7 s per frame" in table
     assert "model.device=cuda" in bench._advice("inference", "spade_generator", {**info, "device": "cpu"}, s)
-    from liveportrait_core.models.networks import loader
+    from liveportrait_core.models import loader
     for fast_bf16 in (True, False):  # bf16 is advised only where the CPU runs it natively
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(loader, "cpu_has_fast_bf16", lambda v=fast_bf16: v)
