@@ -130,9 +130,12 @@ def test_crop_output_without_paste_back_is_unchanged(opaque, outputs):
 
 def test_switching_characters_makes_new_buffers(opaque):
     cpu, dev = opaque
-    for name in ("s5.jpg", "s1.jpg"):
+    made = {}
+    for name in ("s5.jpg", "s1.jpg", "s5.jpg"):
         for a in (cpu, dev):
             a.select_character(name)
+        made.setdefault(name, dev._device_paste)  # noqa: SLF001
+        assert dev._device_paste is made[name], "a switch back reuses the character's device paste-back"  # noqa: SLF001
         got, want = dev.animate(_driving(dev, 1), _obs(1)), cpu.animate(_driving(cpu, 1), _obs(1))
         assert got.shape == want.shape and np.array_equal(got, want), name
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from typing import Any, Callable
 
 import cv2
@@ -76,6 +77,8 @@ class Animator:
         self.device = models.device
         self.device_paste = torch.device(self.device).type != "cpu" if device_paste is None else bool(device_paste)
         self._device_paste: DevicePasteBack | None = None
+        #: the device paste-backs of the last characters (``characters.device_cache_size``): a switch back is instant
+        self._device_pastes: OrderedDict[int, tuple[Any, DevicePasteBack]] = OrderedDict()
         self._downloads = FrameDownloads(self.device) if self.device_paste else None
         self.library = library
         #: the networks of each weights variant: a character on the other variant swaps them (None: one set)
@@ -177,7 +180,7 @@ class Animator:
                                 else np.full(prepared.image_bgr.shape[:2], 255, np.uint8)])
         self._paste = paste
         if self._downloads is not None:  # everything constant about the character, once, on the device
-            self._device_paste = DevicePasteBack(paste, prepared.crop_alpha512, self.device)
+            self._device_paste = self._device_paste_for(paste, prepared.crop_alpha512)
             self._downloads.reset(self._device_paste.new_frame)
 
     def character_settings(self) -> Settings:
@@ -194,6 +197,18 @@ class Animator:
         self.models = models
         self.nets = _retargeting_nets(models)
         self.driver.nets = self.nets
+
+    def _device_paste_for(self, paste, crop_alpha: np.ndarray | None) -> DevicePasteBack:
+        """The character's device paste-back (its grid, mask and blend terms take a few hundred ms to make for
+        a large face), kept for the last ``characters.device_cache_size`` characters."""
+        key = id(paste)
+        hit = self._device_pastes.pop(key, None)
+        if hit is None or hit[0] is not paste:  # the id of a released paste-back may be reused
+            hit = (paste, DevicePasteBack(paste, crop_alpha, self.device))
+        self._device_pastes[key] = hit
+        while len(self._device_pastes) > max(1, self.settings.characters.device_cache_size):
+            self._device_pastes.popitem(last=False)
+        return hit[1]
 
     def calibrate(self) -> None:
         """The next tracked frame becomes the neutral reference."""
@@ -281,6 +296,7 @@ class Animator:
         self.character = None
         self._base = None
         self._device_paste = None
+        self._device_pastes.clear()
         if self._downloads is not None:
             self._downloads.clear()
         if self.library is not None:
