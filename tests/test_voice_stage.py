@@ -246,3 +246,23 @@ def test_tape_fills_a_lost_device_with_silence(tmp_path):
     assert tape.duration_s == pytest.approx(0.52, abs=0.011)
     tape.discard()
     assert not tape.path.exists()
+
+
+def test_doctor_reports_the_microphones_and_fails_only_when_the_voice_needs_one(monkeypatch):
+    pytest.importorskip("sounddevice")  # PortAudio (libportaudio2) present: the list is what is checked
+    from liveportrait_core.settings import Settings
+    from liveportrait_core.tools import doctor
+    from liveportrait_core.voice import sources
+
+    monkeypatch.setattr(sources, "list_microphones", lambda sd=None: [])
+    s = Settings()
+    off = {c.name: c for c in doctor.check_voice(s)}
+    assert off["voice:microphone"].status != doctor.FAIL  # the voice is off: a limitation, not a blocker
+    s.audio.mode = "mix"
+    on = {c.name: c for c in doctor.check_voice(s)}
+    assert on["voice:microphone"].status == doctor.FAIL and "no microphone found" in on["voice:microphone"].detail
+    mics = list_microphones(FakePortAudio())
+    monkeypatch.setattr(sources, "list_microphones", lambda sd=None: mics)
+    s.audio.device = "headset"
+    found = {c.name: c for c in doctor.check_voice(s)}["voice:microphone"]
+    assert found.status == doctor.OK and "is 1: USB Headset Mic" in found.detail

@@ -327,6 +327,43 @@ def check_outputs(settings: Settings) -> list[Check]:
     return checks
 
 
+def check_voice(settings: Settings) -> list[Check]:
+    """The voice (docs/VOICE.md): PortAudio for microphones, PyAV for audio files and the recording's sound.
+    A missing piece fails only when ``audio.mode`` is on and needs it."""
+    a = settings.audio
+    from liveportrait_core.voice.sources import describe_audio, list_microphones, resolve_microphone
+
+    wants_mic = a.mode != "off" and describe_audio(a.device) != "file"
+    checks: list[Check] = []
+    ok, why = _importable("sounddevice")
+    if not ok:
+        fix = "sudo apt-get install libportaudio2" if sys.platform.startswith("linux") and "PortAudio" in why \
+            else _pip('"sounddevice>=0.4.6"')
+        checks.append(Check("voice:microphone", FAIL if wants_mic else WARN,
+                            f"microphones: sounddevice {why}", fix))
+    else:
+        mics = list_microphones()
+        names = ", ".join(f"{m.index}: {m.name}" for m in mics) or "none found"
+        status, detail = OK, f"microphones (PortAudio): {names}"
+        if wants_mic:
+            try:
+                import sounddevice
+
+                mic = resolve_microphone(a.device, mics, sounddevice.default.device[0])
+                detail += f"; audio.device {a.device!r} is {mic.index}: {mic.name}"
+            except Exception as e:  # noqa: BLE001 - AudioSourceError (a missing device) is the finding
+                status, detail = FAIL, f"audio.mode is {a.mode} but {e}"
+        elif not mics:
+            status = WARN
+        checks.append(Check("voice:microphone", status, detail,
+                            "" if status == OK else "connect a microphone, or set audio.device to one listed"))
+    ok, why = _importable("av")
+    checks.append(Check("voice:files", OK, "audio files and the recording's sound (PyAV)") if ok else
+                  Check("voice:files", WARN, f"audio files other than WAV and the recording's sound: av {why}",
+                        _pip('"av>=12"')))
+    return checks
+
+
 def check_character_folder(settings: Settings) -> Check:
     """The characters folder exists and holds images (``check-character`` checks the images themselves)."""
     folder = paths.resolve(settings.characters.folder)
@@ -357,7 +394,7 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
     for name, fn in (("python", check_python), ("torch", lambda: check_torch(s)), ("gpu", check_gpu),
                      ("mediapipe", check_mediapipe), ("opencv", check_opencv),
                      ("weights", lambda: check_weights(s)), ("onnxruntime", lambda: check_onnxruntime(s)),
-                     ("outputs", lambda: check_outputs(s)),
+                     ("outputs", lambda: check_outputs(s)), ("voice", lambda: check_voice(s)),
                      ("characters", lambda: check_character_folder(s)), ("command", check_command)):
         checks += _guard(name, fn)
     return checks
