@@ -105,9 +105,20 @@ def load_with_backend(models_dir: str | os.PathLike[str], *, backend: str, devic
             modules.update(load_models(models_dir, device=dev, precision="fp32", names=rest, variant=variant,
                                        optimize=False, between=between).modules)
         load = runtime.OrtLoad(models_dir, variant, plan.providers, precision, threads, dev)
-        modules.update(runtime.load_ort_networks(load, big, progress=say, between=between))
-        return LivePortraitModels(modules={n: modules[n] for n in names}, device=dev, dtype=torch.float32,
-                                  optimized=True)
+        nets = runtime.load_ort_networks(load, big, progress=say, between=between)
+        modules.update(nets)
+        dtype = torch.float32
+        split = [n for n, net in nets.items() if not net.placement.whole]
+        if split and dev.type != "cpu":
+            # a node on the host inside a GPU network costs two copies per frame: torch on the GPU runs it whole
+            # (typically W, whose 5-D GridSample not every GPU provider has). Untested on a GPU so far.
+            _log.warning("no ONNX Runtime GPU provider runs %s whole; running %s in torch on %s",
+                         ", ".join(split), "it" if len(split) == 1 else "them", dev)
+            on_torch = load_models(models_dir, device=dev, precision=precision, names=split, variant=variant,
+                                   channels_last=channels_last, between=between)
+            modules.update(on_torch.modules)
+            dtype = on_torch.dtype  # its autocast; the ONNX Runtime networks ignore it (float32 in and out)
+        return LivePortraitModels(modules={n: modules[n] for n in names}, device=dev, dtype=dtype, optimized=True)
     return _load_cpu_choice(models_dir, variant, names, threads, between, say, allow_ort=bool(plan.providers))
 
 
