@@ -269,3 +269,44 @@ def test_a_provider_that_fails_to_open_the_network_hands_it_to_the_next(caplog):
     assert placement.main == "cuda" and "libnvinfer" in caplog.text and "CUDAExecutionProvider" in caplog.text
     with pytest.raises(RuntimeError):
         runtime.choose_providers("spade_generator", ["cpu"], lambda provs: (_ for _ in ()).throw(RuntimeError("x")))
+
+
+def test_cpu_choice_weighs_onnxruntime_when_exported_and_mixes_forms(tmp_path, monkeypatch):
+    """With exports present, ONNX Runtime is a third candidate; whatever is kept per network, the models compute
+    what the plain ones do (reduced networks, real export and real sessions; the decision is the measured one)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from liveportrait_core.models import loader
+    from liveportrait_core.models.onnx import export as ex
+    from liveportrait_core.models.small import reduced_models
+
+    monkeypatch.setattr(loader, "load_models", lambda *a, **k: reduced_models())
+    monkeypatch.setattr(backend, "_ort_exports_ready", lambda *a: True)
+
+    def load_ort(load, names, progress=None, between=None):
+        src = reduced_models()
+        tags = {n: ex.ExportTag(network=n, weights_sha256="12" * 32, onnx=ex.onnx_version()) for n in names}
+        files = ex.export_modules(src.modules, tmp_path / "onnx", tags, progress=lambda m: None)
+        out = {}
+        for n, p in files.items():
+            s, pl = runtime.open_session(n, p, ["cpu"], tmp_path / "cache")
+            out[n] = runtime.OrtNetwork(n, s, pl)
+        return out
+
+    monkeypatch.setattr(runtime, "load_ort_networks", load_ort)
+    say: list[str] = []
+    models = backend._load_cpu_choice(tmp_path, "human", tuple(loader.MODULE_NAMES), 0, lambda: None, say.append)
+    cached = json.loads((tmp_path / "onnx" / "cache" / "cpu_choice.json").read_text())["entries"][0]
+    assert cached["key"]["candidates"] == ["torch", "torch-fast", "onnxruntime"]
+    assert set(cached["timings"]["warping_module"]) == {"torch", "torch-fast", "onnxruntime"}
+    assert set(cached["timings"]["motion_extractor"]) == {"torch", "onnxruntime"}
+    kept = backend.describe(models)
+    for n in ("motion_extractor", "warping_module"):
+        assert kept[n] == {"torch": "torch", "torch-fast": "torch-fast",
+                           "onnxruntime": "onnxruntime CPUExecutionProvider"}[cached["forms"][n]]
+    plain = reduced_models()
+    x = ex.example_inputs(plain.modules)
+    f_s, x_d, x_s = x["warping_module"]
+    ref = plain.run("warping_module", f_s, kp_driving=x_d, kp_source=x_s)["out"]
+    got = models.run("warping_module", f_s, kp_driving=x_d, kp_source=x_s)["out"]
+    assert float((got - ref).abs().max() / ref.abs().max()) < 1e-4

@@ -122,12 +122,16 @@ def load_with_backend(models_dir: str | os.PathLike[str], *, backend: str, devic
     return _load_cpu_choice(models_dir, variant, names, threads, between, say, allow_ort=bool(plan.providers))
 
 
+#: The networks that have an exact fast form in ``models/fast`` (on the CPU in float32).
+FAST_FORMS = ("warping_module", "spade_generator")
+
+
 def _fast_forms(plain: dict[str, nn.Module], names: Iterable[str]) -> dict[str, nn.Module]:
     """The exact fast forms (``models/fast``) of the networks that have one (W and G), on the CPU."""
     from liveportrait_core.models.fast.optimize import prepare_for_inference  # noqa: PLC0415
     from liveportrait_core.models.loader import LivePortraitModels  # noqa: PLC0415
 
-    subset = {n: plain[n] for n in names if n in ("warping_module", "spade_generator")}
+    subset = {n: plain[n] for n in names if n in FAST_FORMS}
     if not subset:
         return {}
     models = LivePortraitModels(modules=dict(subset), device=torch.device("cpu"), dtype=torch.float32)
@@ -146,10 +150,14 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
                          optimize=False, between=between)
     plain = dict(models.modules)
     big = [n for n in names if n in EXPORTED]
-    fast = _fast_forms(plain, big)
+    has_fast = any(n in FAST_FORMS for n in big)
     ort_ready = allow_ort and _ort_exports_ready(models_dir, variant, big)
-    forms = ["torch"] + (["torch-fast"] if fast else []) + (["onnxruntime"] if ort_ready else [])
-    key = {**cpu_choice.machine_key(runtime.ort_version(), threads), "candidates": forms}
+
+    def machine(ort: bool) -> dict:
+        forms = ["torch"] + (["torch-fast"] if has_fast else []) + (["onnxruntime"] if ort else [])
+        return {**cpu_choice.machine_key(runtime.ort_version(), threads), "candidates": forms}
+
+    key = machine(ort_ready)
     cache = runtime.cache_dir(models_dir) / cpu_choice.CACHE_FILE
     decision = cpu_choice.read_cached(cache, key, set(big))
     ort_nets: dict[str, nn.Module] = {}
@@ -160,7 +168,11 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
             ort_nets = dict(runtime.load_ort_networks(load, targets, progress=say, between=between))
         except Exception as e:  # noqa: BLE001 - auto is not an explicit choice: the torch forms still run
             _log.warning("ONNX Runtime is left out of the CPU choice: %s", e)
-            decision = None
+            ort_ready, key = False, machine(False)
+            decision = cpu_choice.read_cached(cache, key, set(big))
+    # the fast forms cost memory (Winograd filters, FFT spectra): built only to be measured or when chosen
+    wants_fast = decision is None or "torch-fast" in decision.forms.values()
+    fast = _fast_forms(plain, big) if wants_fast else {}
     if decision is None:
         if not set(EXPORTED) <= set(plain):  # a partial load (tools, tests) has no chain to feed: fast forms
             return LivePortraitModels(modules={**plain, **fast}, device=torch.device("cpu"), dtype=torch.float32,
