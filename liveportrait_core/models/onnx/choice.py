@@ -62,7 +62,7 @@ class CpuChoice:
         parts = []
         for net, form in self.forms.items():
             t = self.timings.get(net, {})
-            others = ", ".join(f"{f} {1e3 * s:.0f} ms" for f, s in t.items())
+            others = ", ".join(f"{f} {1e3 * s:.0f} ms" for f, s in t.items()) if len(t) > 1 else "its only form"
             parts.append(f"{net}: {form} ({others})")
         return "; ".join(parts)
 
