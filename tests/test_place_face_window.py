@@ -30,13 +30,12 @@ def _wait(pred, timeout: float, what: str):
 
 @pytest.fixture
 def display():
-    for n in range(90, 120):
-        if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock"):
-            break
-    xvfb = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1400x1000x24"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    _wait(lambda: os.path.exists(f"/tmp/.X11-unix/X{n}"), 20, "Xvfb")
-    yield f":{n}"
+    """A display of its own: Xvfb picks a free number and says which (-displayfd), so parallel runs never share."""
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1400x1000x24"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    number = xvfb.stdout.readline().strip()
+    assert number.isdigit(), "Xvfb did not start"
+    yield f":{number}"
     xvfb.terminate()
     xvfb.wait(10)
 
@@ -55,7 +54,14 @@ def test_clicks_in_the_window_save_a_valid_sidecar(tmp_path, display):
     try:
         win = _wait(lambda: _xdo(env, "search", "--onlyvisible", "--name", WINDOW).split("\n")[0], 60,
                     "the place-face window")
-        time.sleep(1.0)  # mapped; let its first frames and the mouse callback settle before clicking
+
+        def shown() -> bool:  # the first frame is shown once the window has the picture's size (626 + panel)
+            geometry = _xdo(env, "getwindowgeometry", win)
+            size = geometry.rsplit("Geometry:", 1)[-1].strip().split("x") if "Geometry:" in geometry else ["0"]
+            return int(size[0]) >= 626 + 320
+
+        _wait(shown, 60, "the window's first frame")
+        time.sleep(0.5)
         for x, y in ((260, 345), (395, 340), (340, 412)):  # eye (image left), eye, mouth: image pixels
             _xdo(env, "mousemove", "--window", win, str(x), str(y), "click", "1")
             time.sleep(0.4)
@@ -67,6 +73,7 @@ def test_clicks_in_the_window_save_a_valid_sidecar(tmp_path, display):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out
+    assert (tmp_path / "s23.jpg.yaml").is_file(), out
     data = yaml.safe_load((tmp_path / "s23.jpg.yaml").read_text())
     assert data["face"] == {"left_eye": [260, 345], "right_eye": [395, 340], "mouth": [340, 412]}
     assert data["settings"] == {"model": {"variant": "human"}}

@@ -254,9 +254,23 @@ class Placement:
         return target
 
     # -- drawing --------------------------------------------------------------------------------------
+    def _state(self) -> tuple:
+        return (self.mode, tuple((k, tuple(v)) for k, v in self.points.items()), self.box,
+                tuple(tuple(p) for p in self.mask), self.crop_scale, self.crop_vy, self.variant, self.message)
+
     def render(self) -> np.ndarray:
         """The window's picture: the image (animated region bright, the rest dimmed; points, box, mask and
-        crop square drawn) beside the crop preview and a status line."""
+        crop square drawn) beside the crop preview and a status line. Drawn again only when something changed
+        (the window asks every 30 ms; a slow redraw there would let typed keys pile up)."""
+        state = self._state()
+        cached = self.__dict__.get("_rendered")
+        if cached is not None and cached[0] == state:
+            return cached[1]
+        canvas = self._render()
+        self.__dict__["_rendered"] = (state, canvas)
+        return canvas
+
+    def _render(self) -> np.ndarray:
         h, w = self.image_bgr.shape[:2]
         vw, vh = max(1, round(w * self.view_scale)), max(1, round(h * self.view_scale))
         region = self.region_mask()
