@@ -8,8 +8,9 @@ Steps (each timed and bounded; a failing step is recorded and the next one runs)
 3. ``vectors``: the networks loaded on the device in each precision, fed the official reference vectors'
    inputs (../shared/reference/vectors), compared with the same metric as tests/test_networks.py:
    max|ours − ref| / max|ref|. float32 (TF32 off, as the vectors' README asks): the CPU tests'
-   tolerances (1e-4 for the big networks, 1e-5 for the MLPs). fp16: 2e-2 for the big networks —
-   PROVISIONAL, not calibrated on a GPU yet; the measured errors are in the report either way.
+   tolerances (1e-4 for the big networks, 1e-5 for the MLPs, 1 LSB for the decoder's uint8 image). fp16:
+   2e-2 for the big networks and 8 LSB for the image — PROVISIONAL, not calibrated on a GPU yet; the
+   measured errors are in the report either way.
 4. ``networks``: each network timed (CUDA-synchronised medians) with its FLOPs counted
    (``torch.utils.flop_counter``) and the achieved TFLOP/s; with ``--peak-tflops`` the share of the card's peak.
 5. ``frame``: the whole ``Animator`` frame on the bundled sample character (512² and an upscaled 1280²
@@ -55,9 +56,9 @@ SAMPLE_CHARACTER = REPO / "characters" / "astronaut.png"
 BIG = ("appearance_feature_extractor", "motion_extractor", "warping_module", "spade_generator")
 MLPS = ("stitching", "lip", "eye")
 #: tolerances (metric: max|ours − ref| / max|ref|): float32 as tests/test_networks.py and the vectors' README
-TOL_FP32 = {"big": 1e-4, "mlp": 1e-5}
-#: fp16 against the float32 vectors: provisional (not calibrated on a GPU yet)
-TOL_FP16 = {"big": 2e-2, "mlp": 1e-5}
+TOL_FP32 = {"big": 1e-4, "mlp": 1e-5, "lsb": 1}
+#: fp16 against the float32 vectors: provisional (not calibrated on a GPU yet); the MLPs always run in float32
+TOL_FP16 = {"big": 2e-2, "mlp": 1e-5, "lsb": 8}
 SYNTHETIC = "recipe weights: deterministic synthetic numbers in the official layout (tests only, not a model)"
 
 
@@ -238,8 +239,10 @@ def step_vectors(plan: Plan, ctx: dict[str, Any]) -> dict[str, Any]:
             for name in plan.vector_networks:
                 errs = _check_network(models, name)
                 limit = tol["mlp"] if name in MLPS else tol["big"]
-                ok = all(v <= (1.0 if k.endswith("_lsb") else limit) for k, v in errs.items())
+                ok = all(v <= (tol["lsb"] if k.endswith("_lsb") else limit) for k, v in errs.items())
                 per[name] = {"errors": {k: float(f"{v:.3g}") for k, v in errs.items()}, "tolerance": limit, "ok": ok}
+                if name == "spade_generator":
+                    per[name]["tolerance_lsb"] = tol["lsb"]
                 if not ok:
                     failed.append(f"{name} {precision}")
             del models
@@ -284,7 +287,11 @@ def _flops(fn: Callable[[], Any]) -> float:
 
 
 def step_networks(plan: Plan, ctx: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"networks": "reduced (models/small.py, random weights)" if plan.reduced else SYNTHETIC}
+    import torch
+
+    out: dict[str, Any] = {"networks": "reduced (models/small.py, random weights)" if plan.reduced else SYNTHETIC,
+                           # timed with the product's defaults: fp32 convolutions may use TF32 on Ampere and later
+                           "fp32_convolutions_allow_tf32": bool(torch.backends.cudnn.allow_tf32)}
     for precision in plan.precisions:
         models = _bench_models(plan, ctx, precision)
         per: dict[str, Any] = {}
