@@ -142,6 +142,9 @@ class AnimationSettings:
     stitching: bool = _f(True, "stitching network (keeps the face seamless in the full image)")
     animal_stitching: bool = _f(False, "stitching for characters on the animal model (the official animal "
                                 "default is off: 'not recommended'); a character's sidecar may still ask for it")
+    animal_driving: bool = _f(True, "drive characters on the animal model as the official animal script does "
+                              "(the driving pose and expression as they are, relative to the reference in keypoint "
+                              "space, times the motion multiplier; regions do not apply); off: as human characters")
     eye_close_boost: float = _f(0.0, "on a blink (tracked or idle) also move the eyes towards closed by the "
                                 "official eye retargeting, times this (0: off; 1: a full blink closes big "
                                 "stylised eyes fully); per character in its sidecar", min=0.0, max=2.0)

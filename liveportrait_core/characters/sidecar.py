@@ -55,7 +55,7 @@ from liveportrait_core.tracking import landmarks as lm
 SUFFIX = ".yaml"
 #: Settings a character may set for itself (dotted keys of ``settings.Settings``).
 CHARACTER_SETTINGS = ("animation.region", "animation.driving_multiplier", "animation.eye_close_boost",
-                      "animation.stitching", "animation.relative_motion", "model.variant",
+                      "animation.stitching", "animation.relative_motion", "animation.animal_driving", "model.variant",
                       "characters.min_face_confidence")
 #: Allowed ranges of the crop adjustments (the official Gradio app offers 1.8-3.2 and -0.5-0.5; three hand-placed
 #: points span less than a face, so larger scales are allowed).

@@ -175,6 +175,29 @@ def motion_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts:
 
 
 @dataclass
+class AnimalMotion:
+    """State of the official animal driving (``live_portrait_pipeline_animal.py``): x_d of the reference frame
+    and the motion multiplier sqrt(vol(x_s)) / sqrt(vol(x_d0))."""
+
+    x_d0: torch.Tensor
+    multiplier: float
+
+
+def animal_keypoints(source: SourceMotion, d: MotionInfo, offsets: Offsets | None = None) -> torch.Tensor:
+    """The official animal script's keypoints of one driving frame: the driving rotation, expression and
+    translation as they are, with the source's canonical keypoints and scale (before the reference is taken off)."""
+    s = source.info
+    exp = d.exp if offsets is None else d.exp + offsets.exp
+    return transform_keypoints(s.kp, exp, _rotate(d.R, offsets), s.scale, d.t)
+
+
+def animal_motion(source: SourceMotion, reference: MotionInfo) -> AnimalMotion:
+    """The animal driving's per-reference state (one host sync, for the convex hulls)."""
+    x_d0 = animal_keypoints(source, reference)
+    return AnimalMotion(x_d0, motion_multiplier(source.x_s, x_d0))
+
+
+@dataclass
 class ExpressionFriendly:
     """State of the official expression-friendly option: x_d at the reference and the multiplier."""
 
@@ -187,7 +210,8 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
                     expression_friendly: ExpressionFriendly | None = None,
                     eye_ratio: torch.Tensor | None = None, lip_ratio: torch.Tensor | None = None,
                     ref_exp: torch.Tensor | None = None, offsets: Offsets | None = None,
-                    eye_close: torch.Tensor | None = None, voice: torch.Tensor | None = None) -> torch.Tensor:
+                    eye_close: torch.Tensor | None = None, voice: torch.Tensor | None = None,
+                    animal: AnimalMotion | None = None) -> torch.Tensor:
     """The official per-frame driving maths (facts section 7, steps 2-6) -> x_d (1, 21, 3).
 
     ``lip0``: lip-normalisation delta (``lip_normalisation_delta``); ``expression_friendly``: its state
@@ -197,10 +221,16 @@ def drive_keypoints(source: SourceMotion, d: MotionInfo, ref: MotionInfo, opts: 
     multiplier); smoothing and clamps are ``MotionDriver.condition``'s. ``eye_close``: our eye-close boost
     (``driving.eye_close``), a (1, 21, 3) keypoint offset added before stitching, as retargeting deltas are;
     ``voice``: the voice's mouth opening (``driving.voice.voice_lip_delta``), added the same way.
+    ``animal``: drive as the official animal script does (its state, ``animal_motion``): the frame's
+    ``animal_keypoints`` minus the reference's, times the motion multiplier, plus x_s — in place of steps 2-4
+    (regions and the driving option do not apply, as in that script).
     """
     x_s = source.x_s
-    x_d = motion_keypoints(source, d, ref, opts, ref_exp, offsets, single_image=single_image)
-    if expression_friendly is not None:
+    if animal is not None:
+        x_d = (animal_keypoints(source, d, offsets) - animal.x_d0) * animal.multiplier + x_s
+    else:
+        x_d = motion_keypoints(source, d, ref, opts, ref_exp, offsets, single_image=single_image)
+    if expression_friendly is not None and animal is None:
         x_d = (x_d - expression_friendly.x_d0) * expression_friendly.multiplier + x_s
     use_stitch = opts.stitching and nets.stitching is not None
     retargeting = opts.eye_retargeting or opts.lip_retargeting
@@ -277,6 +307,8 @@ class MotionDriver:
         self._lip0: torch.Tensor | None = None
         self._ef: ExpressionFriendly | None = None
         self._eye_close: torch.Tensor | None = None  #: the character's closing delta times the boost
+        self.animal = False  #: drive as the official animal script (``set_animal``)
+        self._animal: AnimalMotion | None = None  #: its state, made on the first frame after a change
         settings = settings or AnimationSettings()
         self._pose_filter = OneEuroFilter(OneEuroParams.of(settings))
         self._exp_filter = OneEuroFilter(OneEuroParams.of(settings))
@@ -299,13 +331,20 @@ class MotionDriver:
         self._lip0 = lip_normalisation_delta(self.nets, source, self.settings)
         self._eye_close = self._eye_close_delta()
         self._ef = self._expression_friendly()
+        self._animal = None
         self.reset_filters()
 
     def set_reference(self, reference: MotionInfo | None) -> None:
         """The neutral driving face (None: the next driven frame becomes the reference)."""
         self.reference = reference
         self._ef = self._expression_friendly()
+        self._animal = None
         self.reset_filters()
+
+    def set_animal(self, on: bool) -> None:
+        """Drive as the official animal script does (``drive_keypoints``' ``animal``): for a character on the
+        animal weights with ``animation.animal_driving``."""
+        self.animal, self._animal = bool(on), None
 
     def reset_filters(self) -> None:
         self._pose_filter.reset()
@@ -367,9 +406,14 @@ class MotionDriver:
         ``blink`` (0 open .. 1 shut, ``eye_close.blink_level``) scales the eye-close boost."""
         ref = self.neutral()
         close = self._eye_close * blink if (self._eye_close is not None and blink > 0.0) else None
+        animal = None
+        if self.animal and not self.single_image:
+            if self._animal is None:  # once per reference or source: the convex hulls' host sync
+                self._animal = animal_motion(self.source, ref)
+            animal = self._animal
         return drive_keypoints(self.source, d, ref, self.settings, self.nets, single_image=self.single_image,
                                lip0=self._lip0, expression_friendly=self._ef, eye_ratio=eye_ratio,
-                               lip_ratio=lip_ratio, offsets=offsets, voice=voice, eye_close=close)
+                               lip_ratio=lip_ratio, offsets=offsets, voice=voice, eye_close=close, animal=animal)
 
     def neutral(self) -> MotionInfo:
         """The neutral driving motion: the reference, or the source's own before any face was seen."""

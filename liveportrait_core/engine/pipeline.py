@@ -158,7 +158,7 @@ class Animator:
     def update_settings(self, settings: Settings) -> None:
         self.settings = settings
         a = settings.animation
-        self.driver.configure(self.character_settings().animation)
+        self._configure_driver()
         self.expressions.ease_s = a.expression_ease_s
         self.idle.ease_s, self.idle.alive = a.idle_ease_s, a.idle
         if self.library is not None and self.library.settings is not settings:
@@ -173,7 +173,7 @@ class Animator:
         if self.variants is not None and prepared.variant != getattr(self.models, "variant", prepared.variant):
             self._use_models(self.variants.get(prepared.variant))
         self.character = prepared
-        self.driver.configure(self.character_settings().animation)
+        self._configure_driver()
         self.driver.set_source(prepared.source_motion())
         paste = prepared.ensure_paste_back()
         self._base = np.dstack([prepared.image_bgr, prepared.alpha if prepared.alpha is not None
@@ -190,6 +190,14 @@ class Animator:
 
         c = self.character
         return character_settings(self.settings, c.sidecar if c is not None else None)
+
+    def _configure_driver(self) -> None:
+        """The driver takes the live character's settings, and drives it as the official animal script does
+        when it is on the animal weights (``animation.animal_driving``)."""
+        a = self.character_settings().animation
+        self.driver.configure(a)
+        variant = self.character.variant if self.character is not None else self.settings.model.variant
+        self.driver.set_animal(variant == "animal" and a.animal_driving)
 
     def _use_models(self, models) -> None:
         """Animate with another set of networks (a character on the other weights variant)."""
