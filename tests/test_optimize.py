@@ -164,8 +164,9 @@ def test_fast_warping_network_equals_plain_in_float64():
 @pytest.mark.parametrize("device, dtype, cpu_paths", [("cpu", torch.float32, True), ("cpu", torch.bfloat16, False),
                                                       ("cuda", torch.float16, False)])
 def test_winograd_and_fft_only_for_cpu_float32(device, dtype, cpu_paths):
-    """CUDA keeps cuDNN's algorithms and a bf16 CPU mode oneDNN's bf16 kernels: the memory-for-arithmetic
-    rewrites are made for CPU float32 only (the decision is checked here with the modules on the CPU)."""
+    """CUDA keeps cuDNN's algorithms and a bf16 CPU mode runs the bf16 forms (oneDNN's bf16 kernels, no
+    Winograd): the Winograd rewrites are made for CPU float32 only (checked with the modules on the CPU)."""
+    from liveportrait_core.models.fast.bf16 import Bf16SPADEDecoder, Bf16WarpingNetwork
     from liveportrait_core.models.fast.optimize import prepare_for_inference
     from liveportrait_core.models.small import reduced_models
 
@@ -173,7 +174,11 @@ def test_winograd_and_fft_only_for_cpu_float32(device, dtype, cpu_paths):
     models.device, models.dtype = torch.device(device), dtype
     prepare_for_inference(models, channels_last=False)
     assert (type(models["warping_module"]).__name__ == "FastWarpingNetwork") == cpu_paths
-    assert isinstance(models["spade_generator"], FastSPADEDecoder)
+    cpu_bf16 = device == "cpu" and dtype == torch.bfloat16
+    assert isinstance(models["spade_generator"], Bf16SPADEDecoder if cpu_bf16 else FastSPADEDecoder)
+    assert isinstance(models["warping_module"], Bf16WarpingNetwork) == cpu_bf16
+    assert any(isinstance(m, WinogradConv3x3) for n in ("warping_module", "spade_generator")
+               for m in models[n].modules()) == cpu_paths
     x = torch.randn(1, 64, 64, 64)
     with torch.inference_mode():
         assert torch.isfinite(models["spade_generator"](x)).all()

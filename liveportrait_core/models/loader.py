@@ -8,9 +8,12 @@ disk: the plain modules are what the files load into).
 
 Precision follows the official code: on CUDA the four big networks (F, M, W, G) run under fp16
 autocast and their outputs are returned as float32; the MLPs and keypoint maths always run in
-float32. ``bf16`` autocast is an option on CPU and CUDA. If a reduced-precision network ever
-produces a non-finite output, that network is switched to float32 for good (the call is re-run) and a
-warning says so once.
+float32. ``bf16`` is an option on CPU and CUDA: on CUDA as autocast; on a CPU with native bf16, F and M
+stay float32 and W and G run their bf16 forms (``models/fast/bf16.py``: bf16 for the big convolutions,
+float32 for the coordinate grid, the motion heads, norms and sums; no autocast), which keep the image
+within 1/255 of float32 (docs/PERFORMANCE.md). If a reduced-precision network ever produces a
+non-finite output, that network is switched to float32 for good (the call is re-run) and a warning
+says so once.
 """
 from __future__ import annotations
 
@@ -27,11 +30,16 @@ from torch import nn
 from liveportrait_core.models.networks import build
 from liveportrait_core.models.checkpoint import weights
 from liveportrait_core.models.checkpoint.layout import BASE_MODULES, MODULE_NAMES
+from liveportrait_core.models.fast.bf16 import sets_own_precision
 from liveportrait_core.models.fast.seam import plain_network
 
 _log = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: bf16 on a CPU: the networks that run in bf16 (their bf16 forms, after ``prepare_for_inference``).
+#: F runs once per character and feeds every frame, and M's keypoints move the whole image (bf16 M alone
+#: costs 7/255 of image error for 0.04 s): both stay float32.
+CPU_BF16_NETWORKS = frozenset({"warping_module", "spade_generator"})
 #: Calls per network during which every reduced-precision output is checked for inf/NaN; afterwards
 #: one call in ``_CHECK_EVERY`` (a check costs a device sync, so it is not done on every frame).
 _CHECK_FIRST = 8
@@ -125,13 +133,17 @@ class LivePortraitModels:
 
     def network_dtype(self, name: str) -> torch.dtype:
         """The compute dtype a network runs in now (float32 for the MLPs and after a fallback)."""
-        if name in BASE_MODULES and name not in self._fp32_only:
-            return self.dtype
-        return torch.float32
+        if name not in BASE_MODULES or name in self._fp32_only:
+            return torch.float32
+        if self.device.type == "cpu" and self.dtype == torch.bfloat16 and name not in CPU_BF16_NETWORKS:
+            return torch.float32
+        return self.dtype
 
     def autocast(self, name: str) -> contextlib.AbstractContextManager:
+        """Autocast for a reduced-precision network, unless its module is a form that sets its own
+        precision leaf by leaf (the CPU bf16 forms)."""
         dtype = self.network_dtype(name)
-        if dtype == torch.float32:
+        if dtype == torch.float32 or sets_own_precision(self.modules[name]):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
@@ -146,6 +158,8 @@ class LivePortraitModels:
                 self._fp32_only.add(name)
                 _log.warning("%s produced non-finite values in %s; running it in float32 from now on",
                              name, str(self.dtype).replace("torch.", ""))
+                if sets_own_precision(module):  # its bf16 leaves are built in: the plain network is float32
+                    module = self.modules[name] = plain_network(getattr(module, "_orig_mod", module))
                 out = _to_float32(module(*args, **kwargs))
         return out
 
