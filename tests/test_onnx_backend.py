@@ -310,3 +310,27 @@ def test_cpu_choice_weighs_onnxruntime_when_exported_and_mixes_forms(tmp_path, m
     ref = plain.run("warping_module", f_s, kp_driving=x_d, kp_source=x_s)["out"]
     got = models.run("warping_module", f_s, kp_driving=x_d, kp_source=x_s)["out"]
     assert float((got - ref).abs().max() / ref.abs().max()) < 1e-4
+
+
+def test_doctor_reports_onnxruntime_its_providers_and_the_exports(recipe_models_dir, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from liveportrait_core.tools import doctor
+
+    s = settings_mod.Settings()
+    s.model.models_dir = str(recipe_models_dir)
+    monkeypatch.setattr(doctor, "_nvidia_driver_present", lambda: False)
+    checks = {c.name: c for c in doctor.check_onnxruntime(s)}
+    assert checks["onnxruntime"].status == doctor.OK and "providers here: cpu" in checks["onnxruntime"].detail
+    w = checks["onnx:warping_module"]
+    if "current" in w.detail:  # another test of this session exported the recipe weights already
+        assert w.status == doctor.OK
+    else:
+        assert w.status == doctor.OK and "not exported" in w.detail and "export-onnx" in w.fix
+        s.model.backend = "onnxruntime"  # then the first start exports: said as a warning
+        assert {c.name: c for c in doctor.check_onnxruntime(s)}["onnx:warping_module"].status == doctor.WARN
+    monkeypatch.setattr(runtime, "available_providers", lambda: [])
+    s.model.backend = "onnxruntime"
+    (only,) = doctor.check_onnxruntime(s)
+    assert only.status == doctor.FAIL and "--backend onnx" in only.fix
+    s.model.backend = "auto"
+    assert doctor.check_onnxruntime(s)[0].status == doctor.OK
