@@ -88,8 +88,8 @@ class SPADEResnetBlock(nn.Module):
     def forward(self, x: torch.Tensor, actvs: list[torch.Tensor]) -> torch.Tensor:
         """``actvs``: the shared activations of ``spades()`` (norm_0, norm_1[, norm_s])."""
         shortcut = self.conv_s(self.norm_s(x, actvs[2])) if self.learned_shortcut else x
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, actvs[0]), 0.2))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, actvs[1]), 0.2))
+        dx = self.conv_0(F.leaky_relu(self.norm_0(x, actvs[0]), 0.2, inplace=True))  # on a fresh tensor
+        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, actvs[1]), 0.2, inplace=True))
         return shortcut + dx
 
 
