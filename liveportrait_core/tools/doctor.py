@@ -354,7 +354,7 @@ def check_voice(settings: Settings) -> list[Check]:
             except Exception as e:  # noqa: BLE001 - AudioSourceError (a missing device) is the finding
                 status, detail = FAIL, f"audio.mode is {a.mode} but {e}"
         elif not mics:
-            status = WARN
+            detail += " (the voice is off, audio.mode off: nothing needs one)"
         checks.append(Check("voice:microphone", status, detail,
                             "" if status == OK else "connect a microphone, or set audio.device to one listed"))
     ok, why = _importable("av")
