@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from liveportrait_core.models.fast.fft_conv import FFTMotionHeads
-from liveportrait_core.models.fast.optimize import WINOGRAD_MIN_OUT_CHANNELS, UpsampledConv3x3, conv3x3
+from liveportrait_core.models.fast.optimize import WINOGRAD_MIN_OUT_CHANNELS, UpsampledConv3x3, conv3x3, per_block
 from liveportrait_core.models.fast.seam import adopt, fast_copy
 from liveportrait_core.models.networks.blocks import DownBlock3d, UpBlock3d
 from liveportrait_core.models.networks.spade import SPADE, SPADEDecoder, SPADEResnetBlock, SpectralNormConv2d
@@ -144,13 +144,7 @@ class Bf16SPADEDecoder(SPADEDecoder):
 
     def segmentation(self, feature: torch.Tensor, scale: int, blocks: list[SPADEResnetBlock]
                      ) -> list[list[torch.Tensor]]:
-        actvs = self.shared[str(scale)](feature)
-        out = []
-        for block in blocks:
-            n = 3 if block.learned_shortcut else 2
-            out.append(actvs[:n])
-            actvs = actvs[n:]
-        return out
+        return per_block(self.shared[str(scale)](feature), blocks)
 
     def to_image(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):

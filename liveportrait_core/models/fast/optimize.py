@@ -219,6 +219,17 @@ def _fast_block(block: SPADEResnetBlock, winograd_min_out: int | None) -> SPADER
     return fast_copy(block, **leaves)
 
 
+def per_block(actvs: list[torch.Tensor], blocks: list[SPADEResnetBlock]) -> list[list[torch.Tensor]]:
+    """One resolution's shared SPADE activations, in block order, handed to each block (two SPADEs, three
+    with a learned shortcut): the fast forms' ``segmentation`` step."""
+    out = []
+    for block in blocks:
+        n = 3 if block.learned_shortcut else 2
+        out.append(actvs[:n])
+        actvs = actvs[n:]
+    return out
+
+
 class FastSPADEDecoder(SPADEDecoder):
     """The loaded ``SPADEDecoder`` with the rewrites listed above; its ``forward`` is the plain one.
 
@@ -238,13 +249,7 @@ class FastSPADEDecoder(SPADEDecoder):
 
     def segmentation(self, feature: torch.Tensor, scale: int, blocks: list[SPADEResnetBlock]
                      ) -> list[list[torch.Tensor]]:
-        actvs = self.shared[str(scale)](feature)
-        out = []
-        for block in blocks:
-            n = 3 if block.learned_shortcut else 2
-            out.append(actvs[:n])
-            actvs = actvs[n:]
-        return out
+        return per_block(self.shared[str(scale)](feature), blocks)
 
 
 # ------------------------------------------------------------------------------------------------
