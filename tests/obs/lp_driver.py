@@ -170,7 +170,7 @@ def live_plan():
     props = mod.script_properties()
     wanted = ("lp.group.character", "characters.active", "capture.fps", "animation.region",
               "animation.driving_multiplier", "outputs.spout", "model.models_dir", "lp.status", "lp.calibrate",
-              "lp.add_source", "lp.expression.smile")
+              "lp.add_source", "lp.expression.smile", "lp.group.voice", "audio.mode", "audio.device")
     names = [n for n in wanted if obs.obs_properties_get(props, n) is not None]
     refresh = obs.obs_properties_get(props, "lp.refresh")
     clicked = obs.obs_property_button_clicked(refresh, None) if refresh is not None else None
