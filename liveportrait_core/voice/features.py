@@ -16,6 +16,7 @@ block (docs/PERFORMANCE.md).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -93,6 +94,14 @@ def lpc(x: np.ndarray, order: int) -> np.ndarray:
     return a
 
 
+@functools.lru_cache(maxsize=4)
+def _hamming(n: int) -> np.ndarray:
+    """The analysis window, made once per length (read-only: every voiced block multiplies by it)."""
+    w = np.hamming(n)
+    w.flags.writeable = False
+    return w
+
+
 def formants(x: np.ndarray, rate: int = RATE, order: int = LPC_ORDER) -> tuple[float, float]:
     """(F1, F2) in Hz of a voiced window (0.0 for one not found)."""
     if len(x) < order + 1 or not np.any(x):
@@ -100,7 +109,7 @@ def formants(x: np.ndarray, rate: int = RATE, order: int = LPC_ORDER) -> tuple[f
     y = np.empty_like(x, dtype=np.float64)  # pre-emphasis: flattens the voice's -6 dB/octave tilt
     y[0] = x[0]
     y[1:] = x[1:] - 0.97 * x[:-1]
-    y *= np.hamming(len(y))
+    y *= _hamming(len(y))
     roots = np.roots(lpc(y, order))
     roots = roots[np.imag(roots) > 0]
     freq = np.angle(roots) * (rate / (2 * np.pi))
