@@ -90,13 +90,8 @@ def test_without_room_the_other_set_is_released_first():
     assert v.get("human") is not h and v.loads == 3
 
 
-def test_a_human_to_animal_character_switch_swaps_the_networks(tmp_path):
-    """Two characters, one with ``model.variant: animal`` in its sidecar: selecting it puts the animal set's
-    networks into the animator and preparation; selecting the human one again swaps back, without a reload."""
-    from liveportrait_core.characters import CharacterLibrary
-    from liveportrait_core.engine.pipeline import Animator
-    from liveportrait_core.models.small import reduced_models
-
+def _human_and_animal_characters(tmp_path) -> Settings:
+    """Settings whose character folder holds s1.jpg (human) and s25.jpg with a sidecar asking for the animal set."""
     folder = tmp_path / "chars"
     folder.mkdir()
     shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
@@ -105,6 +100,17 @@ def test_a_human_to_animal_character_switch_swaps_the_networks(tmp_path):
         "face: {left_eye: [172, 233], right_eye: [304, 229], mouth: [222, 335]}\nsettings: {model: {variant: animal}}\n")
     s = Settings()
     s.characters.folder, s.characters.cache_dir, s.characters.rescan_s = str(folder), str(tmp_path / "c"), 0.0
+    return s
+
+
+def test_a_human_to_animal_character_switch_swaps_the_networks(tmp_path):
+    """Two characters, one with ``model.variant: animal`` in its sidecar: selecting it puts the animal set's
+    networks into the animator and preparation; selecting the human one again swaps back, without a reload."""
+    from liveportrait_core.characters import CharacterLibrary
+    from liveportrait_core.engine.pipeline import Animator
+    from liveportrait_core.models.small import reduced_models
+
+    s = _human_and_animal_characters(tmp_path)
     seeds = {"human": 0, "animal": 1}  # reduced networks, random weights: two different sets
     variants = VariantModels(s, load=lambda st: reduced_models(seed=seeds[st.model.variant]), free=lambda d: 10 ** 12)
     human = variants.get("human")
@@ -127,14 +133,7 @@ def test_a_character_whose_variant_cannot_load_is_refused_and_the_rest_keep_work
     from liveportrait_core.engine.pipeline import Animator
     from liveportrait_core.models.small import reduced_models
 
-    folder = tmp_path / "chars"
-    folder.mkdir()
-    shutil.copy(shared_path("testdata", "characters", "s1.jpg"), folder / "s1.jpg")
-    shutil.copy(shared_path("testdata", "characters", "s25.jpg"), folder / "s25.jpg")
-    sc.sidecar_path(folder / "s25.jpg").write_text(
-        "face: {left_eye: [172, 233], right_eye: [304, 229], mouth: [222, 335]}\nsettings: {model: {variant: animal}}\n")
-    s = Settings()
-    s.characters.folder, s.characters.cache_dir, s.characters.rescan_s = str(folder), str(tmp_path / "c"), 0.0
+    s = _human_and_animal_characters(tmp_path)
     s.model.models_dir = str(tmp_path / "no_weights")
 
     def load(st):
