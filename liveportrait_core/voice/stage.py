@@ -188,28 +188,22 @@ class VoiceStage:
                     src.close()
                     src, device, lost = None, s.device, False
                     analyzer.reset()
-                if src is None:
-                    device = s.device
-                    try:
+                try:
+                    if src is None:
+                        device = s.device
                         src = open_audio(device, block_samples(s), realtime=self.realtime, loop=s.loop, sd=self._sd,
                                          refresh=lost and describe_audio(device) != "file")
-                    except AudioSourceError as e:
-                        self._lost(e, history)
-                        lost = True
-                        self._stop.wait(delay)
-                        delay = min(delay * 2, BACKOFF_S[1])
-                        continue
-                    if lost:
-                        self.reopened += 1
-                        _log.info("voice back: %s", src.description)
-                    lost, delay = False, BACKOFF_S[0]
-                    self._status = VoiceStatus("listening", src.description, muted=self._muted)
-                try:
+                        if lost:
+                            self.reopened += 1
+                            _log.info("voice back: %s", src.description)
+                        lost, delay = False, BACKOFF_S[0]
+                        self._status = VoiceStatus("listening", src.description, muted=self._muted)
                     block = src.read(READ_TIMEOUT_S)
-                except AudioSourceError as e:
-                    src.close()
-                    src = None
-                    analyzer.reset()
+                except AudioSourceError as e:  # failed to open, or lost: closed, reported, reopened with backoff
+                    if src is not None:
+                        src.close()
+                        src = None
+                        analyzer.reset()
                     self._lost(e, history)
                     lost = True
                     self._stop.wait(delay)
