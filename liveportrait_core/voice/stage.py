@@ -42,6 +42,14 @@ def block_samples(s: "AudioSettings") -> int:
     return max(16, int(round(RATE * s.block_ms / 1000.0)))
 
 
+def _gate(f: VoiceFeatures, s: "AudioSettings", muted: bool, talking: bool) -> tuple[VoiceFeatures, bool]:
+    """Mute and push-to-talk: the features with the mouth held closed (the level in dB still shows), and
+    whether they were held."""
+    if muted or (s.push_to_talk and not talking):
+        return replace(f, level=0.0, gate_open=False, vowels=SILENT.vowels), True
+    return f, False
+
+
 @dataclass(frozen=True)
 class VoiceTrack:
     """The features of the last ``HISTORY_S``, oldest first."""
@@ -170,9 +178,6 @@ class VoiceStage:
         return self._status
 
     # -- the thread -----------------------------------------------------------------------------------
-    def _gated(self, s: "AudioSettings") -> bool:
-        return self._muted or (s.push_to_talk and not self._talking)
-
     def _run(self) -> None:
         src: AudioSource | None = None
         delay = BACKOFF_S[0]
@@ -216,10 +221,7 @@ class VoiceStage:
                         self._stop.wait(READ_TIMEOUT_S)
                     continue
                 analyzer.configure(s)
-                f = analyzer.process(block.samples, block.t_end)
-                gated = self._gated(s)
-                if gated:
-                    f = replace(f, level=0.0, gate_open=False, vowels=SILENT.vowels)
+                f, gated = _gate(analyzer.process(block.samples, block.t_end), s, self._muted, self._talking)
                 self.blocks += 1
                 self._publish(history, f)
                 self._status = VoiceStatus("listening", src.description, db=f.db, level=f.level, vowel=f.vowel,
@@ -310,12 +312,11 @@ class FileVoice:
                 break
             self._t += len(block.samples) / RATE
             dated = AudioBlock(block.samples, self.epoch + self._t)
-            f = self._analyzer.process(dated.samples, dated.t_end)
-            if self._muted or (s.push_to_talk and not self._talking):
-                f = replace(f, level=0.0, gate_open=False, vowels=SILENT.vowels)
+            f, gated = _gate(self._analyzer.process(dated.samples, dated.t_end), s, self._muted, self._talking)
             self._last = f
             self.blocks += 1
-            self._status = VoiceStatus("listening", self._src.description, db=f.db, level=f.level, vowel=f.vowel)
+            self._status = VoiceStatus("listening", self._src.description, db=f.db, level=f.level, vowel=f.vowel,
+                                       muted=gated)
             for tap in list(self._taps):
                 tap(dated)
         if self._status.state == "ended":  # after the end: silence, at every frame's own time
