@@ -165,7 +165,7 @@ def test_modes():
 
 
 def test_ring_buffer_keeps_the_newest_and_dates_blocks():
-    r = RingBuffer(100).set_rate(100)
+    r = RingBuffer(100, 100)
     r.write(np.arange(60, dtype=np.float32), t_end=1.0)
     r.write(np.arange(60, 120, dtype=np.float32), t_end=1.6)
     assert r.overruns == 20  # the oldest 20 were overwritten

@@ -12,12 +12,14 @@ import numpy as np
 
 
 class RingBuffer:
-    """``write`` from one thread, ``read`` from another; both take a lock for a few microseconds."""
+    """``write`` from one thread, ``read`` from another; both take a lock for a few microseconds. ``rate``: the
+    sample rate, so that ``read`` can date a block that is not the newest one."""
 
-    def __init__(self, capacity: int) -> None:
-        if capacity <= 0:
-            raise ValueError("ring capacity must be positive")
+    def __init__(self, capacity: int, rate: float) -> None:
+        if capacity <= 0 or rate <= 0:
+            raise ValueError("ring capacity and rate must be positive")
         self._buf = np.zeros(capacity, np.float32)
+        self._rate = float(rate)
         self._cond = threading.Condition()
         self._write = 0  #: total samples ever written
         self._read = 0  #: total samples ever read
@@ -71,15 +73,7 @@ class RingBuffer:
                 out[first:] = self._buf[:n - first]
             self._read += n
             behind = self._write - self._read  # samples written after the last one returned
-            t = self._t_end - behind / self._rate if self._rate else self._t_end
-            return out, t
-
-    _rate = 0.0
-
-    def set_rate(self, rate: float) -> "RingBuffer":
-        """The sample rate, so that ``read`` can date a block that is not the newest one."""
-        self._rate = float(rate)
-        return self
+            return out, self._t_end - behind / self._rate
 
     def clear(self) -> None:
         with self._cond:

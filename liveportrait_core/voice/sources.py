@@ -161,7 +161,7 @@ class MicrophoneSource:
         self.rate = mic.rate or 48000.0
         self._block = block
         self._resample = StreamResampler(self.rate, RATE)
-        self._ring = RingBuffer(int(RING_S * RATE)).set_rate(RATE)
+        self._ring = RingBuffer(int(RING_S * RATE), RATE)
         self._lock = threading.Lock()
         self._last_callback = time.perf_counter()
         self._anchor = self._last_callback  #: the clock of the stream's first sample
