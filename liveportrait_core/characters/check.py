@@ -281,9 +281,7 @@ def animated_region(image_bgr: np.ndarray, face: SourceFace,
     """(mask, overlay) for a character image and its ``SourceFace``: the paste-back mask in the image's own
     pixels (uint8, 255 = animated), cut by a sidecar's mask ``polygon`` (image pixels) when given, and the
     image with everything outside the animated region dimmed (BGR)."""
-    mask = crop.PasteBack(image_bgr, face.crop_transform().M_c2o).mask_ori
-    if polygon is not None:
-        mask = mask * (sidecar_mod.mask_in_image(polygon, mask.shape).astype(np.float32) / 255.0)
+    mask = sidecar_mod.cut_mask(crop.PasteBack(image_bgr, face.crop_transform().M_c2o).mask_ori, polygon)
     overlay = (image_bgr.astype(np.float32) * (0.35 + 0.65 * mask[..., None])).astype(np.uint8)
     return (mask * 255.0 + 0.5).astype(np.uint8), overlay
 

@@ -228,9 +228,7 @@ class Placement:
         if face is None:
             return None
         m = crop_mod.PasteBack(self.image_bgr, face.crop_transform().M_c2o).mask_ori
-        if len(self.mask) >= 3:
-            m = m * (sc_mod.mask_in_image(np.stack(self.mask), m.shape).astype(np.float32) / 255.0)
-        return m
+        return sc_mod.cut_mask(m, np.stack(self.mask) if len(self.mask) >= 3 else None)
 
     def save(self, replace: bool = False) -> Path:
         """Write the sidecar beside the image. An existing sidecar is never replaced unless ``replace`` (an

@@ -11,7 +11,7 @@ import numpy as np
 
 from liveportrait_core.driving import crop as crop_mod
 from liveportrait_core.characters.faces import SHARP_FACE_PX, CharacterError, FaceFinder, SourceFace
-from liveportrait_core.characters.sidecar import Sidecar, mask_in_image
+from liveportrait_core.characters.sidecar import Sidecar, cut_mask
 from liveportrait_core.images import ImageError, LoadedImage, load_image
 
 
@@ -62,9 +62,9 @@ class PreparedCharacter:
             self.paste_back = crop_mod.PasteBack(self.image_bgr, self.crop.M_c2o, self.alpha)
             polygon = self.sidecar.mask if self.sidecar is not None else None
             if polygon is not None:  # the sidecar's mask cuts the official one
-                cut = mask_in_image(polygon * np.float32(image_scale(self.image_bgr, self.sidecar_size)),
-                                    self.image_bgr.shape[:2]).astype(np.float32) / 255.0
-                mask = np.clip(self.paste_back.mask_ori * cut * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                cut = cut_mask(self.paste_back.mask_ori,
+                               polygon * np.float32(image_scale(self.image_bgr, self.sidecar_size)))
+                mask = np.clip(cut * 255.0 + 0.5, 0, 255).astype(np.uint8)
                 self.paste_back = crop_mod.PasteBack(self.image_bgr, self.crop.M_c2o, self.alpha, mask_ori=mask)
         return self.paste_back
 

@@ -451,6 +451,14 @@ def mask_in_image(polygon: np.ndarray, size_hw: tuple[int, int], feather_px: int
     return m
 
 
+def cut_mask(mask: np.ndarray, polygon: np.ndarray | None) -> np.ndarray:
+    """``mask`` (HxW float 0..1, the official paste-back mask in the image) cut by the sidecar's mask
+    ``polygon`` (image pixels; None: as it is): what the engine, place-face and check-character animate."""
+    if polygon is None:
+        return mask
+    return mask * (mask_in_image(polygon, mask.shape[:2]).astype(np.float32) / 255.0)
+
+
 # ------------------------------------------------------------------------------------------------
 # writing (only on request, never over an existing file)
 
