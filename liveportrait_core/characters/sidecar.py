@@ -305,9 +305,13 @@ def _short(v: Any) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
+def _is_number(c: Any) -> bool:
+    """A finite int or float from YAML (``true`` is a bool, not 1)."""
+    return isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+
+
 def _point(name: str, v: Any, errors: list[str]) -> np.ndarray | None:
-    if (not isinstance(v, (list, tuple)) or len(v) != 2
-            or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in v)):
+    if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(map(_is_number, v)):
         errors.append(f"{name}: {_short(v)} is not a point; write [x, y] in image pixels")
         return None
     return np.array(v, np.float32)
@@ -323,7 +327,7 @@ def _points(name: str, v: Any, errors: list[str], min_n: int = 1) -> np.ndarray 
 
 
 def _number(name: str, v: Any, lo: float, hi: float, errors: list[str]) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if not _is_number(v):
         errors.append(f"{name}: {_short(v)} is not a number")
         return None
     if not lo <= v <= hi:
@@ -353,8 +357,7 @@ def _parse_face(v: Any, errors: list[str]) -> PlacedFace | None:
         f.landmarks = _points("face.landmarks", v["landmarks"], errors)
     if v.get("box") is not None:
         b = v["box"]
-        if (not isinstance(b, (list, tuple)) or len(b) != 4
-                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in b)):
+        if not isinstance(b, (list, tuple)) or len(b) != 4 or not all(map(_is_number, b)):
             errors.append(f"face.box: {_short(b)} is not a box; write [x, y, width, height] in image pixels")
         elif b[2] <= 0 or b[3] <= 0:
             errors.append(f"face.box: width and height must be positive, got {b[2]} x {b[3]}")
