@@ -301,7 +301,7 @@ class ScriptController:
                     return
                 self.engine, self._frame_handle = engine, handle
             engine.start()
-            if self.voice_muted and hasattr(engine, "set_voice_muted"):
+            if self.voice_muted:
                 engine.set_voice_muted(True)
             # commands that arrived while the engine was being built (an output toggle is in the settings)
             for e, on in self.expression_state.items():
@@ -449,16 +449,12 @@ class ScriptController:
     def toggle_voice_mute(self) -> str:
         """The "mute voice" hotkey: the mouth stops following the voice (the level still shows)."""
         self.voice_muted = not self.voice_muted
-        engine = self.engine
-        if engine is not None and hasattr(engine, "set_voice_muted"):
-            engine.set_voice_muted(self.voice_muted)
+        self._engine_call("set_voice_muted", self.voice_muted)  # (a later engine gets it when it starts)
         return "voice muted" if self.voice_muted else "voice on"
 
     def push_to_talk(self, held: bool) -> None:
         """The "push to talk" hotkey pressed or released (it matters with ``audio.push_to_talk`` on)."""
-        engine = self.engine
-        if engine is not None and hasattr(engine, "set_push_to_talk"):
-            engine.set_push_to_talk(held)
+        self._engine_call("set_push_to_talk", held)
 
     def toggle_pause(self) -> str:
         self.paused = not self.paused
