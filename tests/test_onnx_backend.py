@@ -334,3 +334,17 @@ def test_doctor_reports_onnxruntime_its_providers_and_the_exports(recipe_models_
     assert only.status == doctor.FAIL and "--backend onnx" in only.fix
     s.model.backend = "auto"
     assert doctor.check_onnxruntime(s)[0].status == doctor.OK
+
+
+def test_cpu_choice_keeps_the_variant_it_loaded(tmp_path, monkeypatch):
+    """The networks say which weights they hold (``models.variant``), whatever backend runs them."""
+    from liveportrait_core.models import loader
+    from liveportrait_core.models.onnx.export import EXPORTED
+    from liveportrait_core.models.small import reduced_models
+
+    monkeypatch.setattr(loader, "load_models", lambda *a, **k: reduced_models())
+    monkeypatch.setattr(backend, "_ort_exports_ready", lambda *a: False)
+    monkeypatch.setattr(choice, "read_cached", lambda path, key, nets: choice.CpuChoice(
+        {n: "torch" for n in nets}, {}, key, cached=True))
+    models = backend._load_cpu_choice(tmp_path, "animal", tuple(loader.MODULE_NAMES), 0, lambda: None, lambda s: None)
+    assert models.variant == "animal" and set(EXPORTED) <= set(models.modules)

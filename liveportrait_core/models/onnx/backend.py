@@ -118,7 +118,8 @@ def load_with_backend(models_dir: str | os.PathLike[str], *, backend: str, devic
                                    channels_last=channels_last, between=between)
             modules.update(on_torch.modules)
             dtype = on_torch.dtype  # its autocast; the ONNX Runtime networks ignore it (float32 in and out)
-        return LivePortraitModels(modules={n: modules[n] for n in names}, device=dev, dtype=dtype, optimized=True)
+        return LivePortraitModels(modules={n: modules[n] for n in names}, device=dev, dtype=dtype, optimized=True,
+                                  variant=variant)
     return _load_cpu_choice(models_dir, variant, names, threads, between, say, allow_ort=bool(plan.providers))
 
 
@@ -176,7 +177,7 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
     if decision is None:
         if not set(EXPORTED) <= set(plain):  # a partial load (tools, tests) has no chain to feed: fast forms
             return LivePortraitModels(modules={**plain, **fast}, device=torch.device("cpu"), dtype=torch.float32,
-                                      optimized=True)
+                                      optimized=True, variant=variant)
         inputs = export.example_inputs(plain)
         calls = {}
         for n in big:
@@ -198,7 +199,8 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
     say(f"CPU choice{' (cached)' if decision.cached else ''} on {key['cpu']}: {decision.summary()}"
         + ("" if ort_ready or not allow_ort or not runtime.available_providers() else
            "; ONNX Runtime is installed but the networks are not exported: run export-onnx to let auto weigh it"))
-    return LivePortraitModels(modules=chosen, device=torch.device("cpu"), dtype=torch.float32, optimized=True)
+    return LivePortraitModels(modules=chosen, device=torch.device("cpu"), dtype=torch.float32, optimized=True,
+                              variant=variant)
 
 
 def _ort_exports_ready(models_dir, variant: str, names: Iterable[str]) -> bool:
