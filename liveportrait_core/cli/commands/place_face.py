@@ -62,19 +62,13 @@ def place(settings: Settings, image: str, *, replace: bool = False, max_view_px:
     model = Placement.for_image(img.bgr, target, max_view_px=max_view_px, start=start)
     missing = no_desktop()
     if missing:
-        print(f"error: cannot open a window ({missing}); place-face needs a desktop. Without one, write "
-              f"{target.name} by hand (docs/CHARACTER_GUIDE.md, sidecar fields) or run check-character "
-              "--write-sidecar IMAGE", file=sys.stderr)
-        return 2
+        return _no_window(missing, target)
     import cv2  # noqa: PLC0415
 
     try:
         cv2.namedWindow(WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: clicks land on pixels
     except cv2.error as e:
-        print(f"error: cannot open a window ({e.msg.strip() if hasattr(e, 'msg') else e}); place-face needs a "
-              f"desktop. Without one, write {target.name} by hand (docs/CHARACTER_GUIDE.md, sidecar fields)",
-              file=sys.stderr)
-        return 2
+        return _no_window(e.msg.strip() if hasattr(e, "msg") else str(e), target)
     cv2.setMouseCallback(WINDOW, model.on_mouse)
     print(f"{Path(image).name}: {model.next_step()}; Enter saves, q quits")
     saved = None
@@ -102,6 +96,14 @@ def place(settings: Settings, image: str, *, replace: bool = False, max_view_px:
         return 1
     print(f"check it with: check-character {image}  (the table says 'face from sidecar')")
     return 0
+
+
+def _no_window(why: str, target: Path) -> int:
+    """Say that no window can open, and the ways without one; exit status 2."""
+    print(f"error: cannot open a window ({why}); place-face needs a desktop. Without one, write {target.name} by "
+          "hand (docs/CHARACTER_GUIDE.md, sidecar fields) or run check-character --write-sidecar IMAGE",
+          file=sys.stderr)
+    return 2
 
 
 def no_desktop() -> str:
