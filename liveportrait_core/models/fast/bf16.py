@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from liveportrait_core.models.fast.fft_conv import FFTMotionHeads
-from liveportrait_core.models.fast.optimize import WINOGRAD_MIN_OUT_CHANNELS, UpsampledConv3x3, conv3x3, per_block
+from liveportrait_core.models.fast.optimize import WINOGRAD_MIN_OUT_CHANNELS, _SharedConvs, conv3x3, per_block
 from liveportrait_core.models.fast.seam import adopt, fast_copy
 from liveportrait_core.models.networks.blocks import DownBlock3d, UpBlock3d
 from liveportrait_core.models.networks.spade import SPADE, SPADEDecoder, SPADEResnetBlock, SpectralNormConv2d
@@ -95,23 +95,19 @@ class Bf16Modulation(nn.Module):
         return torch.addcmul(beta, _instance_norm(x), gamma1)
 
 
-class _Bf16SharedConvs(nn.Module):
-    """The shared convs of one resolution's SPADEs as one polyphase conv (``UpsampledConv3x3``) in bf16."""
+class _Bf16SharedConvs(_SharedConvs):
+    """The float32 form's shared convs (one polyphase ``UpsampledConv3x3`` per resolution) in bf16."""
 
     def __init__(self, spades: list[SPADE], scale: int):
-        super().__init__()
-        convs = [sp.mlp_shared[0] for sp in spades]
-        self.hidden = convs[0].out_channels
-        conv = UpsampledConv3x3(torch.cat([c.weight for c in convs]), torch.cat([c.bias for c in convs]), scale)
-        for name, buf in list(conv.named_buffers(recurse=False)):
+        super().__init__(spades, scale)
+        for name, buf in list(self.conv.named_buffers(recurse=False)):
             if buf is not None:
                 fmt = torch.channels_last if buf.dim() == 4 else torch.contiguous_format
-                setattr(conv, name, buf.to(BF16).contiguous(memory_format=fmt))
-        self.conv = conv
+                setattr(self.conv, name, buf.to(BF16).contiguous(memory_format=fmt))
 
     def forward(self, seg: torch.Tensor) -> list[torch.Tensor]:
         with torch.autocast(seg.device.type, enabled=False):
-            return list(torch.relu_(self.conv(seg.to(BF16, memory_format=torch.channels_last))).split(self.hidden, 1))
+            return super().forward(seg.to(BF16, memory_format=torch.channels_last))
 
 
 def _weight(conv: nn.Module) -> torch.Tensor:
