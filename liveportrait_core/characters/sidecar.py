@@ -439,7 +439,7 @@ def variant_defaults(settings: settings_mod.Settings, variant: str) -> dict[str,
     stitching unless ``animation.animal_stitching`` asks for it (official "not recommended")."""
     if variant != "animal":
         return {}
-    return {"animation.stitching": bool(getattr(settings.animation, "animal_stitching", False))}
+    return {"animation.stitching": settings.animation.animal_stitching}
 
 
 def mask_in_image(polygon: np.ndarray, size_hw: tuple[int, int], feather_px: int = crop_mod.MASK_RAMP_PX) -> np.ndarray:

@@ -353,7 +353,7 @@ class MotionDriver:
     def _eye_close_delta(self) -> torch.Tensor | None:
         """``eye_close.closing_delta`` of the source times ``animation.eye_close_boost`` (once per source or
         setting; None when off or without the eye MLP)."""
-        boost = getattr(self.settings, "eye_close_boost", 0.0)
+        boost = self.settings.eye_close_boost
         if boost <= 0 or self.source is None or self.nets.eye is None:
             return None
         from liveportrait_core.driving.eye_close import closing_delta  # noqa: PLC0415 - imports tracking
