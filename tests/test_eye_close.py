@@ -10,22 +10,16 @@ import torch
 
 from liveportrait_core.driving import eye_close
 from liveportrait_core.driving.animation import MotionDriver, RetargetingNets, SourceMotion
-from liveportrait_core.models.checkpoint.layout import RETARGETING_MODULES
-from liveportrait_core.models.checkpoint.recipe import recipe_state_dicts
-from liveportrait_core.models.networks import build
 from liveportrait_core.models.networks.keypoints import MotionInfo
 from liveportrait_core.models.networks.stitching import retarget
 from liveportrait_core.settings import AnimationSettings
 from liveportrait_core.tracking.landmarks import EYE_OFFICIAL_CLOSED, EYE_OFFICIAL_OPEN
+from tests.test_animation import recipe_nets
 
 
 @pytest.fixture(scope="module")
 def nets() -> RetargetingNets:
-    mods = {}
-    for name, sd in recipe_state_dicts(tuple(RETARGETING_MODULES)).items():
-        mods[name] = build(name).eval().requires_grad_(False)
-        mods[name].load_state_dict(sd, strict=True)
-    return RetargetingNets(stitching=mods["stitching"], lip=mods["lip"], eye=mods["eye"])
+    return recipe_nets()
 
 
 def _source(seed: int = 0) -> SourceMotion:
