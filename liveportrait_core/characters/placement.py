@@ -59,6 +59,7 @@ class Placement:
     message: str = ""
     _drag: str | None = None  #: the point being dragged, or "box"
     _box_start: np.ndarray | None = None
+    _rendered: tuple | None = field(default=None, repr=False, compare=False)  #: (state, picture) of the last render
 
     @classmethod
     def for_image(cls, image_bgr: np.ndarray, sidecar_path: Path, max_view_px: int = 900,
@@ -261,11 +262,10 @@ class Placement:
         crop square drawn) beside the crop preview and a status line. Drawn again only when something changed
         (the window asks every 30 ms; a slow redraw there would let typed keys pile up)."""
         state = self._state()
-        cached = self.__dict__.get("_rendered")
-        if cached is not None and cached[0] == state:
-            return cached[1]
+        if self._rendered is not None and self._rendered[0] == state:
+            return self._rendered[1]
         canvas = self._render()
-        self.__dict__["_rendered"] = (state, canvas)
+        self._rendered = (state, canvas)
         return canvas
 
     def _render(self) -> np.ndarray:
