@@ -217,13 +217,17 @@ def _ort_exports_ready(models_dir, variant: str, names: Iterable[str]) -> bool:
 
 
 def describe(models) -> dict[str, str]:
-    """Network -> what runs it ('torch', 'torch-fast', 'onnxruntime CPUExecutionProvider', ...)."""
+    """Network -> what runs it ('torch', 'torch-fast', 'torch-bf16', 'onnxruntime CPUExecutionProvider', ...)."""
+    from liveportrait_core.models.fast.bf16 import sets_own_precision  # noqa: PLC0415
+    from liveportrait_core.models.fast.seam import plain_network  # noqa: PLC0415
+
     out = {}
     for name, module in models.modules.items():
-        if isinstance(module, runtime.OrtNetwork):
-            out[name] = f"onnxruntime {runtime.PROVIDERS[module.provider]}"
-        elif type(module).__name__.startswith("Fast"):
-            out[name] = "torch-fast"
+        inner = getattr(module, "_orig_mod", module)  # torch.compile's wrapper
+        if isinstance(inner, runtime.OrtNetwork):
+            out[name] = f"onnxruntime {runtime.PROVIDERS[inner.provider]}"
+        elif plain_network(inner) is not inner:  # a form made through the seam (models/fast)
+            out[name] = "torch-bf16" if sets_own_precision(inner) else "torch-fast"
         else:
             out[name] = "torch"
     return out
