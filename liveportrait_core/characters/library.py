@@ -13,6 +13,7 @@ the sidecar's content is part of the cache key and a change to it prepares the i
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -222,12 +223,13 @@ class CharacterLibrary:
         own = sidecar.settings.get("characters.min_face_confidence") if sidecar is not None else None
         if own is None or own == self.settings.characters.min_face_confidence:
             return self.face_finder
-        if own not in self._own_finders:
-            import dataclasses  # noqa: PLC0415
-
-            self._own_finders[own] = LazyFaceFinder(dataclasses.replace(self.settings.characters,
-                                                                        min_face_confidence=own))
-        return self._own_finders[own]
+        wanted = dataclasses.replace(self.settings.characters, min_face_confidence=own)
+        finder = self._own_finders.get(own)
+        if finder is None or not finder.uses(wanted):  # new: or made before characters.min_face_px changed
+            if finder is not None:
+                finder.close()
+            finder = self._own_finders[own] = LazyFaceFinder(wanted)
+        return finder
 
     def sidecar(self, name: str) -> Sidecar | None:
         """The validated sidecar of a character (None without one); SidecarError (a CharacterError) names
