@@ -390,10 +390,10 @@ def _parse_face(v: Any, errors: list[str]) -> PlacedFace | None:
     return f if len(errors) == n else None
 
 
-def _flatten(v: Any, prefix: str, out: dict[str, Any], errors: list[str]) -> None:
+def _flatten(v: Any, prefix: str, out: dict[str, Any]) -> None:
     if isinstance(v, Mapping):
         for k, sub in v.items():
-            _flatten(sub, f"{prefix}.{k}" if prefix else str(k), out, errors)
+            _flatten(sub, f"{prefix}.{k}" if prefix else str(k), out)
     else:
         out[prefix] = v
 
@@ -404,7 +404,7 @@ def _parse_settings(v: Any, errors: list[str]) -> dict[str, Any]:
         errors.append(f"settings: {_short(v)} must be a mapping, e.g. {{animation: {{region: exp}}}}")
         return {}
     flat: dict[str, Any] = {}
-    _flatten(v, "", flat, errors)
+    _flatten(v, "", flat)
     out: dict[str, Any] = {}
     base = settings_mod.Settings()
     for key, value in flat.items():
