@@ -159,7 +159,7 @@ class LivePortraitModels:
                 _log.warning("%s produced non-finite values in %s; running it in float32 from now on",
                              name, str(self.dtype).replace("torch.", ""))
                 if sets_own_precision(module):  # its bf16 leaves are built in: the plain network is float32
-                    module = self.modules[name] = plain_network(getattr(module, "_orig_mod", module))
+                    module = self.modules[name] = plain_network(module)
                 out = _to_float32(module(*args, **kwargs))
         return out
 

@@ -43,6 +43,7 @@ def fast_copy(plain: M, **leaves: nn.Module) -> M:
 
 
 def plain_network(module: nn.Module) -> nn.Module:
-    """The plain network a fast form was made from (the module holding the official state_dict);
-    a plain network is its own."""
+    """The plain network a fast form was made from (the module holding the official state_dict), through
+    ``torch.compile``'s wrapper; a plain network is its own."""
+    module = getattr(module, "_orig_mod", module)
     return module.__dict__.get("_plain", module)
