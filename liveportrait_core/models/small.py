@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import torch
 
+from liveportrait_core.models.checkpoint.layout import RETARGETING_MODULES
+from liveportrait_core.models.checkpoint.recipe import recipe_state_dicts
+from liveportrait_core.models.loader import LivePortraitModels
 from liveportrait_core.models.networks import build
 from liveportrait_core.models.networks.appearance import AppearanceConfig, AppearanceFeatureExtractor
-from liveportrait_core.models.checkpoint.layout import RETARGETING_MODULES
-from .loader import LivePortraitModels
 from liveportrait_core.models.networks.motion import MotionConfig, MotionExtractor
-from liveportrait_core.models.checkpoint.recipe import recipe_state_dicts
 from liveportrait_core.models.networks.spade import SPADEConfig, SPADEDecoder, SpectralNormConv2d
 from liveportrait_core.models.networks.warping import WarpingConfig, WarpingNetwork
 
