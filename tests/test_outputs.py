@@ -330,6 +330,22 @@ def test_preview_composes_alpha_over_a_checkerboard_with_overlay_and_debug_view(
     assert keys == ["c"] and quit_calls == [True]
 
 
+def test_preview_overlay_shows_one_time_per_frame(monkeypatch):
+    """A slow pipeline's busy line says the time per frame; the top line then gives no second, different figure."""
+    from liveportrait_core.outputs import preview
+
+    lines: list[str] = []
+    monkeypatch.setattr(preview, "draw_text_band", lambda image, text, bottom=False: lines.append(text))
+    p = PreviewWindow()
+    p.show_fps, p._fps = True, 1 / 7.0  # the window's own rate: 7.0 s between the last frames
+    f = _frame(4, alpha=255)
+    p.overlay(f.bgra[..., :3].copy(), f)
+    assert "7.0 s per frame" in lines[-1]
+    lines.clear()
+    p.overlay(f.bgra[..., :3].copy(), f, busy="computing frame 5 on the CPU, about 9.4 s each (2 s in)")
+    assert "per frame" not in lines[0] and "fps" not in lines[0] and "9.4 s each" in lines[1]
+
+
 class _FakeGui:
     """Stands in for OpenCV's window functions (no display needed): records what is shown and plays
     keys from a script; ``waitKey`` returns -1 (no key) until ``press`` is called."""

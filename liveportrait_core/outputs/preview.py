@@ -353,7 +353,8 @@ class PreviewWindow:
         """``base`` with the FPS line on top and, when given, what the engine is busy with at the bottom."""
         image = base.copy()
         if self.show_fps:
-            fps = self._fps
+            # a slow pipeline's time per frame is the busy line's (the engine's measurement): one figure on screen
+            fps = 0.0 if busy else self._fps
             rate = "" if not fps else f"{fps:.1f} fps   " if fps >= 1 else f"{1 / fps:.1f} s per frame   "
             lat = frame.latency_s
             # "frame N" counts frames produced, like the status ("computing frame N+1"), not camera frames
