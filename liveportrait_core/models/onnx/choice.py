@@ -11,7 +11,6 @@ is always among the candidates, no network can end up slower than the plain stru
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
+
+from liveportrait_core.models.onnx.export import read_json, write_json
 
 _log = logging.getLogger(__name__)
 
@@ -120,11 +121,7 @@ def _decisive(first: Mapping[str, float]) -> bool:
 
 def read_cached(path: Path, key: Mapping[str, Any], networks: set[str]) -> CpuChoice | None:
     """The cached decision for ``key`` covering ``networks``, or None."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    for entry in data.get("entries", []) if isinstance(data, dict) else []:
+    for entry in _entries(path):
         if entry.get("key") == dict(key) and networks <= set(entry.get("forms", {})):
             forms = {n: f for n, f in entry["forms"].items() if n in networks and f in FORMS}
             if len(forms) == len(networks):
@@ -134,14 +131,12 @@ def read_cached(path: Path, key: Mapping[str, Any], networks: set[str]) -> CpuCh
 
 def write_cached(path: Path, choice: CpuChoice) -> None:
     """Add (or replace) the decision for its key; other machines' decisions in the file are kept."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        entries = [e for e in data.get("entries", []) if e.get("key") != dict(choice.key)]
-    except (OSError, ValueError, AttributeError):
-        entries = []
+    entries = [e for e in _entries(path) if e.get("key") != dict(choice.key)]
     entries.append({"key": dict(choice.key), "forms": dict(choice.forms),
                     "timings": {n: dict(t) for n, t in choice.timings.items()}})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps({"entries": entries}, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, {"entries": entries})
+
+
+def _entries(path: Path) -> list[dict]:
+    entries = read_json(path).get("entries")
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []

@@ -112,7 +112,7 @@ def weights_sha256(models_dir: str | os.PathLike[str], variant: str, network: st
         raise ExportError(f"{network}: its weight file {path} cannot be read ({e.strerror}); "
                           f"download the weights first (download-models)") from None
     memo_path = weights.models_root(models_dir) / "onnx" / _HASHES
-    memo = _read_json(memo_path)
+    memo = read_json(memo_path)
     key = str(path.resolve())
     entry = memo.get(key)
     if isinstance(entry, dict) and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
@@ -120,7 +120,7 @@ def weights_sha256(models_dir: str | os.PathLike[str], variant: str, network: st
     sha = weights.sha256_file(path)
     memo[key] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha}
     try:
-        _write_json(memo_path, memo)
+        write_json(memo_path, memo)
     except OSError as e:  # a read-only models folder: hash again next time
         _log.debug("cannot remember the weights hash in %s: %s", memo_path, e)
     return sha
@@ -147,13 +147,13 @@ def export_state(models_dir: str | os.PathLike[str], variant: str, network: str)
     folder = onnx_dir(models_dir, variant)
     want = expected_tag(models_dir, variant, network)
     path = folder / f"{want.stem}.onnx"
-    tag = _read_json(path.with_suffix(".json"))
+    tag = read_json(path.with_suffix(".json"))
     if path.is_file() and tag == want.to_dict():
         return ExportState(network, "current", path)
     others = sorted(folder.glob(f"{network}.*.json")) if folder.is_dir() else []
     if not others and not path.is_file():
         return ExportState(network, "missing", reason="not exported yet")
-    old = _read_json(others[0]) if others else tag
+    old = read_json(others[0]) if others else tag
     reason = _why_stale(old, want.to_dict())
     return ExportState(network, "stale", reason=reason)
 
@@ -249,7 +249,7 @@ def export_modules(modules: Mapping[str, nn.Module], folder: Path, tags: Mapping
         say(f"exporting {network} to ONNX ({i}/{len(tags)}; the warping module takes a minute on a small CPU)")
         t0 = time.perf_counter()
         export_module(network, modules[network], inputs[network], path)
-        _write_json(path.with_suffix(".json"), tag.to_dict())
+        write_json(path.with_suffix(".json"), tag.to_dict())
         for old in folder.glob(f"{network}.*"):  # older exports of this network (and their fp16 variants)
             if not old.name.startswith(tag.stem + "."):
                 old.unlink(missing_ok=True)
@@ -322,7 +322,8 @@ def ensure_fp16(path: Path, progress: Progress | None = None) -> Path:
 # ------------------------------------------------------------------------------------------------
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path``; {} when it is missing, unreadable or not an object."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -330,7 +331,8 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _write_json(path: Path, data: Mapping) -> None:
+def write_json(path: Path, data: Mapping) -> None:
+    """Write ``data`` to ``path`` atomically (a ``.partial`` file renamed over it), making its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from liveportrait_core.models.onnx.export import DICT_OUTPUTS, INPUT_NAMES, OUTPUT_NAMES
+from liveportrait_core.models.onnx.export import DICT_OUTPUTS, INPUT_NAMES, OUTPUT_NAMES, read_json, write_json
 
 _log = logging.getLogger(__name__)
 
@@ -435,27 +435,18 @@ def write_report(caches: Path, variant: str, placements: Iterable[Placement]) ->
     """Remember where the last load placed each network, for ``doctor`` (which opens no session itself:
     a TensorRT build takes minutes). Best effort: a read-only models folder only loses the report."""
     path = caches / REPORT_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        data = data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        data = {}
+    data = read_json(path)
     for p in placements:
         data[f"{variant}/{p.network}"] = {"summary": p.summary(), "provider": PROVIDERS[p.main], "whole": p.whole,
                                           "onnxruntime": ort_version(), "time": time.strftime("%Y-%m-%d %H:%M")}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+        write_json(path, data)
     except OSError as e:
         _log.debug("cannot write %s: %s", path, e)
 
 
 def read_report(caches: Path, variant: str) -> dict[str, dict[str, Any]]:
     """Network -> what ``write_report`` recorded at the last load of ``variant`` ({} when none)."""
-    try:
-        data = json.loads((caches / REPORT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
     prefix = f"{variant}/"
-    return {k[len(prefix):]: v for k, v in data.items() if k.startswith(prefix) and isinstance(v, dict)} \
-        if isinstance(data, dict) else {}
+    return {k[len(prefix):]: v for k, v in read_json(caches / REPORT_FILE).items()
+            if k.startswith(prefix) and isinstance(v, dict)}
