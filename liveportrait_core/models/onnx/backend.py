@@ -59,10 +59,8 @@ def resolve_backend(backend: str, device: torch.device, precision: str, requeste
         return BackendPlan("torch", reason="model.backend is torch")
     if backend == "onnxruntime":
         if not available:
-            raise runtime.OrtUnavailable(
-                "model.backend is 'onnxruntime' but ONNX Runtime is not installed: run install.py --backend onnx "
-                "(the project's installer; it picks the build for this machine), or set model.backend to torch "
-                "or auto")
+            raise runtime.OrtUnavailable(f"model.backend is 'onnxruntime' but ONNX Runtime is not installed: "
+                                         f"{runtime.INSTALL_HINT} or auto")
         return BackendPlan("onnxruntime", tuple(runtime.resolve_providers(requested, available)),
                            "model.backend is onnxruntime")
     if device.type != "cpu":

@@ -60,14 +60,17 @@ class OrtUnavailable(RuntimeError):
     """onnxruntime is not installed (or has none of the requested providers); the message says what to do."""
 
 
+#: What to do when ONNX Runtime is missing (the end of every ``OrtUnavailable`` message about it).
+INSTALL_HINT = ("run install.py --backend onnx (the project's installer; it picks the build for this machine), "
+                "or set model.backend to torch")
+
+
 def ort():
     """The onnxruntime module, or ``OrtUnavailable`` with the install command."""
     try:
         import onnxruntime  # noqa: PLC0415 - optional extra
     except ImportError:
-        raise OrtUnavailable("model.backend 'onnxruntime' needs ONNX Runtime: run install.py --backend onnx (the "
-                             "project's installer; it picks the build for this machine), or set model.backend to "
-                             "torch") from None
+        raise OrtUnavailable(f"model.backend 'onnxruntime' needs ONNX Runtime: {INSTALL_HINT}") from None
     return onnxruntime
 
 
