@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from liveportrait_core.tools import machine
+from liveportrait_core import machine
 from liveportrait_core import paths
 
 ROOT = Path(__file__).resolve().parent

@@ -14,9 +14,9 @@ NETWORKS = PACKAGE / "models" / "networks"
 #: What the plain networks may import from the project: each other only.
 NETWORKS_MAY_IMPORT = ("liveportrait_core.models.networks",)
 #: What the whole models/ folder (networks, checkpoint I/O, fast forms, loader) may import from the project.
-MODELS_MAY_IMPORT = ("liveportrait_core.models", "liveportrait_core.paths")
+MODELS_MAY_IMPORT = ("liveportrait_core.models", "liveportrait_core.paths", "liveportrait_core.machine")
 #: The only modules at the package root: everything else lives in a folder named for its part of the product.
-ROOT_MODULES = {"__init__.py", "__main__.py", "settings.py", "paths.py", "log.py", "images.py"}
+ROOT_MODULES = {"__init__.py", "__main__.py", "settings.py", "paths.py", "log.py", "images.py", "machine.py"}
 #: The folders, each named for one part of the product (docs/ARCHITECTURE.md has the map).
 FOLDERS = {"capture", "voice", "tracking", "models", "driving", "characters", "outputs", "engine", "obs", "cli", "tools"}
 

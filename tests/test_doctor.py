@@ -8,7 +8,8 @@ import types
 import pytest
 
 from liveportrait_core.cli import main as cli
-from liveportrait_core.tools import doctor, machine
+from liveportrait_core import machine
+from liveportrait_core.tools import doctor
 from liveportrait_core.settings import Settings
 
 

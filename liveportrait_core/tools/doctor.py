@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from liveportrait_core.tools import machine
+from liveportrait_core import machine
 from liveportrait_core import paths
 from liveportrait_core.settings import Settings
 

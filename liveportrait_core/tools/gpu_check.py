@@ -50,6 +50,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from liveportrait_core.machine import cpu_model
+
 REPO = Path(__file__).resolve().parents[2]
 VECTORS = REPO.parent / "shared" / "reference" / "vectors"
 SAMPLE_CHARACTER = REPO / "characters" / "astronaut.png"
@@ -162,10 +164,7 @@ def step_environment(plan: Plan, ctx: dict[str, Any]) -> dict[str, Any]:
         info["onnxruntime"] = f"{ort.__version__} ({', '.join(ort.get_available_providers())})"
     except ImportError:
         info["onnxruntime"] = None
-    with contextlib.suppress(OSError):
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), "")
-        info["cpu"] = cpu or platform.processor()
+    info["cpu"] = cpu_model()
     if torch.device(plan.device).type == "cuda":
         if not torch.cuda.is_available():
             raise RuntimeError("PyTorch sees no CUDA GPU (CPU-only build or no driver): install the CUDA build "

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
+
+from liveportrait_core.machine import cpu_model
 
 from liveportrait_core.models.onnx.export import read_json, write_json
 
@@ -30,17 +31,6 @@ RUNS = 2  #: rounds at most (the first decides when it is clear): at the first l
 #: Bumped when the set of forms or the way they are measured changes (old decisions are then measured again).
 RECIPE = 1
 CACHE_FILE = "cpu_choice.json"
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, ``platform`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def machine_key(ort_version: str, threads: int | None = None) -> dict[str, Any]:

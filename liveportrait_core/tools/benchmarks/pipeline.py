@@ -24,6 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from liveportrait_core.machine import cpu_model
+
 _log = logging.getLogger(__name__)
 
 #: Official LivePortrait, eager float32, per driven frame (M + W + G) on the project's 2-core CPU
@@ -94,12 +96,7 @@ def system_info(device: str = "", precision: str = "") -> dict[str, Any]:
     import psutil
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
+    cpu = cpu_model()
     info: dict[str, Any] = {
         "os": f"{platform.system()} {platform.release()}", "python": sys.version.split()[0],
         "torch": torch.__version__, "cpu": cpu, "cpu_cores": psutil.cpu_count(logical=True),

@@ -9,28 +9,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from typing import Any, Callable, Iterable
 
 import numpy as np
+
+from liveportrait_core.machine import cpu_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--voice", dest="kind", action="store_const", const="voice",
                    help="time the voice features per audio block (loudness, formants, vowel)")
     p.add_argument("--blocks", type=int, default=3000, help="audio blocks timed by --voice")
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _voiced(seconds: float, rate: int) -> np.ndarray:
@@ -80,7 +70,7 @@ def run(args: argparse.Namespace, settings: Any) -> dict:
     rows["mouth controls from the features"] = _timed(lambda _x: mouth_from_features(f, s), range(blocks))
     total = sum(v[0] for k, v in rows.items() if "silence" not in k)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return {"kind": "voice", "cpu": cpu_name(), "logical_cpus": os.cpu_count(), "load_average": load,
+    return {"kind": "voice", "cpu": cpu_model(), "logical_cpus": os.cpu_count(), "load_average": load,
             "block_ms": s.block_ms, "rate": RATE, "blocks": blocks,
             "rows": {k: {"median_us": v[0], "p95_us": v[1]} for k, v in rows.items()},
             "voiced_block_ms": total / 1000.0, "ok": True}
