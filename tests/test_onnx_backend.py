@@ -348,3 +348,18 @@ def test_cpu_choice_keeps_the_variant_it_loaded(tmp_path, monkeypatch):
         {n: "torch" for n in nets}, {}, key, cached=True))
     models = backend._load_cpu_choice(tmp_path, "animal", tuple(loader.MODULE_NAMES), 0, lambda: None, lambda s: None)
     assert models.variant == "animal" and set(EXPORTED) <= set(models.modules)
+
+
+def test_bf16_on_a_cpu_without_it_is_decided_as_the_float32_it_runs_in(monkeypatch, tmp_path):
+    """The loader runs float32 there, so the forms are measured as for float32: no network is left slower than
+    its plain form because bf16 was asked for on a CPU that cannot do it."""
+    from liveportrait_core.models import loader
+    from liveportrait_core.models.onnx import backend as backend_mod
+
+    monkeypatch.setattr(loader, "cpu_has_fast_bf16", lambda: False)
+    chosen = []
+    monkeypatch.setattr(backend_mod, "_load_cpu_choice", lambda *a, **k: chosen.append(a) or "measured")
+    for setting in ("torch", "auto"):
+        out = backend_mod.load_with_backend(tmp_path, backend=setting, device="cpu", precision="bf16", providers=[])
+        assert out == "measured"
+    assert len(chosen) == 2

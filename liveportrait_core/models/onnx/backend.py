@@ -82,11 +82,14 @@ def load_with_backend(models_dir: str | os.PathLike[str], *, backend: str, devic
                       progress: Callable[[str], None] | None = None):
     """The networks for ``names`` as a ``LivePortraitModels``, each run by the backend the settings
     and the machine call for; logs which backend and provider runs each one."""
-    from liveportrait_core.models.loader import LivePortraitModels, load_models, pick_device  # noqa: PLC0415
+    from liveportrait_core.models.loader import (LivePortraitModels, load_models, pick_device,  # noqa: PLC0415
+                                                 pick_precision)
 
     say = progress or _log.info
     names = tuple(names)
     dev = pick_device(device)
+    if pick_precision(precision, dev) == torch.float32:  # e.g. bf16 on a CPU without it: float32, said once there
+        precision = "fp32"  # and then decided (the forms measured) as the float32 it runs in
     plan = resolve_backend(backend, dev, precision, providers, runtime.available_providers())
     big = [n for n in names if n in EXPORTED]
     if plan.kind == "torch" or not big:
