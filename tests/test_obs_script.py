@@ -116,7 +116,7 @@ def test_every_schema_setting_is_a_property_in_its_group(obs):
     props = c.build_properties()
     groups = {p.name: p for p in props.props.values() if p.kind == "group"}
     assert [g.description for g in groups.values()] == [
-        "Status", "Character and camera", "Character options", "Camera options", "Animation", "Voice", "Output",
+        "Status", properties.BASICS_LABEL, "Character options", "Camera options", "Animation", "Voice", "Output",
         "Performance", "Models"]
     for key, default, _help, meta in schema.describe():
         gkey = properties.group_of(key)

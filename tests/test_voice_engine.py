@@ -177,3 +177,15 @@ def test_every_frame_of_a_video_with_sound_records_its_sound_in_step(tmp_path):
     assert abs(len(sound) / RATE - 1.0) < 0.1
     onset = np.nonzero([rms_dbfs(sound[i:i + 160]) > -40 for i in range(0, len(sound) - 160, 160)])[0][0] * 0.01
     assert abs(onset - 0.4) < 0.06, onset
+
+
+def test_status_line_says_how_a_character_without_webcam_talks():
+    """No webcam and the voice off: the character can only idle; the status says so and where to turn it on
+    (the camera list offers "No webcam (idle + voice)"); with the voice on it shows the level instead."""
+    from liveportrait_core.engine.stats import VOICE_MODE_HINT, EngineStatus
+
+    off = EngineStatus(state="running", frames=10, fps=30.0, tracking="no webcam", voice_mode="off")
+    assert f"no webcam, voice off: idle only (set {VOICE_MODE_HINT} to talk)" in off.line()
+    on = EngineStatus(state="running", frames=10, fps=30.0, tracking="no webcam", voice_mode="always",
+                      voice="voice -23 dB ▮▮▮▯▯ A")
+    assert "voice off" not in on.line() and "no webcam" in on.line() and "voice -23 dB" in on.line()

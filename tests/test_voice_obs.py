@@ -34,10 +34,15 @@ def test_voice_group_holds_every_audio_setting_and_offers_the_microphones(obs, m
     groups = {p.name: p for p in props.props.values() if p.kind == "group"}
     voice = groups["lp.group.voice"]
     assert voice.description == "Voice"
-    audio_keys = [k for k, *_ in schema.describe() if k.startswith("audio.")]
+    audio_keys = [k for k, *_ in schema.describe() if k.startswith("audio.") and k != "audio.mode"]
     assert audio_keys and all(properties.group_of(k) == "lp.group.voice" for k in audio_keys)
     inner = voice.content.props if hasattr(voice, "content") else voice.group.props
     assert set(audio_keys) <= set(inner)
+    # the mode sits beside the camera list (which offers "No webcam (idle + voice)"), in words
+    mode = groups[properties.BASICS_GROUP].group.props["audio.mode"]
+    assert mode.description == "Voice" and "audio.mode" not in inner
+    assert [v for _t, v in mode.items] == ["off", "fallback", "mix", "always"]
+    assert dict((v, t) for t, v in mode.items)["always"] == "Voice only (mouth follows the voice)"
     device = inner["audio.device"]
     offered = [value for _text, value in device.items]
     assert offered[:2] == ["default", "USB Headset Mic"]
@@ -86,3 +91,10 @@ def test_voice_doc_lists_every_audio_setting_with_its_default():
         default = getattr(audio, key.split(".", 1)[1])
         shown = str(default).lower() if isinstance(default, bool) else str(default)
         assert text == shown or (isinstance(default, float) and float(text) == default), (key, text, default)
+
+
+def test_voice_labels_name_their_units():
+    """The panel showed "Gain db" and "Attack ms" (seen in a screenshot of the Scripts dialog in OBS 29)."""
+    assert properties.label("audio.gain_db") == "Gain (dB)"
+    assert properties.label("audio.attack_ms") == "Attack (ms)"
+    assert properties.label("audio.block_ms") == "Block (ms)"

@@ -510,7 +510,8 @@ class Engine:
                 self._message, self._command_error = "", None  # a failed command's message expires like errors
             st = EngineStatus(state=self._state, message=self._message, character=self._character,
                               tracking=self._tracking_state, errors=list(self._errors),
-                              target_fps=self._settings.performance.target_fps)
+                              target_fps=self._settings.performance.target_fps,
+                              voice_mode=self._settings.audio.mode)
             st.character_chosen, st.character_error = self._character_chosen, self._character_error
         now = time.perf_counter()
         if self._last_error_t is not None:

@@ -259,6 +259,7 @@ class EngineStatus:
     character_error: str = ""  #: why ``character_chosen`` is not the live one ("" = it is)
     tracking: str = ""  #: face | lost | idle (no input) | no webcam | ""
     voice: str = ""  #: the voice's live level ("voice -23 dB ▮▮▮▯▯ A"), "" while ``audio.mode`` is off
+    voice_mode: str = "off"  #: ``audio.mode``
     outputs: dict[str, OutputStatus] = field(default_factory=dict)
     gpu: GpuStats | None = None
     cpu: CpuStats = field(default_factory=CpuStats)
@@ -287,7 +288,9 @@ class EngineStatus:
             parts.append(self.activity)
         if self.character:
             parts.append(self.character)
-        if self.tracking and self.tracking != "face":
+        if self.tracking == "no webcam" and self.voice_mode == "off":  # the character can only idle: say how it talks
+            parts.append(f"no webcam, voice off: idle only (set {VOICE_MODE_HINT} to talk)")
+        elif self.tracking and self.tracking != "face":
             parts.append(self.tracking if self.tracking == "no webcam" else f"face {self.tracking}")
         if self.voice:
             parts.append(self.voice)
@@ -310,6 +313,10 @@ class EngineStatus:
         if self.errors and (self.last_error_age_s is None or self.last_error_age_s < RECENT_ERROR_S):
             parts.append(f"{len(self.errors)} error(s), last: {_one_line(self.errors[-1])[:80]}")
         return _one_line(" | ".join(parts))
+
+
+#: Where the voice is turned on, named for both the panel and the CLI/YAML.
+VOICE_MODE_HINT = "Voice (audio.mode)"
 
 
 def fps_text(fps: float) -> str:

@@ -23,9 +23,16 @@ log = logging.getLogger(__name__)
 STATUS_GROUP = "lp.group.status"
 BASICS_GROUP = "lp.group.basics"
 SHOW_ADVANCED_KEY = "lp.show_advanced"
-#: Settings in the basics group, in this order (everything else is advanced).
-BASIC_KEYS = ("characters.active", "capture.source")
-BASIC_LABELS = {"capture.source": "Camera"}
+#: Settings in the basics group, in this order (everything else is advanced). The voice's mode is here because
+#: the camera list offers "No webcam (idle + voice)": the voice must be one click away, not behind the switch.
+BASIC_KEYS = ("characters.active", "capture.source", "audio.mode")
+BASIC_LABELS = {"capture.source": "Camera", "audio.mode": "Voice"}
+BASICS_LABEL = "Character, camera and voice"
+#: What a choice list shows for each value (the value itself where absent).
+CHOICE_TEXT: Mapping[str, Mapping[str, str]] = {
+    "audio.mode": {"off": "Off", "fallback": "When the face or mouth is lost", "mix": "Mixed with the webcam",
+                   "always": "Voice only (mouth follows the voice)"},
+}
 #: Advanced groups: (group key, label, dotted keys or section prefixes ending in ".").
 GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("lp.group.character", "Character options", ("characters.", "hotkeys.")),
@@ -82,7 +89,7 @@ def label(key: str) -> str:
     """``animation.driving_multiplier`` -> ``Driving multiplier`` (section is the group's label)."""
     text = key.rsplit(".", 1)[-1].replace("_", " ")
     text = {"spout": "Spout2"}.get(text, text)
-    units = {"s": "(s)", "deg": "(°)", "px": "(px)"}
+    units = {"s": "(s)", "deg": "(°)", "px": "(px)", "db": "(dB)", "ms": "(ms)"}
     words = text.split()
     if len(words) > 1 and words[-1] in units:
         words[-1] = units[words[-1]]
@@ -185,7 +192,7 @@ def _add_setting(obs: Any, props: Any, r: SettingRow, characters: Iterable[str])
     elif choices:
         p = obs.obs_properties_add_list(props, r.key, name, obs.OBS_COMBO_TYPE_LIST, obs.OBS_COMBO_FORMAT_STRING)
         for c in choices:
-            obs.obs_property_list_add_string(p, str(c), str(c))
+            obs.obs_property_list_add_string(p, CHOICE_TEXT.get(r.key, {}).get(str(c), str(c)), str(c))
     elif r.key in SUGGESTIONS:
         p = obs.obs_properties_add_list(props, r.key, name, obs.OBS_COMBO_TYPE_EDITABLE,
                                         obs.OBS_COMBO_FORMAT_STRING)
@@ -250,7 +257,7 @@ def build(obs: Any, *, character_folder: str, expressions: Iterable[str] = (),
     if status_extra is not None:
         status_extra(status)
     obs.obs_properties_add_group(props, STATUS_GROUP, "Status", obs.OBS_GROUP_NORMAL, status)
-    add_group(BASICS_GROUP, "Character and camera", groups[BASICS_GROUP])
+    add_group(BASICS_GROUP, BASICS_LABEL, groups[BASICS_GROUP])
     switch = obs.obs_properties_add_bool(props, SHOW_ADVANCED_KEY, "Show advanced settings")
     obs.obs_property_set_long_description(switch, "every engine setting, in groups (animation, output, "
                                                   "performance, models, …)")
