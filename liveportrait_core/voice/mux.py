@@ -24,23 +24,12 @@ class MuxError(RuntimeError):
 
 
 def _audio_frames(wav: Path, offset_s: float, duration_s: float, rate_out: int):
-    """The sound of ``wav`` (a 16-bit WAV, or any media file with an audio track), mono float32 at ``rate_out``,
+    """The sound of ``wav`` (a WAV, or any media file with an audio track), mono float32 at ``rate_out``,
     shifted by ``offset_s`` (positive: the sound starts that much after the picture: silence first; negative:
     its beginning is cut), cut or padded to ``duration_s``."""
-    import wave
+    from liveportrait_core.voice.sources import read_file_audio  # noqa: PLC0415
 
-    try:
-        with wave.open(str(wav), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise wave.Error("not 16-bit")
-            rate, ch = w.getframerate(), w.getnchannels()
-            x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32).reshape(-1, ch).mean(1) / 32768.0
-    except (wave.Error, EOFError):
-        rate, x = rate_out, read_audio_track(wav, rate_out)
-    if rate != rate_out:
-        from liveportrait_core.voice.resample import resample_all
-
-        x = resample_all(x, rate, rate_out)
+    x = read_file_audio(wav, rate_out)
     shift = int(round(offset_s * rate_out))
     x = np.concatenate([np.zeros(shift, np.float32), x]) if shift >= 0 else x[-shift:]
     n = int(round(duration_s * rate_out))
@@ -134,10 +123,6 @@ def audio_track_seconds(path: str | Path) -> float:
 
 def read_audio_track(path: str | Path, rate: int = 16000) -> np.ndarray:
     """The sound of a media file, mono float32 at ``rate`` (for checks and tests)."""
-    import av  # noqa: PLC0415
+    from liveportrait_core.voice.sources import read_file_audio  # noqa: PLC0415
 
-    with av.open(str(path)) as c:
-        rs = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        parts = [f.to_ndarray().reshape(-1) for fr in c.decode(audio=0) for f in rs.resample(fr)]
-        parts += [f.to_ndarray().reshape(-1) for f in rs.resample(None)]
-    return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+    return read_file_audio(path, rate)

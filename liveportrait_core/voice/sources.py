@@ -31,7 +31,7 @@ from typing import Any, Iterator, Protocol
 
 import numpy as np
 
-from liveportrait_core.voice.resample import RATE, StreamResampler
+from liveportrait_core.voice.resample import RATE, StreamResampler, resample_all
 from liveportrait_core.voice.ring import RingBuffer
 
 _log = logging.getLogger(__name__)
@@ -252,8 +252,8 @@ def _wav_chunks(path: Path, chunk_s: float = 0.25) -> tuple[float, Iterator[np.n
     return float(rate), gen()
 
 
-def _av_chunks(path: Path) -> tuple[float, Iterator[np.ndarray]]:
-    """(RATE, mono float32 chunks) of any file with an audio stream, decoded and resampled by PyAV."""
+def _av_chunks(path: Path, rate: int = RATE) -> tuple[float, Iterator[np.ndarray]]:
+    """(rate, mono float32 chunks) of any file with an audio stream, decoded and resampled by PyAV."""
     try:
         import av  # noqa: PLC0415
     except ImportError:
@@ -265,7 +265,7 @@ def _av_chunks(path: Path) -> tuple[float, Iterator[np.ndarray]]:
     if not container.streams.audio:
         container.close()
         raise AudioSourceError(f"audio.device {str(path)!r} has no audio track")
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=RATE)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
 
     def gen() -> Iterator[np.ndarray]:
         try:
@@ -277,7 +277,26 @@ def _av_chunks(path: Path) -> tuple[float, Iterator[np.ndarray]]:
         finally:
             container.close()
 
-    return float(RATE), gen()
+    return float(rate), gen()
+
+
+def _file_chunks(path: Path, rate: int = RATE) -> tuple[float, Iterator[np.ndarray]]:
+    """(its rate, mono float32 chunks) of a PCM WAV (standard library), else of any file PyAV reads (at ``rate``):
+    the one way this program reads a sound file, for the voice and for the recorder's soundtrack."""
+    try:
+        return _wav_chunks(path)
+    except (wave.Error, EOFError, ValueError):
+        return _av_chunks(path, rate)
+    except OSError as e:
+        raise AudioSourceError(f"audio.device {str(path)!r} could not be read: {e.strerror or e}") from None
+
+
+def read_file_audio(path: str | Path, rate: int = RATE) -> np.ndarray:
+    """The whole sound of a file, mono float32 at ``rate`` (raises AudioSourceError)."""
+    file_rate, chunks = _file_chunks(Path(path).expanduser(), rate)
+    parts = list(chunks)
+    x = np.concatenate(parts).astype(np.float32, copy=False) if parts else np.zeros(0, np.float32)
+    return resample_all(x, int(file_rate), rate)
 
 
 def file_duration_s(path: str | Path) -> float | None:
@@ -318,12 +337,7 @@ class FileSource:
         self._pending = np.zeros(0, np.float32)
 
     def _open(self) -> None:
-        try:
-            rate, chunks = _wav_chunks(self.path)
-        except (wave.Error, EOFError, ValueError):
-            rate, chunks = _av_chunks(self.path)
-        except OSError as e:
-            raise AudioSourceError(f"audio.device {str(self.path)!r} could not be read: {e.strerror or e}") from None
+        rate, chunks = _file_chunks(self.path)
         self._chunks = chunks
         self._resample = StreamResampler(rate, RATE)
         self.file_rate = rate
