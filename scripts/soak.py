@@ -79,7 +79,7 @@ class SoakBackend(LivePortraitBackend):
     def create_animator(self, settings: Settings):
         if self.model == "official":
             return super().create_animator(settings)
-        from liveportrait_core.characters import CharacterLibrary
+        from liveportrait_core.characters.library import CharacterLibrary
         from liveportrait_core.engine.pipeline import Animator
 
         if self.model == "reduced":

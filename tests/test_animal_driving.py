@@ -88,7 +88,7 @@ def test_the_driver_drives_an_animal_character_the_animal_way_only_when_asked():
 def test_the_animator_asks_for_it_for_animal_characters(tmp_path):
     import shutil
 
-    from liveportrait_core.characters import CharacterLibrary
+    from liveportrait_core.characters.library import CharacterLibrary
     from liveportrait_core.characters import sidecar as sc
     from liveportrait_core.engine.pipeline import Animator
     from liveportrait_core.models.small import reduced_models

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from liveportrait_core.characters import CharacterError, CharacterLibrary, list_character_files
+from liveportrait_core.characters.faces import CharacterError
+from liveportrait_core.characters.library import CharacterLibrary, list_character_files
 from liveportrait_core.settings import Settings
 from tests.conftest import shared_path
 
@@ -183,7 +184,7 @@ def test_hotkey_slots_follow_settings(folder, tmp_path, recipe_models):
 
 
 def test_assess_gives_verdicts_and_advice():
-    from liveportrait_core.characters import assess
+    from liveportrait_core.characters.check import assess
 
     good = {"face_found": True, "face_size_px": 380, "face_size_ratio": 0.33, "yaw_deg": 3, "pitch_deg": -2,
             "roll_deg": 4, "mouth_open": 0.01, "eye_open": [0.3, 0.28], "confidence": 0.96, "format": "JPEG"}
@@ -221,7 +222,8 @@ def test_min_face_confidence_setting_lets_a_refused_animal_in(tmp_path):
     accepted once the user lowers ``characters.min_face_confidence`` (applied live, no restart)."""
     import cv2
 
-    from liveportrait_core.characters import CharacterError, CharacterLibrary
+    from liveportrait_core.characters.faces import CharacterError
+    from liveportrait_core.characters.library import CharacterLibrary
     from liveportrait_core.settings import Settings
     from tests.conftest import shared_path
 

@@ -131,7 +131,7 @@ def test_the_table_shows_no_measurement_where_none_was_made(library, capsys):
 
 
 def test_advice_is_given_once():
-    from liveportrait_core.characters import assess
+    from liveportrait_core.characters.check import assess
 
     twice = {"face_found": True, "face_size_px": 380, "face_size_ratio": 0.33, "confidence": 0.96,
              "eye_open": [0.3, 0.3], "format": "JPEG", "warnings": ["2 faces found; the largest one is animated"] * 2}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from liveportrait_core.characters import CharacterLibrary
+from liveportrait_core.characters.library import CharacterLibrary
 from liveportrait_core.engine.device_frames import FrameDownloads, PendingFrame
 from liveportrait_core.engine.pipeline import Animator
 from liveportrait_core.models.small import reduced_models

@@ -84,7 +84,7 @@ def test_an_idle_blink_of_a_character_with_the_boost_in_its_sidecar_closes_its_e
     idle blink its driving keypoints carry the full closing delta (the blink expression's offset aside)."""
     import shutil
 
-    from liveportrait_core.characters import CharacterLibrary
+    from liveportrait_core.characters.library import CharacterLibrary
     from liveportrait_core.engine.pipeline import Animator
     from liveportrait_core.models.small import reduced_models
     from liveportrait_core.settings import Settings

@@ -23,7 +23,8 @@ import pytest
 from liveportrait_core.cli import main as cli
 from liveportrait_core.engine import core as engine_mod
 from liveportrait_core.engine.backend import LivePortraitBackend
-from liveportrait_core.characters import CharacterError, CharacterLibrary
+from liveportrait_core.characters.faces import CharacterError
+from liveportrait_core.characters.library import CharacterLibrary
 from liveportrait_core.engine.core import Engine
 from liveportrait_core.settings import Settings, SettingsError, load as load_settings
 from tests.test_engine import Collect, FakeAnimator, FakeBackend, _engine_threads, _settings, _video, _wait

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from liveportrait_core.characters import CharacterLibrary
+from liveportrait_core.characters.library import CharacterLibrary
 from liveportrait_core.driving.expressions import SHAPES
 from liveportrait_core.engine.pipeline import Animator, fit_frame
 from liveportrait_core.settings import Settings

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from liveportrait_core.characters import CharacterError, CharacterLibrary
+from liveportrait_core.characters.faces import CharacterError
+from liveportrait_core.characters.library import CharacterLibrary
 from liveportrait_core.characters import sidecar as sc
 from liveportrait_core.settings import Settings
 from tests.conftest import shared_path

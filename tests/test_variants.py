@@ -28,7 +28,7 @@ def test_animal_recipe_weights_load_strictly_and_drive_a_frame(tmp_path, recipe_
     """The seven networks come from the animal files (only those exist: no human base models), every official
     key exactly, the recipe values; then an animal character placed by its sidecar is animated through all of
     them (idle: no face tracked), without stitching as the official animal pipeline."""
-    from liveportrait_core.characters import CharacterLibrary
+    from liveportrait_core.characters.library import CharacterLibrary
     from liveportrait_core.engine.pipeline import Animator
     from liveportrait_core.models.loader import load_models
 
@@ -106,7 +106,7 @@ def _human_and_animal_characters(tmp_path) -> Settings:
 def test_a_human_to_animal_character_switch_swaps_the_networks(tmp_path):
     """Two characters, one with ``model.variant: animal`` in its sidecar: selecting it puts the animal set's
     networks into the animator and preparation; selecting the human one again swaps back, without a reload."""
-    from liveportrait_core.characters import CharacterLibrary
+    from liveportrait_core.characters.library import CharacterLibrary
     from liveportrait_core.engine.pipeline import Animator
     from liveportrait_core.models.small import reduced_models
 
@@ -129,7 +129,8 @@ def test_a_human_to_animal_character_switch_swaps_the_networks(tmp_path):
 
 def test_a_character_whose_variant_cannot_load_is_refused_and_the_rest_keep_working(tmp_path):
     """No animal weights: the animal character is refused with the download hint; the human one stays live."""
-    from liveportrait_core.characters import CharacterError, CharacterLibrary
+    from liveportrait_core.characters.faces import CharacterError
+    from liveportrait_core.characters.library import CharacterLibrary
     from liveportrait_core.engine.pipeline import Animator
     from liveportrait_core.models.small import reduced_models
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from liveportrait_core.characters import CharacterLibrary
+from liveportrait_core.characters.library import CharacterLibrary
 from liveportrait_core.driving.animation import LIP_ROWS
 from liveportrait_core.driving.voice import voice_lip_delta
 from liveportrait_core.models.networks.stitching import retarget

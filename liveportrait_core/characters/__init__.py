@@ -13,14 +13,3 @@ image will do.
 The thresholds (``characters.min_face_px``, ``characters.min_face_confidence``) come from
 ``settings.CharacterSettings`` everywhere.
 """
-from __future__ import annotations
-
-from liveportrait_core.characters.check import CharacterReport, assess, check_images, format_table
-from liveportrait_core.characters.faces import CharacterError, CharacterFaceFinder, FaceFinder, SourceFace
-from liveportrait_core.characters.library import (CharacterLibrary, character_folders, check_chosen_character,
-                                                  list_character_files)
-from liveportrait_core.characters.preparation import PreparedCharacter
-
-__all__ = ["CharacterError", "CharacterFaceFinder", "CharacterLibrary", "CharacterReport", "FaceFinder",
-           "PreparedCharacter", "SourceFace", "assess", "character_folders", "check_chosen_character",
-           "check_images", "format_table", "list_character_files"]

@@ -96,7 +96,7 @@ class LivePortraitBackend:
         return Animator.from_settings(settings, should_stop=self.should_stop)
 
     def list_characters(self, settings: Settings) -> list[str]:
-        from liveportrait_core.characters import list_character_files  # noqa: PLC0415
+        from liveportrait_core.characters.library import list_character_files  # noqa: PLC0415
 
         return [p.name for p in list_character_files(settings.characters)]
 

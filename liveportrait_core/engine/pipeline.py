@@ -25,7 +25,9 @@ import torch
 from liveportrait_core.driving.animation import MotionDriver, RetargetingNets
 from liveportrait_core.driving import eye_close
 from liveportrait_core.engine.cancel import FrameCancelled
-from liveportrait_core.characters import CharacterError, CharacterLibrary, PreparedCharacter
+from liveportrait_core.characters.faces import CharacterError
+from liveportrait_core.characters.library import CharacterLibrary
+from liveportrait_core.characters.preparation import PreparedCharacter
 from liveportrait_core.driving.expressions import NAMES as EXPRESSION_NAMES, Expressions, add_offsets
 from liveportrait_core.driving.idle import IdleAnimator, blend_motion
 from liveportrait_core.driving.paste_device import DevicePasteBack

@@ -73,7 +73,7 @@ def size_hint(settings: Any) -> tuple[int, int] | None:
     if not o.paste_back:
         return 512, 512
     from liveportrait_core import paths  # noqa: PLC0415
-    from liveportrait_core.characters import list_character_files  # noqa: PLC0415
+    from liveportrait_core.characters.library import list_character_files  # noqa: PLC0415
     from liveportrait_core.images import CHARACTER_MAX_DIM
 
     active = settings.characters.active

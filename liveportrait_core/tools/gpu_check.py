@@ -325,7 +325,7 @@ def _character_folder(size: int, root: Path) -> Path:
 
 def _library(models, folder: Path):
     """The character library over ``folder`` (one per size: both paste-back modes share its preparation)."""
-    from liveportrait_core.characters import CharacterLibrary
+    from liveportrait_core.characters.library import CharacterLibrary
     from liveportrait_core.settings import Settings
 
     s = Settings()

@@ -186,7 +186,8 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
         print(f"error: {e}", file=sys.stderr)
         return exits.USAGE
     if s.characters.active:  # an explicit choice that cannot be used is an error, never replaced by another file
-        from liveportrait_core.characters import CharacterError, check_chosen_character
+        from liveportrait_core.characters.faces import CharacterError
+        from liveportrait_core.characters.library import check_chosen_character
 
         try:
             check_chosen_character(s)
