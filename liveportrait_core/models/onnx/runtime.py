@@ -22,7 +22,9 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -329,16 +331,82 @@ def choose_providers(network: str, providers: Sequence[str],
     return first
 
 
+#: Networks whose outputs every caller consumes before calling the network again (the animator feeds W's
+#: ``out`` to G and G's image into the frame's crop within the frame), so their output buffers are bound once
+#: and reused. F's and M's outputs are kept across calls (the character's f_s and keypoints, the neutral
+#: reference): they get new buffers (torch's caching allocator, no device allocation) each call.
+REUSED_OUTPUTS = frozenset({"warping_module", "spade_generator"})
+#: Run option: ONNX Runtime does not wait for the device at the end of a run (documented key of
+#: ``onnxruntime_run_options_config_keys.h``); safe only when the session computes on torch's own stream.
+NO_SYNC_KEY = "disable_synchronize_execution_providers"
+
+
+class IoBound:
+    """One I/O binding of a session for one set of input shapes, made once and reused every call.
+
+    Inputs are bound by pointer to the caller's tensors and rebound only when the tensor changes (another
+    tensor object or another address: f_s and x_s stay bound while x_d is rebound per frame); outputs are
+    torch tensors on the device that ONNX Runtime writes in place (no copy). With ``reuse_outputs`` the
+    same output tensors are returned every call, valid until the next one; otherwise new ones are bound
+    each call. Not thread-safe on its own: ``OrtNetwork`` holds a lock around ``run``.
+    """
+
+    def __init__(self, session: Any, device: torch.device, input_names: Sequence[str],
+                 output_names: Sequence[str], output_shapes: Mapping[str, tuple[int, ...]],
+                 reuse_outputs: bool, run_options: Any = None) -> None:
+        self.session = session
+        self.binding = session.io_binding()
+        self.device = device
+        self._kind, self._index = device.type, device.index or 0
+        self.input_names, self.output_names = tuple(input_names), tuple(output_names)
+        self.output_shapes = output_shapes
+        self.reuse_outputs = reuse_outputs
+        self.run_options = run_options
+        self._bound: dict[str, tuple[Any, int]] = {}  #: input -> (weakref to the bound tensor, its address)
+        self._outputs: list[torch.Tensor] | None = None
+        self.binds = 0  #: bind_input/bind_output calls so far (tests read it: only what changes is bound)
+
+    def _bind_input(self, name: str, t: torch.Tensor) -> None:
+        held = self._bound.get(name)
+        if held is not None and held[0]() is t and held[1] == t.data_ptr():
+            return
+        self.binding.bind_input(name, self._kind, self._index, np.float32, tuple(t.shape), t.data_ptr())
+        self._bound[name] = (weakref.ref(t), t.data_ptr())
+        self.binds += 1
+
+    def _bind_outputs(self) -> list[torch.Tensor]:
+        if self.reuse_outputs and self._outputs is not None:
+            return self._outputs
+        outs = [torch.empty(self.output_shapes[n], dtype=torch.float32, device=self.device) for n in self.output_names]
+        for name, t in zip(self.output_names, outs):
+            self.binding.bind_output(name, self._kind, self._index, np.float32, tuple(t.shape), t.data_ptr())
+            self.binds += 1
+        self._outputs = outs if self.reuse_outputs else None
+        return outs
+
+    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        for name, t in zip(self.input_names, inputs):
+            self._bind_input(name, t)
+        outs = self._bind_outputs()
+        self.session.run_with_iobinding(self.binding, self.run_options)
+        return outs
+
+
 class OrtNetwork(nn.Module):
     """One exported network behind the torch network's call signature (see the module docstring).
 
-    Inputs on the CPU are passed to ONNX Runtime as numpy views (no copy); CUDA tensors, when the
-    session runs on CUDA or TensorRT, are bound in place (I/O binding), so a frame never visits the
-    host. Outputs are float32 tensors on the inputs' device. The weights' hash is kept as a buffer so
-    that fingerprints of ``state_dict()`` (the character cache's) still tell weights apart.
+    Tensors are bound in place (I/O binding, ``IoBound``: one binding per input shapes, kept): CPU tensors
+    when the session runs on the CPU provider, CUDA tensors when it runs on CUDA or TensorRT, so a frame
+    never visits the host. On CUDA the session computes on torch's stream (``user_stream``, given at load)
+    and, while that is still the current stream, a run is not waited for (``NO_SYNC_KEY``): the outputs are
+    ordered after it on the stream like any torch op. Other providers (DirectML, CoreML, OpenVINO) and
+    device tensors on a host session go through ``session.run`` with numpy arrays. Outputs are float32
+    tensors on the inputs' device. The weights' hash is kept as a buffer so that fingerprints of
+    ``state_dict()`` (the character cache's) still tell weights apart.
     """
 
-    def __init__(self, network: str, session: Any, placement: Placement, weights_sha256: str = ""):
+    def __init__(self, network: str, session: Any, placement: Placement, weights_sha256: str = "", *,
+                 reuse_outputs: bool = False, user_stream: int | None = None):
         super().__init__()
         self.network = network
         self.session = session
@@ -346,6 +414,11 @@ class OrtNetwork(nn.Module):
         self.input_names = INPUT_NAMES[network]
         self.output_names = OUTPUT_NAMES[network]
         self.output_shapes = {o.name: tuple(o.shape) for o in session.get_outputs()}
+        self.reuse_outputs = reuse_outputs
+        self.user_stream = user_stream
+        self._bindings: dict[tuple, IoBound] = {}
+        self._lock = threading.Lock()
+        self._no_sync: Any = None  #: the RunOptions with ``NO_SYNC_KEY`` (made at the first CUDA call)
         digest = bytes.fromhex(weights_sha256) if weights_sha256 else b""
         self.register_buffer("weights_sha256", torch.tensor(list(digest), dtype=torch.uint8))
 
@@ -366,11 +439,19 @@ class OrtNetwork(nn.Module):
             raise TypeError(f"{self.network} takes {', '.join(self.input_names)}; got {', '.join(values)}")
         return [values[n].float().contiguous() for n in self.input_names]
 
+    def binds_in_place(self, device: torch.device) -> bool:
+        """Whether tensors on ``device`` are bound in place (else they go through numpy and ``session.run``)."""
+        if device.type == "cuda":
+            return self.provider in ("cuda", "tensorrt")
+        return device.type == "cpu" and self.provider == "cpu" and all(
+            isinstance(d, int) for shape in self.output_shapes.values() for d in shape)
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         inputs = self._inputs(args, kwargs)
         device = inputs[0].device
-        if device.type == "cuda" and self.provider in ("cuda", "tensorrt"):
-            outs = self._run_bound(inputs, device)
+        if self.binds_in_place(device):
+            with self._lock:
+                outs = self.binding(inputs, device).run(inputs)
         else:
             feeds = {n: t.detach().cpu().numpy() for n, t in zip(self.input_names, inputs)}
             outs = [torch.from_numpy(o).to(device) for o in self.session.run(list(self.output_names), feeds)]
@@ -378,15 +459,27 @@ class OrtNetwork(nn.Module):
             return dict(zip(self.output_names, outs))
         return outs[0]
 
-    def _run_bound(self, inputs: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
-        binding = self.session.io_binding()
-        for name, t in zip(self.input_names, inputs):
-            binding.bind_input(name, "cuda", device.index or 0, np.float32, tuple(t.shape), t.data_ptr())
-        outs = [torch.empty(self.output_shapes[n], dtype=torch.float32, device=device) for n in self.output_names]
-        for name, t in zip(self.output_names, outs):
-            binding.bind_output(name, "cuda", device.index or 0, np.float32, tuple(t.shape), t.data_ptr())
-        self.session.run_with_iobinding(binding)
-        return outs
+    def binding(self, inputs: Sequence[torch.Tensor], device: torch.device) -> IoBound:
+        """The binding for these inputs' shapes on ``device`` (made at the first call with them)."""
+        key = (device.type, device.index, *(tuple(t.shape) for t in inputs))
+        bound = self._bindings.get(key)
+        if bound is None:
+            bound = self._bindings[key] = IoBound(self.session, device, self.input_names, self.output_names,
+                                                  self.output_shapes, self.reuse_outputs)
+        bound.run_options = self._run_options(device)
+        return bound
+
+    def _run_options(self, device: torch.device) -> Any:
+        """No wait at the end of a run when the session computes on the current torch stream (else the
+        default: ONNX Runtime waits for its own stream, so the outputs are ready when torch reads them)."""
+        if device.type != "cuda" or self.user_stream is None:
+            return None
+        if torch.cuda.current_stream(device).cuda_stream != self.user_stream:
+            return None
+        if self._no_sync is None:
+            self._no_sync = ort().RunOptions()
+            self._no_sync.add_run_config_entry(NO_SYNC_KEY, "1")
+        return self._no_sync
 
 
 @dataclass
@@ -425,7 +518,8 @@ def load_ort_networks(load: OrtLoad, names: Iterable[str], progress: Progress | 
 
         session, placement = choose_providers(name, providers, open_with)
         sha = export.weights_sha256(load.models_dir, load.variant, name)
-        out[name] = OrtNetwork(name, session, placement, sha)
+        out[name] = OrtNetwork(name, session, placement, sha, reuse_outputs=name in REUSED_OUTPUTS,
+                               user_stream=stream if placement.main in ("cuda", "tensorrt") else None)
         (_log.info if placement.whole else _log.warning)("ONNX Runtime: %s", placement.summary())
     write_report(caches, load.variant, [n.placement for n in out.values()])
     return out
