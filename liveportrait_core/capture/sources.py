@@ -37,11 +37,20 @@ class CaptureError(RuntimeError):
 
 @dataclass
 class CapturedFrame:
-    """One driving frame; ``timestamp`` (``time.perf_counter()`` at capture) travels to the output."""
+    """One driving frame. ``timestamp`` is its time on the session's clock (``capture.clock``: the wall clock
+    for a live source, media time for a file processed frame by frame) and is what every consumer on the frame
+    path reads; ``read_at`` is the wall clock (``time.perf_counter()``) when it was read, what latency is
+    measured from (None: the same as ``timestamp``). Both travel to the output."""
 
     index: int
     timestamp: float
-    image_bgr: np.ndarray  #: HxWx3 uint8
+    image_bgr: np.ndarray | None  #: HxWx3 uint8 (None: a frame of a clock with no picture)
+    read_at: float | None = None
+
+    @property
+    def wall_ts(self) -> float:
+        """The wall-clock instant the frame was read (``time.perf_counter()``)."""
+        return self.timestamp if self.read_at is None else self.read_at
 
 
 class FrameSource(Protocol):

@@ -165,6 +165,11 @@ class Expressions:
         with self._lock:
             return smoothstep(self._level[name]) * self._strength[name]
 
+    def restart_clock(self) -> None:
+        """The frames' clock starts again: the next ``weights`` call advances nothing (no step back in time)."""
+        with self._lock:
+            self._t = None
+
     def weights(self, now: float) -> np.ndarray:
         """Advance the easing to ``now`` (seconds) and return the eased weight of every expression."""
         with self._lock:

@@ -30,6 +30,7 @@ from typing import Any, Callable, cast
 import numpy as np
 
 from liveportrait_core.engine.backend import AnimatorStage, Backend, FrameCancelled, LivePortraitBackend, Tracker
+from liveportrait_core.capture.clock import MEDIA_ORIGIN, FrameClock
 from liveportrait_core.capture.sources import (CapturedFrame, CaptureError, FrameSource, describe_source,
                                               every_frame, is_finite, is_no_camera, open_source)
 from liveportrait_core.engine.handoff import END_OF_STREAM, EndOfStream, LatestValue
@@ -96,7 +97,8 @@ class TrackedFrame:
     captured: CapturedFrame | None  #: None for idle frames made while the capture is lost
     observation: Any
     driving_rgb: np.ndarray | None
-    timestamp: float
+    timestamp: float  #: on the session's clock (``capture.clock``)
+    read_at: float  #: the wall clock when its input was read (or the idle frame made): latency is measured from it
 
 
 @dataclass
@@ -140,6 +142,9 @@ class _Session:
         self.threads: list[threading.Thread] = []
         self.input_lost_since: float | None = None
         self.started = time.perf_counter()
+        #: what time each frame is at: media time for a file processed frame by frame, else the wall clock
+        self.clock = FrameClock(media=lossless)
+        self.clock_animator: Any = None  #: the animator told that this session's clock starts (``restart_clock``)
         self.published = 0  #: frames published in this session (what ``max_frames`` counts)
         self.frame_errors = 0  #: input frames lost to a tracking or inference error
         self.busy: tuple[str, float] | None = None  #: what the inference stage is doing, since when
@@ -252,8 +257,8 @@ class Engine:
             self._error_counts.clear()
             for t in (*self._timers.values(), self._e2e):
                 t.reset()
-            if timeline is not None:  # every frame of an audio file: its voice from the first frame on
-                self._start_voice(sess)
+            if timeline is not None or self._offline_voice(sess):  # an audio file on the frames' clock: its
+                self._start_voice(sess)  # voice from the first frame on
             self._build_runners(sess.lossless)
             for r in self._runners.values():
                 r.start()
@@ -441,9 +446,9 @@ class Engine:
                 return
             from liveportrait_core.voice.stage import FileVoice, VoiceStage  # noqa: PLC0415 - numpy/scipy
 
-            if sess.timeline is not None:
+            if self._offline_voice(sess):
                 try:
-                    stage: Any = FileVoice(lambda: self._settings.audio, epoch=sess.started)
+                    stage: Any = FileVoice(lambda: self._settings.audio, epoch=MEDIA_ORIGIN)
                 except Exception as e:  # noqa: BLE001 - an unreadable file: said, and the character stays silent
                     self._report("voice", e, logging.WARNING)
                     return
@@ -455,10 +460,35 @@ class Engine:
             sess.voice_rx = stage.receiver()
             sess.voice = stage
             outputs = [r.output for r in self._runners.values()] if self._session is sess else []
-        for out in outputs:
-            if hasattr(out, "attach_voice"):
-                out.attach_voice(stage)
+        if not self._voice_is_input_sound(sess):  # (else the recording keeps the input's own soundtrack)
+            for out in outputs:
+                if hasattr(out, "attach_voice"):
+                    out.attach_voice(stage)
         stage.start()
+
+    def _offline_voice(self, sess: _Session) -> bool:
+        """The voice is an audio file read on the frames' own clock (``voice.stage.FileVoice``): every frame of a
+        file or folder (or of an audio file's length, no webcam) is rendered, so frame k at media time t gets
+        the sound at t of the file, at any speed. A microphone, or a live run, uses the real-time stage."""
+        if not sess.lossless or self._settings.audio.mode == "off":
+            return False
+        from liveportrait_core.voice.sources import describe_audio  # noqa: PLC0415
+
+        return describe_audio(self._settings.audio.device) == "file"
+
+    def _voice_is_input_sound(self, sess: _Session | None) -> bool:
+        """The voice is the video input's own soundtrack (``--input clip.mp4 --audio clip.mp4``), read on the
+        frames' clock: a recording keeps that soundtrack as it is (``attach_sound_of``), once, not the voice's
+        16 kHz copy of it."""
+        if sess is None or not sess.lossless or not self._offline_voice(sess):
+            return False
+        video = self._settings.capture.source.strip()
+        if describe_source(video) != "video":
+            return False
+        try:
+            return Path(video).expanduser().samefile(Path(self._settings.audio.device.strip()).expanduser())
+        except OSError:
+            return False
 
     def voice_status(self) -> Any:
         """The voice stage's ``VoiceStatus`` (None while there is none: ``audio.mode`` off, or not started)."""
@@ -675,6 +705,7 @@ class Engine:
                         delay = min(delay * 2, BACKOFF_S[1])
                         continue
                     mirror = cs.mirror
+                    sess.clock.source_opened(src.fps)  # media time goes on after what came before
                     delay = BACKOFF_S[0]
                     if sess.input_lost_since is not None:
                         _log.info("capture back: %s", src.description)
@@ -701,7 +732,7 @@ class Engine:
                 timer.record(ts - t0, ts)
                 if self._paused:
                     continue
-                self._put(sess, sess.captured, CapturedFrame(index, ts, image))
+                self._put(sess, sess.captured, CapturedFrame(index, sess.clock.frame(ts), image, read_at=ts))
                 index += 1
                 if sess.lossless and self.max_frames is not None and index >= self.max_frames:
                     self._put(sess, sess.captured, END_OF_STREAM)  # live: the publish stage counts instead
@@ -717,10 +748,12 @@ class Engine:
 
         self._tracking_state = "no webcam"
         count = int(math.ceil((float(sess.timeline or 0.0) + TAIL_S) * fps))
+        sess.clock.source_opened(fps)
         for index in range(count):
             if self.max_frames is not None and index >= self.max_frames:
                 break
-            if not self._put(sess, sess.captured, CapturedFrame(index, sess.started + index / fps, None)):
+            wall = time.perf_counter()
+            if not self._put(sess, sess.captured, CapturedFrame(index, sess.clock.frame(wall), None, read_at=wall)):
                 return
         self._put(sess, sess.captured, END_OF_STREAM)
 
@@ -756,8 +789,9 @@ class Engine:
                         next_idle = now + 1.0 / IDLE_FPS
                         self._tracking_state = ("no webcam" if is_no_camera(self._settings.capture)  # also over a
                                                 else "idle (no input)")  # frame read just before the loss
+                        t = sess.clock.now()  # (media time: the idle goes on from the last input frame)
                         try:  # keep the character alive (idle) while the camera is away
-                            self._put(sess, sess.tracked, TrackedFrame(None, tracker.no_input(now), None, now))
+                            self._put(sess, sess.tracked, TrackedFrame(None, tracker.no_input(t), None, t, now))
                         except Exception as e:  # noqa: BLE001
                             self._report("tracking", e)
                     continue
@@ -777,7 +811,7 @@ class Engine:
                 timer.record(t1 - t0, t1)
                 self._tracking_state = ("no webcam" if item.image_bgr is None
                                         else "face" if getattr(observation, "found", False) else "lost")
-                self._put(sess, sess.tracked, TrackedFrame(item, observation, driving, item.timestamp))
+                self._put(sess, sess.tracked, TrackedFrame(item, observation, driving, item.timestamp, item.wall_ts))
         finally:
             if tracker is not None:
                 try:
@@ -841,6 +875,14 @@ class Engine:
                 else:  # a refused explicit choice is never replaced by another file: say why, animate nothing
                     self._set_state(sess, "error", f"chosen character refused: {self._character_error}")
             sess.loading(False)  # an animator exists (loaded now, or kept from before): frames can be skipped
+            if sess.lossless and animator is not sess.clock_animator:  # media time starts again at 0: an animator
+                sess.clock_animator = animator  # kept from an earlier run forgets what it timed on that run
+                restart = getattr(animator, "restart_clock", None)
+                try:
+                    if restart is not None:
+                        restart()
+                except Exception as e:  # noqa: BLE001 - reported; the run goes on with the state it has
+                    self._report("inference", e)
             self._run_commands(self._animator_cmds, animator, "inference")
             self._sync_character(animator)
             item = sess.tracked.get(timeout=POLL_S)
@@ -859,9 +901,10 @@ class Engine:
                 animator.should_stop = sess.stop.is_set
             sess.busy = ("frame", t0)
             set_voice = getattr(animator, "set_voice", None)
-            if set_voice is not None:  # the voice at this frame's own time (the audio and video share the clock)
-                rx = sess.voice_rx if sess.voice is not None else None
-                set_voice(rx.features_at(item.timestamp) if rx is not None else None)
+            if set_voice is not None:  # the voice at this frame's own time: a file read on the frames' clock at
+                rx = sess.voice_rx if sess.voice is not None else None  # its timestamp, a microphone at its
+                t_voice = item.timestamp if getattr(sess.voice, "offline", False) else item.read_at  # wall clock
+                set_voice(rx.features_at(t_voice) if rx is not None else None)
             try:
                 # on a GPU the frame is queued, not awaited: its download overlaps the next frame's networks
                 # and the publish stage waits for it (engine/device_frames.py)
@@ -917,13 +960,13 @@ class Engine:
             bgra = bgra if bgra.flags.c_contiguous else np.ascontiguousarray(bgra)
             frame = PublishedFrame(index=cap.index if cap is not None else -1, capture_ts=tr.timestamp,
                                    publish_ts=t0, bgra=bgra, observation=tr.observation,
-                                   source_bgr=cap.image_bgr if cap is not None else None)
+                                   source_bgr=cap.image_bgr if cap is not None else None, read_at=tr.read_at)
             for r in runners:
                 if r.enabled:
                     self._offer(sess, r, frame)
             t1 = time.perf_counter()
             timer.record(t1 - t0, t1)
-            self._e2e.record(t0 - tr.timestamp, t1)
+            self._e2e.record(t0 - tr.read_at, t1)  # the wall clock, whatever clock the frames are dated on
             sess.published += 1
             if self.max_frames is not None and sess.published >= self.max_frames:
                 self._finish(sess, runners, f"{sess.published} frames published (max_frames)")
@@ -975,6 +1018,8 @@ class Engine:
             self._report("outputs", e)
             return
         voice = self._session.voice if self._session is not None else None
+        if voice is not None and self._voice_is_input_sound(self._session):
+            voice = None  # the voice is the input's own soundtrack: the recording keeps that as it is
         if voice is not None and hasattr(out, "attach_voice"):  # the recording gets the sound the voice hears
             out.attach_voice(voice)
         elif lossless and hasattr(out, "attach_sound_of"):

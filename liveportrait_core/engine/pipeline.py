@@ -41,6 +41,10 @@ from liveportrait_core.voice.mouth import CLOSED, MouthControls, apply_mode, mou
 
 _log = logging.getLogger(__name__)
 
+#: The idle blinks' random gaps start from this seed (and again with every ``restart_clock``): the same input
+#: gives the same frames, blinks included, while the gaps still look irregular.
+IDLE_SEED = 0
+
 
 def fit_frame(frame: np.ndarray, width: int, height: int, fit: str) -> np.ndarray:
     """Place a BGRA frame on a ``width`` x ``height`` canvas: contain (letterbox, transparent),
@@ -90,7 +94,7 @@ class Animator:
         self.driver = MotionDriver(self.nets, a)
         self._ref_eye: tuple[float, float] | None = None  #: the tracked eye ratios at the neutral reference
         self.expressions = Expressions(a.expression_ease_s, device=self.device)
-        self.idle = IdleAnimator(a.idle_ease_s, a.idle)
+        self.idle = IdleAnimator(a.idle_ease_s, a.idle, seed=IDLE_SEED)
         self.character: PreparedCharacter | None = None
         #: the user's explicit choice (``characters.active``, a pick or a hotkey; "" = none) and, when it is not
         #: the live character, why (the engine's status shows both; a refused choice is never replaced)
@@ -223,6 +227,21 @@ class Animator:
     def calibrate(self) -> None:
         """The next tracked frame becomes the neutral reference."""
         self._calibrate = True
+
+    def restart_clock(self) -> None:
+        """The frames' clock starts again (a file processed frame by frame: media time from 0, ``capture.clock``).
+        Everything timed or learnt on the previous run is dropped — the smoothing filters, the idle state and
+        its blink gaps, the expressions' easing clock, the neutral reference and the last tracked face — so that
+        a run gives the same frames in an animator kept from an earlier run as in a fresh one. The expressions
+        switched on stay on."""
+        a = self.settings.animation
+        self.driver.set_reference(None)  # (resets the filters)
+        self._calibrate = False
+        self._ref_eye = None
+        self._last_live = self._last_eye = self._last_lip = None
+        self._tracked_mouth = None
+        self.idle = IdleAnimator(a.idle_ease_s, a.idle, seed=IDLE_SEED)
+        self.expressions.restart_clock()
 
     # -- the engine's character and expression commands ---------------------------------------------
     def characters(self) -> list[str]:

@@ -12,11 +12,14 @@ class PublishedFrame:
     """One finished frame, shared (read-only) by every output: never modify ``bgra`` in place."""
 
     index: int  #: the capture index of the driving frame it came from
-    capture_ts: float  #: ``time.perf_counter()`` when the driving frame was captured
+    #: the driving frame's time on the session's clock (``capture.clock``): ``time.perf_counter()`` when it was
+    #: captured for a live source, its media time for a file processed frame by frame
+    capture_ts: float
     publish_ts: float  #: ``time.perf_counter()`` when it was handed to the outputs
     bgra: np.ndarray  #: HxWx4 uint8, C-contiguous, straight (not premultiplied) alpha
     observation: Any = None  #: the tracker's FaceObservation, for debug drawing (None when idle)
     source_bgr: np.ndarray | None = None  #: the driving camera frame, for debug drawing
+    read_at: float | None = None  #: ``time.perf_counter()`` when the driving frame was read (None: ``capture_ts``)
 
     @property
     def width(self) -> int:
@@ -28,7 +31,8 @@ class PublishedFrame:
 
     @property
     def latency_s(self) -> float:
-        return self.publish_ts - self.capture_ts
+        """Wall-clock seconds from reading the driving frame to publishing this one."""
+        return self.publish_ts - (self.capture_ts if self.read_at is None else self.read_at)
 
 
 class OutputUnavailable(RuntimeError):

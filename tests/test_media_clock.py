@@ -1,0 +1,165 @@
+"""One clock for a file processed frame by frame (``capture/clock.py``): frames carry their media time (frame k at
+k / fps), every consumer on the frame path reads it, and a lossless run is therefore the same at any speed: two
+runs of a real driving clip give byte-identical frames, smoothing on or off, in a fresh engine or in one that ran
+before. Live sources keep the wall clock; latency is always measured on the wall clock."""
+from __future__ import annotations
+
+import math
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from liveportrait_core.capture.clock import MEDIA_ORIGIN, FrameClock
+from liveportrait_core.engine.core import Engine
+from tests.conftest import REPO, shared_path
+from tests.test_engine import Collect, FakeBackend, _settings, _video
+
+pytestmark = pytest.mark.usefixtures("stop_started_engines")
+
+ASTRONAUT = REPO / "characters" / "astronaut.png"
+
+
+# ------------------------------------------------------------------------------------------------ the clock
+
+
+def test_media_clock_dates_frames_by_their_place_in_the_input():
+    clock = FrameClock(media=True)
+    clock.source_opened(25.0)
+    assert [clock.frame(wall=1000.0 + i) for i in range(4)] == [MEDIA_ORIGIN + k / 25.0 for k in range(4)]
+    clock.source_opened(10.0)  # opened again (another file, or after a loss): it goes on after the last frame
+    later = [clock.frame(wall=0.0) for _ in range(2)]
+    assert later == pytest.approx([3 / 25.0 + 0.1, 3 / 25.0 + 0.2])
+
+
+def test_media_clock_idles_in_real_time_from_the_last_frame_and_the_next_frame_comes_after():
+    clock = FrameClock(media=True)
+    clock.source_opened(25.0)
+    clock.frame(wall=time.perf_counter())
+    idle = [clock.now() for _ in range(3)]
+    assert idle[0] >= 0.0 and idle == sorted(idle) and idle[-1] < 5.0  # near the input's time, not the machine's
+    clock.source_opened(25.0)
+    assert clock.frame(wall=time.perf_counter()) > idle[-1]
+
+
+def test_live_clock_is_the_wall_clock():
+    clock = FrameClock(media=False)
+    clock.source_opened(30.0)
+    assert clock.frame(wall=123.5) == 123.5
+    before = time.perf_counter()
+    assert before <= clock.now() <= time.perf_counter()
+
+
+# ------------------------------------------------------------------------------------------------ in the engine
+
+
+class StampTracker:
+    """Records the timestamp of every frame the tracker is given."""
+
+    def __init__(self, seen: list) -> None:
+        self.seen = seen
+
+    def track(self, frame):
+        self.seen.append((frame.index, frame.timestamp))
+        return SimpleNamespace(found=True, index=frame.index, timestamp=frame.timestamp), np.zeros((4, 4, 3), np.uint8)
+
+    def no_input(self, timestamp):
+        return SimpleNamespace(found=False, index=-1, timestamp=timestamp)
+
+    def calibrate(self): ...
+
+    def update_settings(self, settings): ...
+
+    def close(self): ...
+
+
+class StampBackend(FakeBackend):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, float]] = []
+
+    def create_tracker(self, settings):
+        return StampTracker(self.seen)
+
+
+def test_a_lossless_file_reaches_the_tracker_on_its_media_time_and_a_loop_counts_on(tmp_path):
+    backend, out = StampBackend(), Collect()
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 10, fps=25.0)), loop=True), [out], backend=backend,
+                 max_frames=24)
+    t_start = time.perf_counter()
+    eng.start()
+    assert eng.wait_finished(60)
+    elapsed = time.perf_counter() - t_start
+    st = eng.status(window_s=math.inf)
+    assert eng.stop(5.0)
+    # the old clock: time.perf_counter() at read time, which depends on the machine's speed
+    assert backend.seen == [(k, MEDIA_ORIGIN + k / 25.0) for k in range(24)]  # through the loop too
+    assert [f.capture_ts for f in out.frames] == [k / 25.0 for k in range(24)]
+    # latency stays the wall clock's: from reading the frame to publishing it, never "publish time - media time"
+    assert all(0.0 <= f.latency_s <= elapsed for f in out.frames)
+    assert 0.0 <= st.latency_p95_ms <= elapsed * 1000.0
+
+
+def test_a_live_file_keeps_the_wall_clock(tmp_path):
+    backend, out = StampBackend(), Collect()
+    eng = Engine(_settings(str(_video(tmp_path / "d.avi", 6, fps=50.0)), realtime=True), [out], backend=backend)
+    before = time.perf_counter()
+    eng.start()
+    assert eng.wait_finished(30)
+    assert eng.stop(5.0)
+    assert backend.seen and all(before <= t <= time.perf_counter() for _, t in backend.seen)
+    assert all(f.read_at == f.capture_ts for f in out.frames)
+
+
+# ------------------------------------------------------------------------------------------------ determinism
+
+FRAMES = 6
+
+
+@pytest.fixture
+def reduced(monkeypatch):
+    """The real backend (MediaPipe tracker, Animator) with the reduced test networks of ``models/small.py``
+    (random weights: the face is noise; what is compared is that two runs give the same bytes)."""
+    from liveportrait_core.models.small import reduced_models
+
+    models = reduced_models()
+    monkeypatch.setattr("liveportrait_core.models.loader.load_from_settings", lambda settings, between=None: models)
+    return models
+
+
+def _clip_settings(tmp_path, smoothing: bool):
+    s = _settings(str(shared_path("testdata", "driving", "d0.mp4")))
+    s.model.device = "cpu"
+    s.characters.folder, s.characters.active = str(ASTRONAUT.parent), ASTRONAUT.name
+    s.characters.cache_dir = str(tmp_path / "cache")
+    s.tracking.smoothing = s.animation.smoothing = smoothing
+    s.tracking.calibrate_after_s = 0.1  # auto-calibration (timed on the frames' clock) falls inside the few frames
+    return s
+
+
+def _run(eng: Engine, out: Collect) -> list[bytes]:
+    out.frames.clear()
+    eng.start()
+    assert eng.wait_finished(600)
+    assert eng.stop(30.0) or eng.join(60.0)
+    assert len(out.frames) == FRAMES and not eng.status().errors, eng.status().errors
+    return [f.bgra.tobytes() for f in out.frames]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("smoothing", [True, False], ids=["smoothing", "no-smoothing"])
+def test_two_lossless_runs_of_a_driving_clip_give_the_same_frames(tmp_path, reduced, smoothing):
+    """A real clip (d0.mp4, its first frames) through the real tracker and animator: a second run in the same
+    engine (the animator and its filters kept, its clock restarted) and a run in a fresh engine give the very
+    same bytes as the first, however long each frame took."""
+    s = _clip_settings(tmp_path, smoothing)
+    out = Collect()
+    eng = Engine(s, [out], max_frames=FRAMES)
+    first = _run(eng, out)
+    again = _run(eng, out)
+    out2 = Collect()
+    fresh = _run(Engine(s, [out2], max_frames=FRAMES), out2)
+    assert len(set(first)) > 1  # the frames move: a frozen picture would make the comparison empty
+    assert [a == b for a, b in zip(first, again)] == [True] * FRAMES
+    assert [a == b for a, b in zip(first, fresh)] == [True] * FRAMES
