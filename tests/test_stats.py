@@ -83,3 +83,8 @@ def test_a_slow_rate_is_never_shown_as_zero():
     assert "0.023 fps (below target 60)" in line and "0.0 fps" not in line, line
     assert "computing frame 2" in line
     assert [fps_text(f) for f in (0.0, 0.17, 0.0049, 1.0, 58.94)] == ["0.0", "0.17", "0.0049", "1.0", "58.9"]
+    # after the first frame there is no rate yet: real OBS showed "0.0 fps" beside "about 17.4 s each"
+    first = EngineStatus(state="running", fps=0.0, latency_p50_ms=17491.0, latency_p95_ms=17491.0, frames=1,
+                         target_fps=60, activity="computing frame 2 on the CPU, about 17.4 s each (4 s in)")
+    line = first.line()
+    assert " fps" not in line and "latency 17491/17491 ms" in line and "about 17.4 s each" in line, line

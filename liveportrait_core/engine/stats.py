@@ -282,8 +282,9 @@ class EngineStatus:
         parts = [self.state]
         if self.frames:
             below = f" (below target {self.target_fps})" if self.below_target else ""
-            parts += [f"{fps_text(self.fps)} fps{below}",
-                      f"latency {self.latency_p50_ms:.0f}/{self.latency_p95_ms:.0f} ms"]
+            if self.fps > 0:  # one frame gives no rate yet (the activity says how long a frame takes)
+                parts.append(f"{fps_text(self.fps)} fps{below}")
+            parts.append(f"latency {self.latency_p50_ms:.0f}/{self.latency_p95_ms:.0f} ms")
         if self.activity and (not self.frames or self.fps < 1.0):
             parts.append(self.activity)
         if self.character:
