@@ -114,6 +114,13 @@ def _pose_limit(limits: tuple[float, float, float], device: torch.device) -> tor
     return torch.tensor(limits, dtype=torch.float32).to(device)
 
 
+@functools.lru_cache(maxsize=4)
+def _lip_array(device: torch.device) -> torch.Tensor:
+    """(1, 21, 3) the official ``lip_array`` on ``device``, made once per device (per frame it was a blocking
+    host-to-device copy)."""
+    return torch.tensor(layout.lip_array(), dtype=torch.float32).reshape(1, NUM_KP, 3).to(device)
+
+
 @functools.lru_cache(maxsize=16)
 def _region_mask(rows: tuple, device: torch.device) -> torch.Tensor:
     """(1, 21, 3) bool: the expression entries a region takes from the driving face (made once per device)."""
@@ -423,6 +430,6 @@ class MotionDriver:
 
     def _drive_single_image(self, d: MotionInfo, eye_ratio, lip_ratio, offsets) -> torch.Tensor:
         """Official single driving image: the frame is its own reference, with lip_array as its expression."""
-        lip_array = torch.tensor(layout.lip_array(), dtype=torch.float32, device=d.exp.device).reshape(1, NUM_KP, 3)
         return drive_keypoints(self.source, d, d, self.settings, self.nets, single_image=True, lip0=self._lip0,
-                               eye_ratio=eye_ratio, lip_ratio=lip_ratio, ref_exp=lip_array, offsets=offsets)
+                               eye_ratio=eye_ratio, lip_ratio=lip_ratio, ref_exp=_lip_array(d.exp.device),
+                               offsets=offsets)
