@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from liveportrait_core.characters.library import CharacterLibrary
-from liveportrait_core.driving.animation import MotionDriver, RetargetingNets, SourceMotion
+from liveportrait_core.driving.animation import MotionDriver, SourceMotion
 from liveportrait_core.engine.device_frames import FrameDownloads
 from liveportrait_core.engine.pipeline import Animator
 from liveportrait_core.models.small import reduced_models

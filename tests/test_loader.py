@@ -132,6 +132,22 @@ def test_non_finite_reduced_precision_falls_back_to_float32_once(caplog):
     assert caplog.text.count("non-finite") == 1
 
 
+def test_a_deferred_check_switches_to_float32_at_the_next_call_without_a_rerun(caplog, monkeypatch):
+    """On CUDA the check is read once it has reached the host (no wait for the GPU): the checked output goes out
+    as it was, and the next call runs in float32. Forced here on the CPU (the flag is then on the host at once)."""
+    monkeypatch.setattr(LivePortraitModels, "defers_checks", property(lambda self: True))
+    models = LivePortraitModels(modules={"warping_module": _Overflows()}, device=torch.device("cpu"),
+                                dtype=torch.bfloat16)
+    with caplog.at_level(logging.WARNING):
+        first = models.run("warping_module", torch.ones(3))
+        assert torch.isinf(first).all() and "non-finite" not in caplog.text  # not re-run, not yet read
+        second = models.run("warping_module", torch.ones(3))
+        third = models.run("warping_module", torch.ones(3))
+    assert torch.equal(second, torch.full((3,), 2.0)) and torch.equal(third, second)
+    assert models.network_dtype("warping_module") == torch.float32
+    assert caplog.text.count("non-finite") == 1 and not models._pending  # noqa: SLF001
+
+
 def test_every_official_module_has_a_builder_and_no_other():
     from liveportrait_core.models.networks import BUILDERS
 

@@ -12,8 +12,9 @@ float32. ``bf16`` is an option on CPU and CUDA: on CUDA as autocast; on a CPU wi
 stay float32 and W and G run their bf16 forms (``models/fast/bf16.py``: bf16 for the big convolutions,
 float32 for the coordinate grid, the motion heads, norms and sums; no autocast), which keep the image
 within 1/255 of float32 (docs/PERFORMANCE.md). If a reduced-precision network ever produces a
-non-finite output, that network is switched to float32 for good (the call is re-run) and a warning
-says so once.
+non-finite output, that network is switched to float32 for good and a warning says so once: elsewhere the
+call is re-run; on CUDA the check is read when its result has reached the host (no wait for the GPU on a
+frame's path), so the frames made meanwhile (one or two) go out as they were.
 """
 from __future__ import annotations
 
@@ -117,6 +118,7 @@ class LivePortraitModels:
     variant: str = "human"  #: which official weights (``model.variant``): human or animal
     _fp32_only: set[str] = field(default_factory=set)
     _calls: dict[str, int] = field(default_factory=dict)
+    _pending: dict[str, "_FiniteCheck"] = field(default_factory=dict)  #: deferred checks in flight (CUDA)
 
     def __getattr__(self, name: str) -> nn.Module:
         modules = self.__dict__.get("modules", {})
@@ -147,21 +149,47 @@ class LivePortraitModels:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
+    @property
+    def defers_checks(self) -> bool:
+        """On CUDA the non-finite check is read when its result has reached the host, at a later call (reading it
+        at once would make the host wait for the GPU, every checked frame); elsewhere it is read at once."""
+        return self.device.type == "cuda"
+
     def run(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call a network: inference mode, its autocast, outputs as float32, non-finite guard."""
+        self._settle_check(name)
         module = self.modules[name]
         with torch.inference_mode():
             with self.autocast(name):
                 out = module(*args, **kwargs)
             out = _to_float32(out)
-            if self.network_dtype(name) != torch.float32 and self._should_check(name) and not _all_finite(out):
-                self._fp32_only.add(name)
-                _log.warning("%s produced non-finite values in %s; running it in float32 from now on",
-                             name, str(self.dtype).replace("torch.", ""))
-                if sets_own_precision(module):  # its bf16 leaves are built in: the plain network is float32
-                    module = self.modules[name] = plain_network(module)
-                out = _to_float32(module(*args, **kwargs))
+            if self.network_dtype(name) != torch.float32 and self._should_check(name):
+                if self.defers_checks:
+                    if name not in self._pending:
+                        self._pending[name] = _FiniteCheck.start(out, self.device)
+                elif not _all_finite(out):
+                    out = _to_float32(self._fall_back(name)(*args, **kwargs))
         return out
+
+    def _fall_back(self, name: str) -> nn.Module:
+        """Run ``name`` in float32 from now on (said once); returns its float32 module."""
+        self._fp32_only.add(name)
+        _log.warning("%s produced non-finite values in %s; running it in float32 from now on",
+                     name, str(self.dtype).replace("torch.", ""))
+        module = self.modules[name]
+        if sets_own_precision(module):  # its bf16 leaves are built in: the plain network is float32
+            module = self.modules[name] = plain_network(module)
+        return module
+
+    def _settle_check(self, name: str) -> None:
+        """Read a deferred check whose result has landed; a non-finite output switches the network to float32
+        before this call (the frames made meanwhile have gone out as they were)."""
+        check = self._pending.get(name)
+        if check is None or not check.ready():
+            return
+        del self._pending[name]
+        if not check.finite() and name not in self._fp32_only:
+            self._fall_back(name)
 
     def _should_check(self, name: str) -> bool:
         n = self._calls.get(name, 0)
@@ -181,9 +209,41 @@ def _to_float32(out: Any) -> Any:
     return out
 
 
-def _all_finite(out: Any) -> bool:
+def _finite_flag(out: Any) -> torch.Tensor:
+    """A 0-d bool tensor on the outputs' device: every output is finite."""
     tensors = [out] if isinstance(out, torch.Tensor) else [v for v in out.values() if isinstance(v, torch.Tensor)]
-    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+    return torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+
+
+def _all_finite(out: Any) -> bool:
+    return bool(_finite_flag(out))
+
+
+@dataclass
+class _FiniteCheck:
+    """A non-finite check on its way to the host: the flag copied (non-blocking, into pinned memory on CUDA)
+    behind the network's work, and an event that says when it has landed."""
+
+    flag: torch.Tensor
+    event: Any = None  #: ``torch.cuda.Event`` (None: the flag is on the host already)
+
+    @classmethod
+    def start(cls, out: Any, device: torch.device) -> "_FiniteCheck":
+        cuda = device.type == "cuda"
+        host = torch.empty((), dtype=torch.bool, pin_memory=cuda)
+        host.copy_(_finite_flag(out), non_blocking=cuda)
+        if not cuda:
+            return cls(host)
+        event = torch.cuda.Event()
+        event.record()
+        return cls(host, event)
+
+    def ready(self) -> bool:
+        return self.event is None or self.event.query()
+
+    def finite(self) -> bool:
+        """The flag (call once ``ready``: a host read then, no wait)."""
+        return bool(self.flag.numpy())
 
 
 def _nothing() -> None:
