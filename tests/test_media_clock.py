@@ -163,3 +163,113 @@ def test_two_lossless_runs_of_a_driving_clip_give_the_same_frames(tmp_path, redu
     assert len(set(first)) > 1  # the frames move: a frozen picture would make the comparison empty
     assert [a == b for a, b in zip(first, again)] == [True] * FRAMES
     assert [a == b for a, b in zip(first, fresh)] == [True] * FRAMES
+
+
+# ------------------------------------------------------------------------------------------------ --audio on the input
+
+ONSET_S = 1.0  #: the tone starts here in the test clip
+
+
+def _clip_with_tone(tmp_path, fps: float = 10.0, seconds: float = 2.0):
+    """An MP4 of ``seconds`` at ``fps`` whose soundtrack (AAC, muxed with PyAV) is silent until ``ONSET_S``,
+    then a loud vowel; and the count of its frames."""
+    import cv2
+
+    from liveportrait_core.voice.mux import mux_audio
+    from liveportrait_core.voice.resample import RATE
+    from tests.voice_signals import vowel, write_wav
+
+    mp4, n = tmp_path / "clip.mp4", int(round(seconds * fps))
+    w = cv2.VideoWriter(str(mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    for i in range(n):
+        w.write(np.full((48, 64, 3), 10 * i % 256, np.uint8))
+    w.release()
+    tone = np.concatenate([np.zeros(int(ONSET_S * RATE), np.float32), vowel("a", seconds - ONSET_S)])
+    mux_audio(mp4, write_wav(tmp_path / "tone.wav", tone), 0.0)
+    return mp4, n
+
+
+def _onset_s(path) -> float:
+    from liveportrait_core.voice.features import rms_dbfs
+    from liveportrait_core.voice.mux import read_audio_track
+    from liveportrait_core.voice.resample import RATE
+
+    sound = read_audio_track(path, RATE)
+    loud = [rms_dbfs(sound[i:i + 160]) > -40 for i in range(0, len(sound) - 160, 160)]
+    return float(np.nonzero(loud)[0][0] * 160 / RATE), len(sound) / RATE
+
+
+def _voiced_backend():
+    """The engine's fake backend whose animator records the voice of each frame, with observations dated."""
+    from tests.test_voice_engine import VoicedBackend
+
+    backend = VoicedBackend()
+    backend.create_tracker = lambda settings: StampTracker([])
+    return backend
+
+
+def test_audio_of_the_input_video_lines_up_frame_by_frame_at_any_speed(tmp_path):
+    """``run --input clip.mp4 --audio clip.mp4`` as fast as possible: the voice is read on the frames' media
+    clock (``FileVoice``), so the mouth is closed before the tone and open after it, to a frame, although the
+    whole clip is processed in a fraction of its length; the recording keeps the clip's soundtrack, once."""
+    fps = 10.0
+    mp4, n = _clip_with_tone(tmp_path, fps)
+    s = _settings(str(mp4))
+    s.audio.mode, s.audio.device = "mix", str(mp4)
+    s.outputs.record = str(tmp_path / "out.mp4")
+    backend = _voiced_backend()
+    eng = Engine(s, [Collect()], backend=backend)
+    eng.start()
+    assert eng.wait_finished(60)
+    offline = getattr(eng._session.voice, "offline", False)
+    assert eng.stop(5.0)
+    voices = backend.animators[-1].voices
+    assert len(voices) == n and all(v is not None for _, v in voices)  # every frame, the first one too
+    t = np.array([ts for ts, _ in voices])
+    level = np.array([v.level for _, v in voices])
+    assert t.tolist() == [k / fps for k in range(n)]
+    assert np.all(level[t < ONSET_S - 1 / fps] == 0.0), level  # closed before the onset (one frame's slack)
+    assert np.all(level[t > ONSET_S + 1 / fps] > 0.3), level  # open after it
+    assert offline  # the file read on the frames' clock (``FileVoice``), not played by a real-time stage
+    onset, length = _onset_s(tmp_path / "out.mp4")
+    assert abs(onset - ONSET_S) < 0.06, onset  # the recording's sound is where the picture has it
+    assert abs(length - n / fps) < 0.15, length  # the soundtrack once, not twice
+
+
+def test_another_audio_file_drives_the_mouth_on_the_media_clock_and_is_recorded(tmp_path):
+    """A video input processed frame by frame with a separate audio file: the same clock; the recording carries
+    the sound that drove the mouth, in step with the picture."""
+    from liveportrait_core.voice.resample import RATE
+    from tests.voice_signals import vowel, write_wav
+
+    video = _video(tmp_path / "d.avi", 20, fps=10.0)
+    wav = write_wav(tmp_path / "v.wav", np.concatenate([np.zeros(int(0.5 * RATE), np.float32), vowel("a", 1.5)]))
+    s = _settings(str(video))
+    s.audio.mode, s.audio.device = "mix", str(wav)
+    s.outputs.record = str(tmp_path / "out.mp4")
+    backend = _voiced_backend()
+    eng = Engine(s, [Collect()], backend=backend)
+    eng.start()
+    assert eng.wait_finished(60)
+    assert eng.stop(5.0)
+    level = np.array([v.level for _, v in backend.animators[-1].voices])
+    assert np.all(level[:4] == 0.0) and np.all(level[7:] > 0.3), level
+    onset, _ = _onset_s(tmp_path / "out.mp4")
+    assert abs(onset - 0.5) < 0.06, onset
+
+
+def test_a_live_input_with_an_audio_file_keeps_the_real_time_voice(tmp_path):
+    """A live source (a webcam; here a file paced with capture.realtime): the voice plays in real time on the wall
+    clock, as before."""
+    from tests.test_voice_engine import VoicedBackend, voice_threads
+
+    mp4, _ = _clip_with_tone(tmp_path)
+    s = _settings(str(mp4), realtime=True, loop=True)
+    s.audio.mode, s.audio.device = "mix", str(mp4)
+    eng = Engine(s, [Collect()], backend=VoicedBackend())
+    eng.start()
+    from tests.test_engine import _wait
+
+    assert _wait(lambda: eng._session.voice is not None and voice_threads(), 30)
+    assert not getattr(eng._session.voice, "offline", False)
+    assert eng.stop(5.0)

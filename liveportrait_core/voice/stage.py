@@ -251,10 +251,13 @@ class VoiceStage:
 
 
 class FileVoice:
-    """The voice of a file on the frames' own clock, with no thread: a run that renders every frame of an audio
-    file (``sources.voice_timeline``). ``features_at(t)`` analyses the file up to ``t`` (seconds after ``epoch``
-    on the file's time line) and returns the newest block's features, so frame k at ``epoch + k / fps`` gets the
-    voice of the instant it shows, whatever the machine's speed. Offers the same surface as ``VoiceStage``."""
+    """The voice of a file on the frames' own clock, with no thread: a run that renders every frame — of an
+    audio file's length (``sources.voice_timeline``), or of a video or folder input processed frame by frame
+    (media time, ``capture.clock``; the same video as input and audio lines up at any speed).
+    ``features_at(t)`` analyses the file up to ``t`` (seconds after ``epoch`` on the file's time line) and
+    returns the newest block's features, so frame k at ``epoch + k / fps`` gets the voice of the instant it
+    shows, whatever the machine's speed; ``audio.loop`` restarts the file. Offers the same surface as
+    ``VoiceStage``."""
 
     offline = True
     thread = None
@@ -263,7 +266,7 @@ class FileVoice:
         s = settings()
         self._settings = settings
         self.epoch = epoch
-        self._src = FileSource(s.device, block_samples(s), realtime=False)
+        self._src = FileSource(s.device, block_samples(s), realtime=False, loop=s.loop)
         self._analyzer = VoiceAnalyzer(s)
         self._t = 0.0  #: seconds of the file analysed so far
         self._last: VoiceFeatures = replace(SILENT, timestamp=epoch)

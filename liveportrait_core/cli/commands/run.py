@@ -210,7 +210,7 @@ def run_engine(args: argparse.Namespace, settings: Any, *, preview: bool = False
         mode = f"every frame of the voice's {timeline:.1f} s"
     print(f"input: {s.capture.source}  ({mode})")  # the engine's own rule: its log says the same
     if s.audio.mode != "off":
-        print(f"voice: {s.audio.device}  (audio.mode {s.audio.mode})" + _voice_length(args, s))
+        print(f"voice: {s.audio.device}  (audio.mode {s.audio.mode})" + _voice_length(args, s) + _voice_clock(s))
     t_start = time.perf_counter()
     next_status = t_start + args.status_every
     voice_end: float | None = None  #: when an audio file that sets the length ended
@@ -371,6 +371,17 @@ def _voice_length(args: argparse.Namespace, s: Any) -> str:
         return ""
     args.until_voice_ends = True
     return (f", {length:.1f} s" if length is not None else "") + ": the run lasts as long as the file"
+
+
+def _voice_clock(s: Any) -> str:
+    """A video or folder processed frame by frame with an audio file: the file is read on the frames' own clock
+    (``voice.stage.FileVoice``), so it lines up with the picture at any speed; says so."""
+    from liveportrait_core.capture.sources import every_frame
+    from liveportrait_core.voice.sources import describe_audio
+
+    if not every_frame(s.capture) or describe_audio(s.audio.device) != "file":
+        return ""
+    return ", read on the frames' clock: frame k hears the file at k / fps"
 
 
 #: Seconds a run on an audio file goes on after its end (the mouth closes, the last frames reach the outputs).
