@@ -95,6 +95,15 @@ class TrackingSettings:
     crop_vy: float = _f(-0.1, "driving crop vertical offset relative to its size (official -0.1)", min=-0.5, max=0.5)
     auto_calibrate: bool = _f(True, "take the neutral reference once a steady, frontal face is seen")
     calibrate_after_s: float = _f(1.0, "seconds of steady, frontal face before auto-calibration", min=0.0, max=30.0)
+    mouth_check: bool = _f(True, "notice a tracked face's hidden mouth (covered, out of frame, looking down, too "
+                                 "dark): audio.mode fallback then voices it, mix ignores its tracked opening")
+    mouth_min_match: float = _f(0.45, "how much the lower face must still look as at the neutral reference to count "
+                                      "as seen (higher: a hand or microphone is noticed sooner, but a wide grin may "
+                                      "read as covered)", min=0.05, max=0.95)
+    mouth_pitch_down_deg: float = _f(25.0, "looking down more than this many degrees below the neutral pose hides the "
+                                           "mouth", min=5.0, max=90.0)
+    mouth_min_light: float = _f(25.0, "a mouth region darker than this mean grey level (0..255) is too dark to track",
+                                min=0.0, max=128.0)
 
 
 @dataclass

@@ -18,7 +18,7 @@ class FaceObservation:
     """
 
     found: bool
-    timestamp: float  #: ``time.perf_counter()`` of the capture (travels with the frame)
+    timestamp: float  #: the frame's time on the session's clock (``capture.clock``: wall or media time)
     image_size: tuple[int, int]  #: (width, height) of the frame
     landmarks: np.ndarray | None = None  #: 478×2 float32 pixels (smoothed when smoothing is on)
     landmarks_raw: np.ndarray | None = None  #: 478×2 float32 pixels as MediaPipe gave them
@@ -35,3 +35,8 @@ class FaceObservation:
     calibrate_now: bool = False  #: this frame is the neutral reference: store its motion
     calibrated: bool = False  #: a neutral reference has been taken
     faces_in_frame: int = 0
+    #: the found face's mouth is really seen (``tracking/mouth_visibility.py``): False when it is covered, out of
+    #: frame, turned down or too dark (the voice's ``fallback`` then drives it); False while no face is found
+    mouth_visible: bool = True
+    mouth_hidden: str = ""  #: why it is hidden ("covered", "out of frame", "looking down", "too dark"), else ""
+    mouth_match: float | None = None  #: the lower face's similarity to the neutral reference, 0..1 (None: none)

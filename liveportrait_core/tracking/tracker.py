@@ -22,6 +22,7 @@ from liveportrait_core.settings import TrackingSettings
 from liveportrait_core.tracking import landmarks as lm
 from liveportrait_core.tracking.calibration import Calibration
 from liveportrait_core.tracking.mesh import FaceMesh, MeshFace
+from liveportrait_core.tracking.mouth_visibility import MouthVisibility
 from liveportrait_core.tracking.observation import FaceObservation
 
 _log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class FaceTracker:
         self._mesh: FaceMesh | None = None
         self._mesh_key: tuple | None = None
         self.calibration = Calibration(self.settings.auto_calibrate, self.settings.calibrate_after_s)
+        self.mouth = MouthVisibility(self.settings)  #: is the tracked mouth really seen (the voice fallback's cue)
         self._lmk_filter = OneEuroFilter(OneEuroParams.of(self.settings))
         self._box_filter = OneEuroFilter(OneEuroParams.of(self.settings))
         self._last_centre: np.ndarray | None = None  # kept through losses: re-acquire the nearest face
@@ -74,6 +76,7 @@ class FaceTracker:
         self.settings = settings
         self.calibration.auto = settings.auto_calibrate
         self.calibration.after_s = settings.calibrate_after_s
+        self.mouth.settings = settings
         self._apply_filter_params()
         self._build_mesh()
 
@@ -102,7 +105,7 @@ class FaceTracker:
         face = self._choose(faces)
         if face is None:
             return self._lost(t, (w, h), 0)
-        return self._observe(face, t, (w, h), len(faces))
+        return self._observe(face, t, image_bgr, len(faces))
 
     def driving_crop(self, image_bgr: np.ndarray, obs: FaceObservation) -> np.ndarray:
         """The 256² RGB network input: the official 512² crop, area-averaged to 256² (as the source)."""
@@ -122,8 +125,9 @@ class FaceTracker:
             return min(faces, key=lambda f: float(np.linalg.norm(lm.face_box(f.landmarks)[0] - self._last_centre)))
         return max(faces, key=lambda f: lm.face_box(f.landmarks)[1])
 
-    def _observe(self, face: MeshFace, t: float, size: tuple[int, int], n_faces: int) -> FaceObservation:
+    def _observe(self, face: MeshFace, t: float, image_bgr: np.ndarray, n_faces: int) -> FaceObservation:
         s = self.settings
+        size = (image_bgr.shape[1], image_bgr.shape[0])
         raw = face.landmarks
         if face.score is not None:
             self._confidence = face.score
@@ -154,12 +158,14 @@ class FaceTracker:
                                                 pitch=pitch, yaw=yaw, roll=roll, eye_open=eye)
         if calibrate_now:
             _log.info("neutral reference taken (pitch %.1f, yaw %.1f, roll %.1f)", pitch, yaw, roll)
+        mouth_open = lm.mouth_ratio_official(mouth_raw)
+        seen = self.mouth.update(image_bgr, raw, pitch, reference=calibrate_now, mouth_open=mouth_open)
         return FaceObservation(
             found=True, timestamp=t, image_size=size, landmarks=pts, landmarks_raw=raw,
             confidence=self._confidence, pitch=pitch, yaw=yaw, roll=roll, eye_open=eye,
-            mouth_open=lm.mouth_ratio_official(mouth_raw), eye_open_raw=eye_raw, mouth_open_raw=mouth_raw,
+            mouth_open=mouth_open, eye_open_raw=eye_raw, mouth_open_raw=mouth_raw,
             crop=transform, lost_for_s=0.0, calibrate_now=calibrate_now, calibrated=self.calibration.ready,
-            faces_in_frame=n_faces)
+            faces_in_frame=n_faces, mouth_visible=seen.visible, mouth_hidden=seen.reason, mouth_match=seen.match)
 
     def _lost(self, t: float, size: tuple[int, int], n_faces: int) -> FaceObservation:
         if self._have_face:
@@ -167,10 +173,11 @@ class FaceTracker:
             self._have_face = False
             self._lmk_filter.reset()
             self._box_filter.reset()
+            self.mouth.reset()
         since = next(v for v in (self._seen_at, self._started, t) if v is not None)
         self.calibration.update(t, False)
         return FaceObservation(found=False, timestamp=t, image_size=size, lost_for_s=max(0.0, t - since),
-                               calibrated=self.calibration.ready, faces_in_frame=n_faces)
+                               calibrated=self.calibration.ready, faces_in_frame=n_faces, mouth_visible=False)
 
     def _apply_filter_params(self) -> None:
         s = self.settings
