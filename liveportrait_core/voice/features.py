@@ -47,7 +47,7 @@ _LOG_TABLE = np.log(np.array([FORMANTS[v] for v in VOWELS]))  # (5, 2)
 class VoiceFeatures:
     """The voice at the end of one block."""
 
-    timestamp: float  #: ``time.perf_counter()`` at the end of the block (the video frames' clock)
+    timestamp: float  #: the end of the block on the video frames' clock (``time.perf_counter()``; media time: FileVoice)
     db: float  #: RMS of the block in dBFS, after the gain
     level: float  #: 0 (silent or gated) .. 1 (``range_db`` above the gate), smoothed
     gate_open: bool
