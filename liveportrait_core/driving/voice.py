@@ -39,10 +39,12 @@ def _lip_mask(device: torch.device) -> torch.Tensor:
     return m.to(device)
 
 
-def hold_lips(live: MotionInfo, neutral: MotionInfo) -> MotionInfo:
-    """``live`` with its lip rows (the official lip region) of the expression taken from ``neutral``: the
-    webcam still drives the head, eyes and brows, the voice alone the mouth (``audio.mode: always``)."""
-    return replace(live, exp=torch.where(_lip_mask(live.exp.device), neutral.exp, live.exp))
+def hold_lips(live: MotionInfo, neutral: MotionInfo, weight: float = 1.0) -> MotionInfo:
+    """``live`` with its lip rows (the official lip region) of the expression moved ``weight`` (0..1) of the way to
+    ``neutral``: the webcam still drives the head, eyes and brows, the voice alone the mouth (``audio.mode:
+    always``: 1; a hidden mouth: its fade, ``voice.mouth.apply_mode``)."""
+    held = neutral.exp if weight >= 1.0 else torch.lerp(live.exp, neutral.exp, weight)
+    return replace(live, exp=torch.where(_lip_mask(live.exp.device), held, live.exp))
 
 
 class VowelShapes:

@@ -95,6 +95,9 @@ class Animator:
         self._ref_eye: tuple[float, float] | None = None  #: the tracked eye ratios at the neutral reference
         self.expressions = Expressions(a.expression_ease_s, device=self.device)
         self.idle = IdleAnimator(a.idle_ease_s, a.idle, seed=IDLE_SEED)
+        #: 0 while the tracked mouth is seen .. 1 once it is hidden or the face lost: the idle weight's easing
+        #: (``audio.mode`` fallback voices a hidden mouth; ``voice.mouth.apply_mode``)
+        self._unseen_mouth = IdleAnimator(a.idle_ease_s, False)
         self.character: PreparedCharacter | None = None
         #: the user's explicit choice (``characters.active``, a pick or a hotkey; "" = none) and, when it is not
         #: the live character, why (the engine's status shows both; a refused choice is never replaced)
@@ -167,6 +170,7 @@ class Animator:
         self._configure_driver()
         self.expressions.ease_s = a.expression_ease_s
         self.idle.ease_s, self.idle.alive = a.idle_ease_s, a.idle
+        self._unseen_mouth.ease_s = a.idle_ease_s
         if self.library is not None and self.library.settings is not settings:
             self.library.update_settings(settings)
             if self.character_error:  # e.g. a lowered min_face_confidence: the refused choice gets another try
@@ -241,6 +245,7 @@ class Animator:
         self._last_live = self._last_eye = self._last_lip = None
         self._tracked_mouth = None
         self.idle = IdleAnimator(a.idle_ease_s, a.idle, seed=IDLE_SEED)
+        self._unseen_mouth = IdleAnimator(a.idle_ease_s, False)
         self.expressions.restart_clock()
 
     # -- the engine's character and expression commands ---------------------------------------------
@@ -303,16 +308,19 @@ class Animator:
         no voice. What they do depends on ``audio.mode`` (``voice.mouth.apply_mode``)."""
         self._voice = features
 
-    def _mouth(self, idle_weight: float) -> MouthControls:
+    def _mouth(self, idle_weight: float, hidden_weight: float) -> MouthControls:
         a = getattr(self.settings, "audio", None)
         if a is None or a.mode == "off" or self._voice is None:
             return CLOSED
-        return apply_mode(a.mode, mouth_from_features(self._voice, a), idle_weight, self._tracked_mouth)
+        return apply_mode(a.mode, mouth_from_features(self._voice, a), idle_weight, self._tracked_mouth,
+                          hidden_weight)
 
     @staticmethod
     def voice_motion(d: MotionInfo, neutral: MotionInfo, mouth: MouthControls) -> MotionInfo:
-        """``d`` with the tracked lip motion held at neutral when the voice alone drives the mouth."""
-        return hold_lips(d, neutral) if mouth.hold_tracked_mouth and d is not neutral else d
+        """``d`` with the tracked lip motion held at neutral (as far as ``hold_tracked_mouth``) when the voice
+        alone drives the mouth."""
+        hold = mouth.hold_tracked_mouth
+        return hold_lips(d, neutral, hold) if hold > 0.0 and d is not neutral else d
 
     def set_expression(self, name: str, active: bool, strength: float = 1.0) -> None:
         self.expressions.set(name, active, strength)
@@ -363,6 +371,7 @@ class Animator:
         now = time.perf_counter() if now is None else float(now)
         found = driving_rgb256 is not None and bool(getattr(observation, "found", False))
         w = self.idle.update(found, now)
+        unseen = self._unseen_mouth.update(found and bool(getattr(observation, "mouth_visible", True)), now)
         if found:
             d = self._driving_motion(driving_rgb256)
             # the tracker flags the steady, frontal frame it takes as neutral (calibrate_now); until then the
@@ -386,7 +395,7 @@ class Animator:
             lip = torch.lerp(self._last_lip, src.lip_ratio, w)
         offsets = add_offsets(self.expressions.offsets(now), self.idle.offsets(now, self.expressions))
         # the voice (docs/VOICE.md): vowel shapes beside the expressions, the opening through the lip MLP
-        self.last_mouth = mouth = self._mouth(w)
+        self.last_mouth = mouth = self._mouth(w, unseen)
         if mouth.active:
             d_eff = self.voice_motion(d_eff, neutral, mouth)
             offsets = add_offsets(offsets, self._vowels.offsets(mouth.vowels))

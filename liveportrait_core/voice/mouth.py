@@ -9,10 +9,13 @@ Two controls, both on the official scales so that the official networks do the d
 * ``vowels``: weights of the vowel shapes (``VOWEL_SHAPES``: expression-keypoint offsets beside the named
   expressions, from the official "grin" and "pursing" sliders) times the level and ``audio.vowel_strength``.
 
-Modes: ``off``; ``fallback`` — the voice only while the face is lost, faded in and out with the idle weight
-(the same easing the idle animation uses); ``mix`` — the larger of the tracked and the voiced opening (the
-voice adds only what the tracked mouth lacks); ``always`` — the mouth follows the voice only (the tracked
-lip rows are held at the neutral reference). With no webcam (``capture.source: none``) the face is never
+Modes: ``off``; ``fallback`` — the voice only while the tracker does not see the mouth: the face is lost, or
+it is tracked but its mouth is hidden (``FaceObservation.mouth_visible``: covered, out of frame, looking down,
+too dark); faded in and out with the idle animation's easing, the tracked lip motion held at neutral as far
+as the hidden mouth's fade has gone; ``mix`` — the larger of the tracked and the voiced opening (the voice
+adds only what the tracked mouth lacks; a hidden mouth's tracked opening counts as zero and its lip motion is
+held likewise); ``always`` — the mouth follows the voice only (the tracked lip rows are held at the neutral
+reference). With no webcam (``capture.source: none``) the face is never
 found, so ``fallback``, ``mix`` and ``always`` all voice the idle character.
 """
 from __future__ import annotations
@@ -63,11 +66,13 @@ class MouthControls:
 
     open_ratio: float = 0.0  #: extra lip-open ratio (official range) on top of the neutral mouth
     vowels: tuple[float, ...] = (0.0,) * len(VOWELS)  #: vowel-shape weights (VOWELS order)
-    hold_tracked_mouth: bool = False  #: ``always``: the tracked lip motion is replaced by the voice's
+    #: how much of the tracked lip motion is replaced by the neutral one, 0..1 (``always``: 1; a hidden mouth: its
+    #: fade), so that the voice alone drives a mouth the tracker cannot see
+    hold_tracked_mouth: float = 0.0
 
     @property
     def active(self) -> bool:
-        return self.open_ratio > 0.0 or any(self.vowels) or self.hold_tracked_mouth
+        return self.open_ratio > 0.0 or any(self.vowels) or self.hold_tracked_mouth > 0.0
 
 
 CLOSED = MouthControls()
@@ -84,21 +89,29 @@ def mouth_from_features(f: VoiceFeatures, s: "AudioSettings") -> MouthControls:
     return MouthControls(open_ratio=f.level * s.max_open * factor, vowels=vowels)
 
 
-def apply_mode(mode: str, voice: MouthControls, idle_weight: float, tracked_open: float | None) -> MouthControls:
+def _unit(x: float) -> float:
+    return min(max(x, 0.0), 1.0)
+
+
+def apply_mode(mode: str, voice: MouthControls, idle_weight: float, tracked_open: float | None,
+               hidden_weight: float = 0.0) -> MouthControls:
     """The controls for this frame under ``mode``.
 
     ``idle_weight``: 0 while the face is tracked .. 1 fully idle (lost or no webcam); ``tracked_open``: the
-    tracked lip-open ratio (official range), None when there is none."""
+    tracked lip-open ratio (official range), None when there is none; ``hidden_weight``: 0 while the mouth is
+    seen .. 1 once it has been unseen (hidden or the face lost) for the idle easing's time."""
     if mode == "off":
         return CLOSED
+    hidden = _unit(hidden_weight)
     if mode == "fallback":
-        w = min(max(idle_weight, 0.0), 1.0)
+        w = max(_unit(idle_weight), hidden)
         if w <= 0.0:
             return CLOSED
-        return MouthControls(voice.open_ratio * w, tuple(v * w for v in voice.vowels))
+        return MouthControls(voice.open_ratio * w, tuple(v * w for v in voice.vowels), hold_tracked_mouth=hidden)
     if mode == "mix":
-        live = 0.0 if tracked_open is None else max(tracked_open, 0.0) * (1.0 - min(max(idle_weight, 0.0), 1.0))
-        return MouthControls(max(voice.open_ratio - live, 0.0), voice.vowels)
+        unseen = max(_unit(idle_weight), hidden)
+        live = 0.0 if tracked_open is None else max(tracked_open, 0.0) * (1.0 - unseen)
+        return MouthControls(max(voice.open_ratio - live, 0.0), voice.vowels, hold_tracked_mouth=hidden)
     if mode == "always":
-        return MouthControls(voice.open_ratio, voice.vowels, hold_tracked_mouth=True)
+        return MouthControls(voice.open_ratio, voice.vowels, hold_tracked_mouth=1.0)
     raise ValueError(f"audio.mode {mode!r}; allowed: {', '.join(MODES)}")
