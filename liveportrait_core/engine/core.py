@@ -809,8 +809,11 @@ class Engine:
                     continue
                 t1 = time.perf_counter()
                 timer.record(t1 - t0, t1)
+                why = getattr(observation, "mouth_hidden", "") or "unseen"  # a tracked face's hidden mouth
                 self._tracking_state = ("no webcam" if item.image_bgr is None
-                                        else "face" if getattr(observation, "found", False) else "lost")
+                                        else "lost" if not getattr(observation, "found", False)
+                                        else "face" if getattr(observation, "mouth_visible", True)
+                                        else f"mouth hidden ({why})")
                 self._put(sess, sess.tracked, TrackedFrame(item, observation, driving, item.timestamp, item.wall_ts))
         finally:
             if tracker is not None:

@@ -257,7 +257,7 @@ class EngineStatus:
     #: the user's explicit choice (characters.active, a pick or a hotkey); "" = none, the first usable one is live
     character_chosen: str = ""
     character_error: str = ""  #: why ``character_chosen`` is not the live one ("" = it is)
-    tracking: str = ""  #: face | lost | idle (no input) | no webcam | ""
+    tracking: str = ""  #: face | mouth hidden (covered, ...) | lost | idle (no input) | no webcam | ""
     voice: str = ""  #: the voice's live level ("voice -23 dB ▮▮▮▯▯ A"), "" while ``audio.mode`` is off
     voice_mode: str = "off"  #: ``audio.mode``
     outputs: dict[str, OutputStatus] = field(default_factory=dict)
@@ -292,7 +292,8 @@ class EngineStatus:
         if self.tracking == "no webcam" and self.voice_mode == "off":  # the character can only idle: say how it talks
             parts.append(f"no webcam, voice off: idle only (set {VOICE_MODE_HINT} to talk)")
         elif self.tracking and self.tracking != "face":
-            parts.append(self.tracking if self.tracking == "no webcam" else f"face {self.tracking}")
+            bare = self.tracking == "no webcam" or self.tracking.startswith("mouth hidden")  # the face is tracked
+            parts.append(self.tracking if bare else f"face {self.tracking}")
         if self.voice:
             parts.append(self.voice)
         if self.skipped:

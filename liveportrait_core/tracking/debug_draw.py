@@ -35,9 +35,11 @@ def draw_observation(image_bgr: np.ndarray, obs: FaceObservation, *, every_nth_l
              f"eyes {obs.eye_open[0]:.2f} {obs.eye_open[1]:.2f}  mouth {obs.mouth_open:.2f}",
              f"conf {obs.confidence:.2f}  faces {obs.faces_in_frame}  "
              + ("calibrated" if obs.calibrated else "not calibrated")]
+    match = "" if obs.mouth_match is None else f" (match {obs.mouth_match:.2f})"
+    lines.append(f"mouth visible{match}" if obs.mouth_visible else f"mouth hidden: {obs.mouth_hidden}{match}")
     y = int(24 * max(scale, 0.6))
     for text in lines:
-        _text(out, text, (10, y), font, fs, _WHITE, th)
+        _text(out, text, (10, y), font, fs, _WHITE if not text.startswith("mouth hidden") else _RED, th)
         y += int(22 * max(scale, 0.6))
     return out
 
