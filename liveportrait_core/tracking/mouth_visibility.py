@@ -44,7 +44,8 @@ LOWER_FACE = (0, 11, 12, 13, 14, 15, 16, 17, 18, 32, 37, 38, 39, 40, 41, 42, 43,
 OUTER_LIP = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146)
 INNER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
 EYE_OUTER = (33, 263)  #: the outer eye corners: the patch is turned upright along them
-_WARP_POINTS = list(LOWER_FACE + EYE_OUTER)
+_WARP_POINTS = np.array(LOWER_FACE + EYE_OUTER)
+_OUTER_LIP = np.array(OUTER_LIP)
 
 CANON_W = 64  #: width of the canonical lower-face patch, pixels
 GRID = (4, 4)  #: (rows, columns) of correlation cells
@@ -160,7 +161,7 @@ class MouthVisibility:
             self.reset()
             return MouthCheck()
         h, w = image_bgr.shape[:2]
-        lips = landmarks[list(OUTER_LIP)]
+        lips = landmarks[_OUTER_LIP]
         outside = ((lips[:, 0] < EDGE_PX) | (lips[:, 1] < EDGE_PX) | (lips[:, 0] > w - 1 - EDGE_PX)
                    | (lips[:, 1] > h - 1 - EDGE_PX))
         reason = "out of frame" if outside.mean() >= OUT_FRACTION else ""

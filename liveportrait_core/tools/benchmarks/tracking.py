@@ -5,7 +5,8 @@ the bundled character photo moved around like a webcam), cropped to 4:3 and resi
 decoded up front so decoding is not timed. Three passes over the same frames:
 * ``mesh only``: the MediaPipe graph alone (BGR→RGB + FaceMesh), the floor of what tracking can cost;
 * ``tracker (max_faces=1)``: everything the tracking stage does per frame — landmarks, pose, ratios,
-  One Euro filters, the driving box and the 256² RGB crop;
+  One Euro filters, the driving box, the mouth check (``tracking/mouth_visibility.py``, its share shown
+  apart, its reference taken on the first frame and not timed) and the 256² RGB crop;
 * ``tracker (max_faces=N)`` with the settings' value when it is not 1: MediaPipe then runs its face
   detector on every frame while fewer than N faces are visible, which costs a few ms more.
 """
@@ -111,8 +112,19 @@ def _time_tracker(frames: list[np.ndarray], settings: Any, max_faces: int) -> di
     from liveportrait_core.tracking.tracker import FaceTracker  # noqa: PLC0415
 
     ts = dataclasses.replace(settings.tracking, max_faces=max_faces)
-    total, landmarks, cut, found = [], [], [], 0
+    total, landmarks, cut, mouth, found = [], [], [], [], 0
     with FaceTracker(ts) as tracker:
+        tracker.calibrate()  # the mouth check's reference on the first face (as calibration at the start)
+        check = tracker.mouth.update
+
+        def timed_check(*args: Any, **kwargs: Any) -> Any:  # the mouth check's share (its reference aside)
+            t = time.perf_counter()
+            verdict = check(*args, **kwargs)
+            if not kwargs.get("reference"):
+                mouth.append(time.perf_counter() - t)
+            return verdict
+
+        tracker.mouth.update = timed_check
         for i, f in enumerate(frames):
             t0 = time.perf_counter()
             obs = tracker.process(f, i / 30.0)
@@ -124,7 +136,8 @@ def _time_tracker(frames: list[np.ndarray], settings: Any, max_faces: int) -> di
             total.append(t2 - t0)
             landmarks.append(t1 - t0)
             cut.append(t2 - t1)
-    return {**_stats(total), "faces_found": found, "observation": _stats(landmarks), "crop": _stats(cut)}
+    return {**_stats(total), "faces_found": found, "observation": _stats(landmarks), "crop": _stats(cut),
+            "mouth_check": _stats(mouth or [0.0])}
 
 
 def _system() -> dict[str, Any]:
@@ -173,6 +186,8 @@ def format_table(r: dict[str, Any]) -> str:
             lines.append(f"{'  of which landmarks + obs.':<30}{p['observation']['median_ms']:>11.2f}"
                          f"{p['observation']['p95_ms']:>9.2f}")
             lines.append(f"{'  of which 256² crop':<30}{p['crop']['median_ms']:>11.2f}{p['crop']['p95_ms']:>9.2f}")
+            m = p["mouth_check"]
+            lines.append(f"{'  of which mouth check':<30}{m['median_ms']:>11.2f}{m['p95_ms']:>9.2f}")
     verdict = "meets" if r["meets_goal"] else "misses"
     lines += ["", f"goal: median <= {r['goal_median_ms']} ms per frame (max_faces=1): {verdict} it"]
     return "\n".join(lines)
