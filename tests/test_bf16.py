@@ -124,3 +124,55 @@ def test_bf16_warping_keeps_the_motion_in_float32():
     assert ours_err < 2e-4 and auto_err > 5 * ours_err, (ours_err, auto_err)
     rel = (ours["out"] - ref["out"]).abs().mean() / ref["out"].abs().mean()
     assert rel < 1e-2
+
+
+@pytest.mark.parametrize("device, dtype, plan", [
+    ("cpu", torch.bfloat16, ("winograd", "fft")), ("cuda", torch.bfloat16, ("direct", "convs")),
+    ("cuda:1", torch.bfloat16, ("direct", "convs")), ("cuda", torch.float16, None), ("mps", torch.bfloat16, None),
+    ("cpu", torch.float32, None)])
+def test_bf16_forms_per_device(device, dtype, plan):
+    """Which form each device gets: the bf16 forms on a CPU and on CUDA (without the CPU's Winograd fc and FFT
+    heads there), none elsewhere; F and M float32 on both. Built and run on the CPU (the CUDA variant computes
+    the same function with direct convs: checked against the CPU variant)."""
+    from liveportrait_core.models.fast.bf16 import bf16_plan
+    from liveportrait_core.models.fast.fft_conv import FFTMotionHeads
+    from liveportrait_core.models.fast.optimize import WINOGRAD_MIN_OUT_CHANNELS, conv3x3
+    from liveportrait_core.models.fast.winograd import WinogradConv3x3
+
+    got = bf16_plan(device, dtype)
+    if plan is None:
+        assert got is None
+        return
+    assert (got.winograd_min_out is not None, got.fft_heads) == (plan[0] == "winograd", plan[1] == "fft")
+    models = reduced_models()
+    models.device, models.dtype = torch.device(device), dtype
+    prepare_for_inference(models, channels_last=False)
+    w, g = models["warping_module"], models["spade_generator"]
+    assert isinstance(w, Bf16WarpingNetwork) and isinstance(g, Bf16SPADEDecoder)
+    # G's fc by Winograd only on the CPU (the reduced fc is below Winograd's width: a full-width one is checked)
+    wide = torch.nn.Conv2d(8, WINOGRAD_MIN_OUT_CHANNELS, 3, padding=1)
+    assert isinstance(conv3x3(wide.weight, wide.bias, got.winograd_min_out), WinogradConv3x3) == (plan[0] == "winograd")
+    assert isinstance(w.dense_motion_network.fft_heads, FFTMotionHeads) == (plan[1] == "fft")
+    assert [models.network_dtype(n) for n in ("appearance_feature_extractor", "motion_extractor", "warping_module",
+                                              "spade_generator", "stitching")] == \
+        [torch.float32, torch.float32, torch.bfloat16, torch.bfloat16, torch.float32]
+    assert all(isinstance(models.autocast(n), contextlib.nullcontext) for n in models.modules)
+    # the device's variant against the CPU's: the same function (float32 speed-ups differ in rounding only)
+    cpu_models = reduced_models()
+    cpu_models.dtype = torch.bfloat16
+    prepare_for_inference(cpu_models, channels_last=False)
+    f_s, kp = torch.randn(1, 8, 4, 64, 64), torch.rand(1, 21, 3) - 0.5
+    with torch.inference_mode():
+        out, ref = w(f_s, kp, kp), cpu_models["warping_module"](f_s, kp, kp)
+        assert (out["deformation"] - ref["deformation"]).abs().max() < 1e-5
+        img, ref_img = g(out["out"]), cpu_models["spade_generator"](out["out"])
+    assert _image_mae(img, ref_img) < 0.05
+
+
+@pytest.mark.parametrize("capability, want", [((7, 5), torch.float32), ((8, 0), torch.bfloat16),
+                                              ((9, 0), torch.bfloat16)])
+def test_cuda_bf16_needs_ampere(monkeypatch, caplog, capability, want):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    with caplog.at_level("WARNING"):
+        assert loader.pick_precision("bf16", torch.device("cuda")) == want
+    assert ("compute capability 8.0" in caplog.text) == (want == torch.float32)

@@ -8,10 +8,10 @@ disk: the plain modules are what the files load into).
 
 Precision follows the official code: on CUDA the four big networks (F, M, W, G) run under fp16
 autocast and their outputs are returned as float32; the MLPs and keypoint maths always run in
-float32. ``bf16`` is an option on CPU and CUDA: on CUDA as autocast; on a CPU with native bf16, F and M
+float32. ``bf16`` is an option on a CPU with native bf16 and on CUDA (compute capability 8.0 or newer): F and M
 stay float32 and W and G run their bf16 forms (``models/fast/bf16.py``: bf16 for the big convolutions,
 float32 for the coordinate grid, the motion heads, norms and sums; no autocast), which keep the image
-within 1/255 of float32 (docs/PERFORMANCE.md). If a reduced-precision network ever produces a
+within 1/255 of float32 on a CPU (docs/PERFORMANCE.md; on CUDA unmeasured so far). If a reduced-precision network ever produces a
 non-finite output, that network is switched to float32 for good and a warning says so once: elsewhere the
 call is re-run; on CUDA the check is read when its result has reached the host (no wait for the GPU on a
 frame's path), so the frames made meanwhile (one or two) go out as they were.
@@ -31,16 +31,16 @@ from torch import nn
 from liveportrait_core.models.networks import build
 from liveportrait_core.models.checkpoint import weights
 from liveportrait_core.models.checkpoint.layout import BASE_MODULES, MODULE_NAMES
-from liveportrait_core.models.fast.bf16 import sets_own_precision
+from liveportrait_core.models.fast.bf16 import BF16_FORM_DEVICES, sets_own_precision
 from liveportrait_core.models.fast.seam import plain_network
 
 _log = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-#: bf16 on a CPU: the networks that run in bf16 (their bf16 forms, after ``prepare_for_inference``).
-#: F runs once per character and feeds every frame, and M's keypoints move the whole image (bf16 M alone
-#: costs 7/255 of image error for 0.04 s): both stay float32.
-CPU_BF16_NETWORKS = frozenset({"warping_module", "spade_generator"})
+#: bf16 (on a CPU or CUDA, ``fast.bf16.BF16_FORM_DEVICES``): the networks that run in bf16 (their bf16 forms,
+#: after ``prepare_for_inference``). F runs once per character and feeds every frame, and M's keypoints move the
+#: whole image (bf16 M alone costs 7/255 of image error for 0.04 s on a CPU): both stay float32.
+BF16_NETWORKS = frozenset({"warping_module", "spade_generator"})
 #: Calls per network during which every reduced-precision output is checked for inf/NaN; afterwards
 #: one call in ``_CHECK_EVERY`` (a check costs a device sync, so it is not done on every frame).
 _CHECK_FIRST = 8
@@ -85,11 +85,23 @@ def pick_precision(setting: str, device: torch.device) -> torch.dtype:
     if dtype == torch.bfloat16 and device.type == "mps":
         _log.warning("bf16 autocast is not supported on MPS; using fp32")
         return torch.float32
+    if dtype == torch.bfloat16 and device.type == "cuda" and not cuda_has_bf16(device):
+        _log.warning("this GPU has no bf16 (it needs compute capability 8.0, Ampere, or newer): using fp32 "
+                     "(model.precision auto runs the official fp16)")
+        return torch.float32
     if dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_fast_bf16():
         _log.warning("this CPU has no bf16 instructions (avx512_bf16 or AMX): bf16 would run about 100x slower "
                      "than fp32 here, so fp32 is used")
         return torch.float32
     return dtype
+
+
+def cuda_has_bf16(device: torch.device) -> bool:
+    """True when the GPU has bf16 tensor cores (compute capability 8.0, Ampere, or newer)."""
+    try:
+        return tuple(torch.cuda.get_device_capability(device)) >= (8, 0)
+    except (RuntimeError, AssertionError, ValueError):
+        return False
 
 
 def cpu_has_fast_bf16() -> bool:
@@ -137,7 +149,7 @@ class LivePortraitModels:
         """The compute dtype a network runs in now (float32 for the MLPs and after a fallback)."""
         if name not in BASE_MODULES or name in self._fp32_only:
             return torch.float32
-        if self.device.type == "cpu" and self.dtype == torch.bfloat16 and name not in CPU_BF16_NETWORKS:
+        if self.dtype == torch.bfloat16 and self.device.type in BF16_FORM_DEVICES and name not in BF16_NETWORKS:
             return torch.float32
         return self.dtype
 

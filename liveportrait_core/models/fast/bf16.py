@@ -1,4 +1,5 @@
-"""bf16 forms of W and G for CPUs with native bf16 (AMX / avx512_bf16): bf16 only where it pays and stays accurate.
+"""bf16 forms of W and G (CPUs with native bf16, AMX / avx512_bf16, and CUDA GPUs): bf16 only where it pays and
+stays accurate.
 
 Made through the same seam as the float32 fast forms (models/fast/__init__.py): shallow copies of the
 plain networks whose leaves are replaced, so the plain ``forward`` still states the structure. The
@@ -20,8 +21,19 @@ precision policy is stated here once, leaf by leaf (measured on recipe weights, 
 
 No autocast is involved: the loader runs these forms as they are (``loader.LivePortraitModels``), and
 their outputs are float32.
+
+The same forms serve CUDA (``bf16_plan``): nothing in them is oneDNN's own. A bf16 conv with bf16 weights
+returning bf16 that is widened to float32 is what cuDNN does too (float32 accumulation, the result rounded to
+bf16 as on the CPU); the split input, the float32 norms and sums, the channels-last layouts and the disabled
+autocast are plain PyTorch on any device. Only the CPU's float32 speed-ups are left out there, as the float32
+CUDA path leaves them out: G's ``fc`` is cuDNN's direct conv instead of Winograd and W's heads are the plain
+convs instead of the FFT form (both float32; on CUDA float32 convs may use TF32, PyTorch's cuDNN default).
+CUDA bf16 needs compute capability 8.0 (Ampere) or newer (``loader.pick_precision``). Unmeasured on a GPU so
+far (docs/PERFORMANCE.md).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +47,8 @@ from liveportrait_core.models.networks.spade import SPADE, SPADEDecoder, SPADERe
 from liveportrait_core.models.networks.warping import DenseMotionNetwork, WarpingNetwork
 
 BF16 = torch.bfloat16
+#: Devices whose bf16 mode runs these forms (elsewhere, e.g. Apple MPS, bf16 is not offered: ``pick_precision``).
+BF16_FORM_DEVICES = frozenset({"cpu", "cuda"})
 #: G's convs whose float32 input is split into two bf16 parts (see the module docstring)
 SPLIT_INPUT = frozenset({"conv_0", "conv_1", "conv_s"})
 
@@ -127,11 +141,12 @@ def _bf16_block(block: SPADEResnetBlock) -> SPADEResnetBlock:
 
 
 class Bf16SPADEDecoder(SPADEDecoder):
-    """The loaded decoder with bf16 convs (split inputs on the residual path) and float32 elsewhere."""
+    """The loaded decoder with bf16 convs (split inputs on the residual path) and float32 elsewhere.
+    ``winograd_min_out``: G's float32 ``fc`` by Winograd (a CPU) or direct (None: cuDNN's own algorithms)."""
 
-    def __init__(self, dec: SPADEDecoder):
+    def __init__(self, dec: SPADEDecoder, winograd_min_out: int | None = WINOGRAD_MIN_OUT_CHANNELS):
         adopt(self, dec)
-        self.fc = conv3x3(dec.fc.weight, dec.fc.bias, WINOGRAD_MIN_OUT_CHANNELS)  # float32: the residual stream's start
+        self.fc = conv3x3(dec.fc.weight, dec.fc.bias, winograd_min_out)  # float32: the residual stream's start
         self.shared = nn.ModuleDict({str(scale): _Bf16SharedConvs([sp for b in blocks for sp in b.spades()], scale)
                                      for scale, blocks in dec.stages()})
         for name, block in dec.named_children():
@@ -160,23 +175,51 @@ def _bf16_hourglass(hourglass: nn.Module) -> nn.Module:
 
 
 class Bf16DenseMotionNetwork(DenseMotionNetwork):
-    """bf16 hourglass; ``hourglass_input``, ``heads`` (FFT) and ``outputs`` in float32."""
+    """bf16 hourglass; ``hourglass_input``, ``heads`` and ``outputs`` in float32 (the heads by FFT with
+    ``fft_heads``, a CPU's speed-up; else the plain convs)."""
 
-    def __init__(self, dm: DenseMotionNetwork):
+    def __init__(self, dm: DenseMotionNetwork, fft_heads: bool = True):
         adopt(self, dm)
         self.hourglass = _bf16_hourglass(dm.hourglass)
-        self.fft_heads = FFTMotionHeads(dm.mask, dm.occlusion, dm.cfg.reshape_depth)
+        self.fft_heads = FFTMotionHeads(dm.mask, dm.occlusion, dm.cfg.reshape_depth) if fft_heads else None
 
     def heads(self, prediction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.fft_heads is None:
+            return super().heads(prediction.float())
         return self.fft_heads(prediction.float())
 
 
 class Bf16WarpingNetwork(WarpingNetwork):
     """The loaded warping module with a ``Bf16DenseMotionNetwork``; the rest float32 as in the plain one."""
 
-    def __init__(self, warp: WarpingNetwork):
+    def __init__(self, warp: WarpingNetwork, fft_heads: bool = True):
         adopt(self, warp)
-        self.dense_motion_network = Bf16DenseMotionNetwork(warp.dense_motion_network)
+        self.dense_motion_network = Bf16DenseMotionNetwork(warp.dense_motion_network, fft_heads)
+
+
+@dataclass(frozen=True)
+class Bf16Plan:
+    """How the bf16 forms are made for a device: the same bf16 and float32 leaves, with or without the CPU's
+    float32 speed-ups (Winograd, FFT), as the float32 fast forms of that device."""
+
+    winograd_min_out: int | None  #: G's ``fc``: Winograd from this many outputs (None: direct, cuDNN's choice)
+    fft_heads: bool  #: W's mask and occlusion heads by FFT
+
+    def decoder(self, dec: SPADEDecoder) -> Bf16SPADEDecoder:
+        return Bf16SPADEDecoder(dec, self.winograd_min_out)
+
+    def warping(self, warp: WarpingNetwork) -> Bf16WarpingNetwork:
+        return Bf16WarpingNetwork(warp, self.fft_heads)
+
+
+def bf16_plan(device: torch.device | str, dtype: torch.dtype) -> Bf16Plan | None:
+    """The bf16 forms for W and G on ``device`` at ``dtype`` (None: not bf16, or a device without them). On a CPU
+    the loader has checked native bf16 first (``pick_precision``), on CUDA compute capability 8.0."""
+    device = torch.device(device)
+    if dtype != BF16 or device.type not in BF16_FORM_DEVICES:
+        return None
+    cpu = device.type == "cpu"
+    return Bf16Plan(WINOGRAD_MIN_OUT_CHANNELS if cpu else None, fft_heads=cpu)
 
 
 def sets_own_precision(module: nn.Module) -> bool:

@@ -306,15 +306,15 @@ def prepare_for_inference(models: "LivePortraitModels", channels_last: bool = Tr
     if models.optimized:
         return
     # Winograd and FFT trade arithmetic for memory and only pay against float32 direct convs on a CPU
-    # (CUDA has cuDNN's own algorithms). bf16 on a CPU: the bf16 forms (models/fast/bf16.py).
+    # (CUDA has cuDNN's own algorithms). bf16 on a CPU or CUDA: the bf16 forms (models/fast/bf16.py).
     cpu_fp32 = models.device.type == "cpu" and models.dtype == torch.float32
-    cpu_bf16 = models.device.type == "cpu" and models.dtype == torch.bfloat16
-    from liveportrait_core.models.fast.bf16 import Bf16SPADEDecoder, Bf16WarpingNetwork  # noqa: PLC0415 (imports us)
+    from liveportrait_core.models.fast.bf16 import bf16_plan  # noqa: PLC0415 (imports us)
 
+    bf16 = bf16_plan(models.device, models.dtype)
     gen = models.modules.get("spade_generator")
     if gen is not None:
-        if cpu_bf16:
-            fast = Bf16SPADEDecoder(gen)
+        if bf16 is not None:
+            fast = bf16.decoder(gen)
         else:
             fast = FastSPADEDecoder(gen, WINOGRAD_MIN_OUT_CHANNELS if cpu_fp32 else None)
             if channels_last and models.device.type == "cuda":
@@ -322,8 +322,8 @@ def prepare_for_inference(models: "LivePortraitModels", channels_last: bool = Tr
         models.modules["spade_generator"] = fast.eval()
         between()
     warp = models.modules.get("warping_module")
-    if warp is not None and (cpu_fp32 or cpu_bf16):
-        models.modules["warping_module"] = (Bf16WarpingNetwork(warp) if cpu_bf16 else FastWarpingNetwork(warp)).eval()
+    if warp is not None and (cpu_fp32 or bf16 is not None):
+        models.modules["warping_module"] = (bf16.warping(warp) if bf16 is not None else FastWarpingNetwork(warp)).eval()
     if models.device.type == "cpu" and keep_freed_memory():
         _log.debug("glibc allocator set to keep freed memory (CPU inference)")
     models.optimized = True

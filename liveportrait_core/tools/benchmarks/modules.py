@@ -8,8 +8,8 @@ that other load on the machine hits them alike:
 * ``fp32``: the loader's inference path (exact rewrites, ``models/fast/optimize.py``);
 * ``fp32-compiled`` (with ``--set performance.compile=true`` or ``--modes``): the same, M, W and G
   wrapped in ``torch.compile`` (compilation happens in the untimed warm-up frame);
-* ``bf16`` (CPUs with bf16 instructions: F, M float32, W and G their bf16 forms, ``models/fast/bf16.py``;
-  CUDA: under autocast) / ``fp16`` (CUDA): under autocast;
+* ``bf16`` (CPUs with bf16 instructions and CUDA: F, M float32, W and G their bf16 forms,
+  ``models/fast/bf16.py``) / ``fp16`` (CUDA): under autocast;
 * ``ort-cpu``, ``ort-cuda``, ``ort-trt``, ``ort-dml``, ``ort-coreml``, ``ort-openvino`` (``--modes``): F, M, W
   and G on ONNX Runtime with that provider (``models/onnx``; the export is made first when missing: minutes),
   ``model.precision`` deciding fp16 on the GPU providers as in the product.
