@@ -22,7 +22,7 @@ from liveportrait_core.settings import TrackingSettings
 from liveportrait_core.tracking import landmarks as lm
 from liveportrait_core.tracking.calibration import Calibration
 from liveportrait_core.tracking.mesh import FaceMesh, MeshFace
-from liveportrait_core.tracking.mouth_visibility import MouthVisibility
+from liveportrait_core.tracking.mouth_visibility import MouthCheck, MouthVisibility
 from liveportrait_core.tracking.observation import FaceObservation
 
 _log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class FaceTracker:
         face = self._choose(faces)
         if face is None:
             return self._lost(t, (w, h), 0)
-        return self._observe(face, t, image_bgr, len(faces))
+        return self._observe(face, t, (w, h), len(faces), image_bgr)
 
     def driving_crop(self, image_bgr: np.ndarray, obs: FaceObservation) -> np.ndarray:
         """The 256² RGB network input: the official 512² crop, area-averaged to 256² (as the source)."""
@@ -125,9 +125,10 @@ class FaceTracker:
             return min(faces, key=lambda f: float(np.linalg.norm(lm.face_box(f.landmarks)[0] - self._last_centre)))
         return max(faces, key=lambda f: lm.face_box(f.landmarks)[1])
 
-    def _observe(self, face: MeshFace, t: float, image_bgr: np.ndarray, n_faces: int) -> FaceObservation:
+    def _observe(self, face: MeshFace, t: float, size: tuple[int, int], n_faces: int,
+                 image_bgr: np.ndarray | None = None) -> FaceObservation:
+        """The observation of ``face``; without ``image_bgr`` the mouth check is skipped (the mouth counts as seen)."""
         s = self.settings
-        size = (image_bgr.shape[1], image_bgr.shape[0])
         raw = face.landmarks
         if face.score is not None:
             self._confidence = face.score
@@ -159,7 +160,8 @@ class FaceTracker:
         if calibrate_now:
             _log.info("neutral reference taken (pitch %.1f, yaw %.1f, roll %.1f)", pitch, yaw, roll)
         mouth_open = lm.mouth_ratio_official(mouth_raw)
-        seen = self.mouth.update(image_bgr, raw, pitch, reference=calibrate_now, mouth_open=mouth_open)
+        seen = (self.mouth.update(image_bgr, raw, pitch, reference=calibrate_now, mouth_open=mouth_open)
+                if image_bgr is not None else MouthCheck())
         return FaceObservation(
             found=True, timestamp=t, image_size=size, landmarks=pts, landmarks_raw=raw,
             confidence=self._confidence, pitch=pitch, yaw=yaw, roll=roll, eye_open=eye,
