@@ -273,3 +273,26 @@ def test_a_live_input_with_an_audio_file_keeps_the_real_time_voice(tmp_path):
     assert _wait(lambda: eng._session.voice is not None and voice_threads(), 30)
     assert not getattr(eng._session.voice, "offline", False)
     assert eng.stop(5.0)
+
+
+def test_another_audio_file_chosen_during_a_lossless_run_is_the_one_heard(tmp_path):
+    """The audio file read on the frames' clock is opened once; choosing another one while the run goes on starts
+    the voice afresh on that file (an explicit choice is never silently kept on the old one)."""
+    from liveportrait_core.voice.resample import RATE
+    from tests.test_engine import _wait
+    from tests.voice_signals import write_wav
+
+    quiet = write_wav(tmp_path / "quiet.wav", np.zeros(RATE, np.float32))
+    other = write_wav(tmp_path / "other.wav", np.zeros(RATE, np.float32))
+    s = _settings(str(_video(tmp_path / "d.avi", 10, fps=10.0)), loop=True)
+    s.audio.mode, s.audio.device = "mix", str(quiet)
+    eng = Engine(s, [Collect()], backend=_voiced_backend())
+    eng.start()
+    assert _wait(lambda: eng.voice_status() is not None, 30)
+    assert "quiet.wav" in eng.voice_status().source
+    s2 = eng.settings
+    s2.audio.device = str(other)
+    eng.update_settings(s2)
+    assert _wait(lambda: eng.voice_status() is not None and "other.wav" in eng.voice_status().source, 30)
+    assert getattr(eng._session.voice, "offline", False)
+    assert eng.stop(5.0)

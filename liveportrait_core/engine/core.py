@@ -126,6 +126,13 @@ class _Commands:
         return items
 
 
+def _time_left(seconds: float) -> str:
+    """"about 40 s left", "about 3 min left"; past the estimate: "taking longer than estimated"."""
+    if seconds <= 0:
+        return "taking longer than estimated"
+    return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
+
+
 class _Session:
     """The threads and hand-offs of one start()..stop(); a stuck thread only ever sees its own session."""
 
@@ -170,6 +177,11 @@ class _Session:
         load are not counted (nothing could animate them; a user cannot act on that number)."""
         total = self.input_passed_over() if self.loading_since_passed_over is None else self.loading_since_passed_over
         return total - self.skipped_while_loading
+
+    def set_load_activity(self, text: str, seconds_left: float | None = None) -> None:
+        """The backend's ``activity``: what a long load step does now and how long it expects to take."""
+        self.load_done_at = None if seconds_left is None else time.perf_counter() + seconds_left
+        self.load_activity = text
 
     def loading(self, started: bool) -> None:
         """Mark the start and the end of a model load (for ``skipped``)."""
@@ -373,6 +385,10 @@ class Engine:
                 self._stop_voice(sess, 1.0)
             else:
                 self._start_voice(sess)
+        elif (sess is not None and sess.voice is not None and new.audio.device != old.audio.device
+              and (getattr(sess.voice, "offline", False) or self._offline_voice(sess))):
+            self._stop_voice(sess, 1.0)  # a file on the frames' clock is opened once (and a microphone has no place
+            self._start_voice(sess)  # on it): another device or file starts the right stage afresh
 
     def select_character(self, key: int | str) -> None:
         """Switch to the character in slot ``key`` (0-based) or with that file name."""
