@@ -89,11 +89,14 @@ class LivePortraitBackend:
 
     #: Set by the engine to its stop flag; a load that finishes after a stop skips preparing characters.
     should_stop: Callable[[], bool] = staticmethod(lambda: False)
+    #: Set by the engine: what a long load step is doing and the seconds left (None: unknown), for its status
+    #: (("", None) when the step is over).
+    activity: Callable[[str, float | None], None] = staticmethod(lambda _text, _left=None: None)
 
     def create_animator(self, settings: Settings) -> AnimatorStage:
         from liveportrait_core.engine.pipeline import Animator
 
-        return Animator.from_settings(settings, should_stop=self.should_stop)
+        return Animator.from_settings(settings, should_stop=self.should_stop, activity=self.activity)
 
     def list_characters(self, settings: Settings) -> list[str]:
         from liveportrait_core.characters.library import list_character_files  # noqa: PLC0415

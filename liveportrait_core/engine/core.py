@@ -155,6 +155,8 @@ class _Session:
         self.published = 0  #: frames published in this session (what ``max_frames`` counts)
         self.frame_errors = 0  #: input frames lost to a tracking or inference error
         self.busy: tuple[str, float] | None = None  #: what the inference stage is doing, since when
+        self.load_activity = ""  #: what a long load step is doing now (the backend's ``activity``; "": none)
+        self.load_done_at: float | None = None  #: when it expects to be done (``time.perf_counter``; None: unknown)
         self.skipped_while_loading = 0  #: input frames passed over while the networks loaded (not a user's loss)
         #: ``input_passed_over()`` when the current model load began (None: not loading). A session starts
         #: loading: capture may pass frames over before the inference stage has even begun its load.
@@ -591,6 +593,10 @@ class Engine:
         if busy is None:
             return ""
         what, since = busy
+        if sess.load_activity:  # e.g. the first start's CPU measurement, network by network, with the time left
+            done_at = sess.load_done_at
+            left = "" if done_at is None else f", {_time_left(done_at - now)}"
+            return f"{sess.load_activity}{left} ({now - since:.0f} s in)"
         if what != "frame":
             return f"{what} ({now - since:.0f} s)"
         inf = st.stages["inference"]
@@ -870,6 +876,8 @@ class Engine:
                     self._set_state(sess, "starting", LOADING)
                 if hasattr(self._backend, "should_stop"):
                     self._backend.should_stop = sess.stop.is_set
+                if hasattr(self._backend, "activity"):  # a long load step says what it does: the status shows it
+                    self._backend.activity = sess.set_load_activity
                 sess.busy = (LOADING, time.perf_counter())
                 sess.loading(True)
                 try:
@@ -884,6 +892,7 @@ class Engine:
                     continue
                 finally:
                     sess.busy = None
+                    sess.set_load_activity("")
                 with self._lock:
                     self._animator, self._rebuild_animator = animator, False
                 self._device = str(_safe(lambda: getattr(animator, "device", "")) or "")

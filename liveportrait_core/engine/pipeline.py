@@ -118,17 +118,20 @@ class Animator:
         self.update_settings(settings)
 
     @classmethod
-    def from_settings(cls, settings: Settings, should_stop: Callable[[], bool] | None = None) -> "Animator":
+    def from_settings(cls, settings: Settings, should_stop: Callable[[], bool] | None = None,
+                      activity: Callable[[str, float | None], None] | None = None) -> "Animator":
         """Load the networks (``model.*``), open the character library and select the active character.
         ``should_stop`` is asked between the steps of the (seconds-long) load and before the preparation:
-        a stopping engine gives the start up (``FrameCancelled``) after one step at most."""
+        a stopping engine gives the start up (``FrameCancelled``) after one step at most. ``activity`` gets a
+        line for the status while a long load step runs (the first start's CPU measurement) and the seconds
+        left when known; ("", None) after it."""
         from liveportrait_core.models.loader import load_from_settings
 
         def between() -> None:
             if should_stop is not None and should_stop():
                 raise FrameCancelled("the engine stopped while the models were loading")
 
-        variants = VariantModels(settings, load=lambda s: load_from_settings(s, between=between))
+        variants = VariantModels(settings, load=lambda s: load_from_settings(s, between=between, activity=activity))
         models = variants.get(settings.model.variant)
         between()
         animator = cls(models, settings, CharacterLibrary(settings, models, models_for=variants.get), variants)

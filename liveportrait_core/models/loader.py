@@ -328,10 +328,11 @@ def load_models(models_dir: str | os.PathLike[str], device: str | torch.device =
     return models
 
 
-def load_from_settings(settings, names: Iterable[str] = MODULE_NAMES,
-                       between: Callable[[], None] = _nothing) -> LivePortraitModels:
-    """The networks as the ``model.*`` and ``performance.*`` settings say (``between``: see ``load_models``):
-    ``model.backend`` chooses what runs each big network (``models/onnx/backend.py``); ``run`` is the same."""
+def load_from_settings(settings, names: Iterable[str] = MODULE_NAMES, between: Callable[[], None] = _nothing,
+                       activity: Callable[[str, float | None], None] | None = None) -> LivePortraitModels:
+    """The networks as the ``model.*`` and ``performance.*`` settings say (``between``: see ``load_models``;
+    ``activity``: a status line while a long step runs, see ``backend.load_with_backend``): ``model.backend``
+    chooses what runs each big network (``models/onnx/backend.py``); ``run`` is the same."""
     from liveportrait_core.models.onnx.backend import load_with_backend, uses_onnxruntime
 
     m, p = settings.model, settings.performance
@@ -339,7 +340,7 @@ def load_from_settings(settings, names: Iterable[str] = MODULE_NAMES,
         torch.set_num_threads(p.torch_threads)
     models = load_with_backend(m.models_dir, backend=m.backend, device=m.device, precision=m.precision,
                                providers=m.providers, variant=m.variant, threads=p.torch_threads,
-                               channels_last=p.channels_last, names=names, between=between)
+                               channels_last=p.channels_last, names=names, between=between, activity=activity)
     if (p.compile or p.cuda_graphs) and not uses_onnxruntime(models):
         between()
         from liveportrait_core.models.fast.optimize import compile_models, warm_up

@@ -79,9 +79,11 @@ def resolve_backend(backend: str, device: torch.device, precision: str, requeste
 def load_with_backend(models_dir: str | os.PathLike[str], *, backend: str, device: str, precision: str,
                       providers: Sequence[str], variant: str = "human", threads: int = 0, channels_last: bool = True,
                       names: Iterable[str] = MODULE_NAMES, between: Callable[[], None] = lambda: None,
-                      progress: Callable[[str], None] | None = None):
+                      progress: Callable[[str], None] | None = None, activity: cpu_choice.Activity | None = None):
     """The networks for ``names`` as a ``LivePortraitModels``, each run by the backend the settings
-    and the machine call for; logs which backend and provider runs each one."""
+    and the machine call for; logs which backend and provider runs each one. ``activity`` gets a line for a
+    status display while a long step runs (the first start's CPU measurement) with the seconds left when known
+    (``choice.Activity``), and ("", None) when it is over."""
     from liveportrait_core.models.loader import (LivePortraitModels, load_models, pick_device,  # noqa: PLC0415
                                                  pick_precision)
 
@@ -121,14 +123,16 @@ def load_with_backend(models_dir: str | os.PathLike[str], *, backend: str, devic
             dtype = on_torch.dtype  # its autocast; the ONNX Runtime networks ignore it (float32 in and out)
         return LivePortraitModels(modules={n: modules[n] for n in names}, device=dev, dtype=dtype, optimized=True,
                                   variant=variant)
-    return _load_cpu_choice(models_dir, variant, names, threads, between, say, allow_ort=bool(plan.providers))
+    return _load_cpu_choice(models_dir, variant, names, threads, between, say, allow_ort=bool(plan.providers),
+                            activity=activity)
 
 
 #: The networks that have an exact fast form in ``models/fast`` (on the CPU in float32).
 FAST_FORMS = ("warping_module", "spade_generator")
 
 
-def _fast_forms(plain: dict[str, nn.Module], names: Iterable[str]) -> dict[str, nn.Module]:
+def _fast_forms(plain: dict[str, nn.Module], names: Iterable[str],
+                between: Callable[[], None] = lambda: None) -> dict[str, nn.Module]:
     """The exact fast forms (``models/fast``) of the networks that have one (W and G), on the CPU."""
     from liveportrait_core.models.fast.optimize import prepare_for_inference  # noqa: PLC0415
     from liveportrait_core.models.loader import LivePortraitModels  # noqa: PLC0415
@@ -137,14 +141,16 @@ def _fast_forms(plain: dict[str, nn.Module], names: Iterable[str]) -> dict[str, 
     if not subset:
         return {}
     models = LivePortraitModels(modules=dict(subset), device=torch.device("cpu"), dtype=torch.float32)
-    prepare_for_inference(models, channels_last=False)
+    prepare_for_inference(models, channels_last=False, between=between)
     return {n: m for n, m in models.modules.items() if m is not subset[n]}
 
 
 def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: int,
-                     between: Callable[[], None], say: Callable[[str], None], allow_ort: bool = True):
+                     between: Callable[[], None], say: Callable[[str], None], allow_ort: bool = True,
+                     activity: cpu_choice.Activity | None = None):
     """Plain torch, the exact fast forms and (``allow_ort``, when exported) ONNX Runtime's CPU provider, per
-    network: the cached decision for this machine, or a measurement made now and cached."""
+    network: the cached decision for this machine, or a measurement made now and cached (said as it goes:
+    ``activity``, see ``load_with_backend``; a stop interrupts it within one layer)."""
     from liveportrait_core.models.loader import LivePortraitModels, load_models  # noqa: PLC0415
     from liveportrait_core.models.onnx import export  # noqa: PLC0415
 
@@ -172,14 +178,23 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
             _log.warning("ONNX Runtime is left out of the CPU choice: %s", e)
             ort_ready, key = False, machine(False)
             decision = cpu_choice.read_cached(cache, key, set(big))
+    measuring = decision is None and set(EXPORTED) <= set(plain)  # a partial load (tools, tests): no chain to feed
+    tell = activity or (lambda _text, _left: None)
+    if measuring:
+        tell(f"{cpu_choice.ACTIVITY}: preparing the forms (a first start on this CPU takes a minute or more)", None)
+        say(f"first start with these settings on this CPU: {cpu_choice.ACTIVITY} (about a minute on 2 quiet cores, "
+            f"longer under load; kept in {cache} for the next starts)")
     # the fast forms cost memory (Winograd filters, FFT spectra): built only to be measured or when chosen
     wants_fast = decision is None or "torch-fast" in decision.forms.values()
-    fast = _fast_forms(plain, big) if wants_fast else {}
+    with cpu_choice.interruptible(between):
+        fast = _fast_forms(plain, big, between) if wants_fast else {}
     if decision is None:
-        if not set(EXPORTED) <= set(plain):  # a partial load (tools, tests) has no chain to feed: fast forms
+        if not measuring:  # fast forms
             return LivePortraitModels(modules={**plain, **fast}, device=torch.device("cpu"), dtype=torch.float32,
                                       optimized=True, variant=variant)
-        inputs = export.example_inputs(plain)
+        seconds: dict[str, float] = {}
+        with cpu_choice.interruptible(between):
+            inputs = export.example_inputs(plain, seconds)
         calls = {}
         for n in big:
             calls[n] = {"torch": (lambda m=plain[n], x=inputs[n]: m(*x))}
@@ -187,7 +202,10 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
                 calls[n]["torch-fast"] = lambda m=fast[n], x=inputs[n]: m(*x)
             if n in ort_nets:
                 calls[n]["onnxruntime"] = lambda m=ort_nets[n], x=inputs[n]: m(*x)
-        timings = cpu_choice.measure(calls, progress=say, between=between)
+        estimate = cpu_choice.first_round_estimate(seconds, {n: len(c) for n, c in calls.items()})
+        with cpu_choice.interruptible(between):
+            timings = cpu_choice.measure(calls, progress=say, between=between, activity=activity, estimate=estimate)
+        tell("", None)
         decision = cpu_choice.CpuChoice(cpu_choice.pick_fastest(timings), timings, key)
         try:
             cpu_choice.write_cached(cache, decision)

@@ -8,15 +8,22 @@ is installed and the networks are exported). At the first load on a machine each
 ``<models>/onnx/cache/cpu_choice.json`` under a key made of the CPU model, the thread count and the
 library versions; a later start with the same key reads it instead of measuring. Since the plain form
 is always among the candidates, no network can end up slower than the plain structure (as measured).
+
+The measurement delays the first frame (about a minute on 2 quiet cores at full size, several under load), so it
+says what it does and for how long, network by network (``measure``'s ``activity``: "measuring the fastest
+form for this CPU, once: warping 1/2" and the seconds left), and a stop interrupts it within one layer
+(``interruptible``), not one whole network call.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -31,6 +38,15 @@ RUNS = 2  #: rounds at most (the first decides when it is clear): at the first l
 #: Bumped when the set of forms or the way they are measured changes (old decisions are then measured again).
 RECIPE = 1
 CACHE_FILE = "cpu_choice.json"
+#: What the activity line calls each network (short words a user can follow).
+SHORT_NAMES = {"appearance_feature_extractor": "appearance", "motion_extractor": "motion",
+               "warping_module": "warping", "spade_generator": "decoder"}
+#: The decoder's time over the warping module's in the plain structure, for the first estimate (the decoder is
+#: not run before the measurement): 3.31 / 1.88 s on 2 quiet AMD cores, 14.0 / 7.9 s on a loaded 2-vCPU Xeon.
+DECODER_PER_WARPING = 1.8
+ACTIVITY = "measuring the fastest form for this CPU, once"
+#: A status line's sink: (what is being done, seconds left or None); ("", None) when it is over.
+Activity = Callable[[str, "float | None"], None]
 
 
 def machine_key(ort_version: str, threads: int | None = None) -> dict[str, Any]:
@@ -67,9 +83,19 @@ def pick_fastest(timings: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
     return out
 
 
+def first_round_estimate(plain_seconds: Mapping[str, float], forms: Mapping[str, int]) -> dict[str, float]:
+    """Seconds of each timed network's first round (one call per form), from one plain call of each network
+    before the measurement (the decoder's from the warping module's, ``DECODER_PER_WARPING``)."""
+    s = dict(plain_seconds)
+    if "spade_generator" not in s and "warping_module" in s:
+        s["spade_generator"] = DECODER_PER_WARPING * s["warping_module"]
+    return {n: k * s[n] for n, k in forms.items() if k >= 2 and n in s}
+
+
 def measure(calls: Mapping[str, Mapping[str, Callable[[], Any]]], runs: int = RUNS,
             progress: Callable[[str], None] | None = None,
-            between: Callable[[], None] = lambda: None) -> dict[str, dict[str, float]]:
+            between: Callable[[], None] = lambda: None, activity: Activity | None = None,
+            estimate: Mapping[str, float] | None = None) -> dict[str, dict[str, float]]:
     """Seconds per call of each (network, form), the forms of a network alternating in every round (so a
     load spike from elsewhere hits them alike).
 
@@ -77,15 +103,25 @@ def measure(calls: Mapping[str, Mapping[str, Callable[[], Any]]], runs: int = RU
     costs one call per form, about a minute at full size on 2 cores); otherwise up to ``runs`` rounds are
     run and the first (which also pays one-off set-up costs) is dropped, the fastest of the rest kept.
     ``between()`` runs before every call (the loader's cancellation point). A network with one form is
-    not timed (its entry is that form at 0 s: nothing to choose).
+    not timed (its entry is that form at 0 s: nothing to choose). ``activity`` gets one line per timed network
+    for a status display ("measuring the fastest form for this CPU, once: warping 1/2") and the seconds left,
+    from ``estimate`` (seconds of each network's first round, ``first_round_estimate``) scaled by how the rounds
+    measured so far compared with it (None without an estimate).
     """
     out: dict[str, dict[str, float]] = {}
+    timed = [n for n, forms in calls.items() if len(forms) >= 2]
+    estimate = dict(estimate or {})
+    spent = planned = 0.0  # first rounds so far: measured, and as estimated
     for net, forms in calls.items():
         if len(forms) < 2:
             out[net] = {f: 0.0 for f in forms}
             continue
         if progress:
             progress(f"timing {net} in {len(forms)} forms ({', '.join(forms)}) to keep the fastest on this CPU")
+        if activity:
+            i = timed.index(net)
+            left = sum(estimate.get(n, 0.0) for n in timed[i:]) * (spent / planned if planned > 0 else 1.0)
+            activity(f"{ACTIVITY}: {SHORT_NAMES.get(net, net)} {i + 1}/{len(timed)}", left if left > 0 else None)
         samples: dict[str, list[float]] = {f: [] for f in forms}
         with torch.inference_mode():
             for round_ in range(max(1, runs)):
@@ -96,8 +132,29 @@ def measure(calls: Mapping[str, Mapping[str, Callable[[], Any]]], runs: int = RU
                     samples[form].append(time.perf_counter() - t0)
                 if round_ == 0 and _decisive({f: s[0] for f, s in samples.items()}):
                     break
+        if estimate.get(net, 0.0) > 0:  # all its rounds against the first round's estimate: a second round counts
+            spent += sum(sum(s) for s in samples.values())
+            planned += estimate[net]
         out[net] = {f: min(s[1:]) if len(s) > 1 else s[0] for f, s in samples.items()}
     return out
+
+
+@contextlib.contextmanager
+def interruptible(between: Callable[[], None]) -> Iterator[None]:
+    """Call ``between()`` before every torch module this thread runs (a forward pre-hook): a stop (``between``
+    raises) then waits for one layer, not for a whole network call (tens of seconds at full size under load).
+    Other threads' modules are not touched; an ONNX Runtime call is not interrupted (it runs as one call)."""
+    me = threading.get_ident()
+
+    def hook(_module: torch.nn.Module, _args: Any) -> None:
+        if threading.get_ident() == me:
+            between()
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 #: A first round decides when the fastest form takes at most this fraction of the next one's time.

@@ -184,23 +184,33 @@ class _Outputs(nn.Module):
         return tuple(out[k] for k in self.keys) if self.keys is not None else out
 
 
-def example_inputs(modules: Mapping[str, nn.Module]) -> dict[str, tuple[torch.Tensor, ...]]:
+def example_inputs(modules: Mapping[str, nn.Module],
+                   seconds: dict[str, float] | None = None) -> dict[str, tuple[torch.Tensor, ...]]:
     """One valid input per network, made by running the chain F, M -> W -> G on a fixed image.
 
     The shapes then follow the modules themselves (the reduced test networks have other channel
-    counts than the official ones), and W sees real keypoints rather than noise.
+    counts than the official ones), and W sees real keypoints rather than noise. ``seconds`` receives the
+    time of each network run (F, M, W: the CPU choice's first estimate).
     """
     from liveportrait_core.models.networks.keypoints import MotionInfo  # noqa: PLC0415
 
     gen = torch.Generator().manual_seed(0)
     yy, xx = torch.meshgrid(torch.linspace(0, 1, 256), torch.linspace(0, 1, 256), indexing="ij")
     image = torch.stack([xx, yy, 0.5 * (xx + yy)])[None] * 0.8 + 0.2 * torch.rand(1, 3, 256, 256, generator=gen)
+    times = seconds if seconds is not None else {}
+
+    def run(name: str, *args: torch.Tensor):
+        t0 = time.perf_counter()
+        out = modules[name](*args)
+        times[name] = time.perf_counter() - t0
+        return out
+
     with torch.no_grad():
-        f_s = modules["appearance_feature_extractor"](image)
-        info = MotionInfo.from_raw(modules["motion_extractor"](image))
+        f_s = run("appearance_feature_extractor", image)
+        info = MotionInfo.from_raw(run("motion_extractor", image))
         x_s = info.keypoints()
         x_d = x_s + 0.02 * torch.randn(x_s.shape, generator=gen)
-        warped = modules["warping_module"](f_s, x_d, x_s)
+        warped = run("warping_module", f_s, x_d, x_s)
     return {"appearance_feature_extractor": (image,), "motion_extractor": (image,),
             "warping_module": (f_s, x_d, x_s), "spade_generator": (warped["out"],)}
 
