@@ -180,8 +180,9 @@ class AnimationSettings:
 class AudioSettings:
     """Voice drives the mouth (docs/VOICE.md): a microphone or an audio file, analysed per block."""
 
-    mode: str = _f("off", "off; fallback: the voice moves the mouth while the face is lost; mix: the larger of the "
-                   "tracked and the voiced opening; always: the mouth follows the voice only",
+    mode: str = _f("off", "off; fallback: the voice moves the mouth while the face is lost or its mouth hidden "
+                   "(tracking.mouth_check); mix: the larger of the tracked and the voiced opening; always: the "
+                   "mouth follows the voice only",
                    choices=("off", "fallback", "mix", "always"))
     device: str = _f("default", "microphone index or name (part of it is enough), 'default', or an audio/video file")
     loop: bool = _f(False, "restart an audio file when it ends")
