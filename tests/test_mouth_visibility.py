@@ -297,3 +297,15 @@ def test_the_animator_voices_a_tracked_face_whose_mouth_is_hidden(animator):
     for _ in range(steps + 2):
         frame(True)
     assert opens[-1] == 0.0 and holds[-1] == 0.0
+
+
+def test_a_degenerate_reference_is_refused_and_the_last_one_kept(frame_and_landmarks, caplog):
+    frame, lmk = frame_and_landmarks
+    cue = mv.MouthVisibility(TrackingSettings())
+    cue.update(frame, lmk, 0.0, reference=True)
+    flat = np.full_like(lmk, 100.0)  # every point in one place: no triangulation
+    flat[:, 0] += np.arange(len(flat)) * 1e-9
+    check = cue.update(frame, flat, 0.0, reference=True)
+    assert cue.has_reference and check.visible  # the frame still gets a verdict
+    assert "mouth check: no reference" in caplog.text
+    assert cue.update(frame, lmk, 0.0).match > 0.95  # the first reference is still the one compared with

@@ -21,6 +21,7 @@ sums; about 0.1 ms a frame (docs/PERFORMANCE.md).
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ from scipy.sparse import csr_matrix
 from scipy.spatial import Delaunay
 
 from liveportrait_core.settings import TrackingSettings
+
+_log = logging.getLogger(__name__)
 
 #: Landmarks of the lower face (nose base to chin, cheek to cheek): the vertices of the warp's triangulation.
 LOWER_FACE = (0, 11, 12, 13, 14, 15, 16, 17, 18, 32, 37, 38, 39, 40, 41, 42, 43, 57, 61, 62, 72, 73, 74, 76, 77,
@@ -148,10 +151,6 @@ class MouthVisibility:
         """The face was lost: the next one starts visible (the reference is kept: the same person returns)."""
         self._hidden, self._reason, self._run = False, "", 0
 
-    def forget_reference(self) -> None:
-        self._warp = self._ref = self._ref_stats = None
-        self._ref_pitch = 0.0
-
     def update(self, image_bgr: np.ndarray, landmarks: np.ndarray, pitch: float, *, reference: bool = False,
                mouth_open: float = 0.0) -> MouthCheck:
         """One frame: ``landmarks`` the raw 478×2 pixels, ``pitch`` degrees (> 0 chin up), ``reference`` takes
@@ -172,8 +171,8 @@ class MouthVisibility:
         match = light = None
         if self._warp is not None and not reason:
             patch = self._warp.sample(image_bgr, landmarks[_WARP_POINTS])
-            light, match = self._measure(patch)
-            if light is None or light < s.mouth_min_light:
+            light, contrast, match = self._measure(patch)
+            if light < s.mouth_min_light or contrast < MIN_CONTRAST:
                 reason = "too dark"
             elif match < s.mouth_min_match:
                 reason = "covered"
@@ -202,13 +201,16 @@ class MouthVisibility:
 
     def _take_reference(self, image_bgr: np.ndarray, landmarks: np.ndarray, pitch: float) -> None:
         pts = landmarks[_WARP_POINTS]
-        self._warp = _Warp(pts)
-        self._ref = self._warp.sample(image_bgr, pts)
-        self._ref_stats = None
+        try:
+            warp = _Warp(pts)
+        except (ValueError, RuntimeError) as e:  # degenerate landmarks (Qhull): keep the last reference
+            _log.warning("mouth check: no reference from this frame (%s); the last one is kept", e)
+            return
+        self._warp, self._ref, self._ref_stats = warp, warp.sample(image_bgr, pts), None
         self._ref_pitch = float(pitch)
 
-    def _measure(self, patch: np.ndarray) -> tuple[float | None, float]:
-        """(mean grey level of the region, or None when it is too flat to see; match with the reference)."""
+    def _measure(self, patch: np.ndarray) -> tuple[float, float, float]:
+        """(mean grey level of the region, its std, match with the reference)."""
         warp = self._warp
         m = warp.mask
         if self._ref_stats is None:
@@ -220,18 +222,17 @@ class MouthVisibility:
         sa, saa, sab = _cell_sums(np.stack([ma, ma * patch, ma * self._ref]))
         total = float(n.sum())
         mean = float(sa.sum()) / total
-        if float(saa.sum()) / total - mean * mean < MIN_CONTRAST ** 2:
-            return None, 0.0
+        std = math.sqrt(max(float(saa.sum()) / total - mean * mean, 0.0))
         nn = np.maximum(n, 1.0)
         va, vb = saa - sa * sa / nn, sbb - sb * sb / nn
         cov = sab - sa * sb / nn
         rows, cols = GRID
         ok = (n >= 0.25 * m.size / (rows * cols)) & (vb / nn >= MIN_CELL_STD ** 2)
         if not ok.any():
-            return mean, 1.0
+            return mean, std, 1.0
         r = np.clip(cov / np.sqrt(np.maximum(va * vb, 1e-6)), 0.0, 1.0)
         weight = n * ok * warp.cell_weight
-        return mean, float((r * weight).sum() / weight.sum())
+        return mean, std, float((r * weight).sum() / weight.sum())
 
 
 def _light_around(image_bgr: np.ndarray, lips: np.ndarray) -> tuple[float, float]:
