@@ -89,7 +89,7 @@ def test_the_measurement_says_each_step_and_ends_its_line(tmp_path, reduced_cpu_
     asked: list[int] = []
     reduced_cpu_choice(tmp_path, lambda: asked.append(1), lambda text, left=None: said.append((text, left)))
     texts = [t for t, _ in said]
-    assert texts[0].startswith(f"{choice.ACTIVITY}: preparing the forms")
+    assert texts[0] == f"{choice.ACTIVITY} (a minute or more): preparing the forms"
     assert texts[1:] == [f"{choice.ACTIVITY}: warping 1/2", f"{choice.ACTIVITY}: decoder 2/2", ""]
     assert all(left is not None and left > 0 for _, left in said[1:3])  # estimated from the plain chain's run
     assert said[-1] == ("", None)

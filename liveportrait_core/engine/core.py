@@ -130,7 +130,7 @@ def _time_left(seconds: float) -> str:
     """"about 40 s left", "about 3 min left"; past the estimate: "taking longer than estimated"."""
     if seconds <= 0:
         return "taking longer than estimated"
-    return f"about {seconds:.0f} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
+    return f"about {max(1, round(seconds))} s left" if seconds < 90 else f"about {seconds / 60:.0f} min left"
 
 
 class _Session:

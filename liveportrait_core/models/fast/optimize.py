@@ -236,15 +236,18 @@ class FastSPADEDecoder(SPADEDecoder):
     Replaced leaves: ``fc`` and every block's convs and SPADE modulations (``_fast_block``), and the
     ``segmentation`` step (one batched, polyphase conv per resolution). ``winograd_min_out``: 3x3
     convs with at least this many outputs run as Winograd F(4x4, 3x3) (None: none do, as on CUDA).
+    ``between()`` is called before each block's filters are made (seconds in all: the loader's cancellation point).
     """
 
-    def __init__(self, dec: SPADEDecoder, winograd_min_out: int | None = None):
+    def __init__(self, dec: SPADEDecoder, winograd_min_out: int | None = None,
+                 between: Callable[[], None] = lambda: None):
         adopt(self, dec)
         self.fc = conv3x3(dec.fc.weight, dec.fc.bias, winograd_min_out)
         self.shared = nn.ModuleDict({str(scale): _SharedConvs([sp for b in blocks for sp in b.spades()], scale)
                                      for scale, blocks in dec.stages()})
         for name, block in dec.named_children():
             if isinstance(block, SPADEResnetBlock):
+                between()
                 setattr(self, name, _fast_block(block, winograd_min_out))
 
     def segmentation(self, feature: torch.Tensor, scale: int, blocks: list[SPADEResnetBlock]
@@ -316,7 +319,7 @@ def prepare_for_inference(models: "LivePortraitModels", channels_last: bool = Tr
         if bf16 is not None:
             fast = bf16.decoder(gen)
         else:
-            fast = FastSPADEDecoder(gen, WINOGRAD_MIN_OUT_CHANNELS if cpu_fp32 else None)
+            fast = FastSPADEDecoder(gen, WINOGRAD_MIN_OUT_CHANNELS if cpu_fp32 else None, between)
             if channels_last and models.device.type == "cuda":
                 fast = fast.to(memory_format=torch.channels_last)
         models.modules["spade_generator"] = fast.eval()

@@ -181,7 +181,7 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
     measuring = decision is None and set(EXPORTED) <= set(plain)  # a partial load (tools, tests): no chain to feed
     tell = activity or (lambda _text, _left: None)
     if measuring:
-        tell(f"{cpu_choice.ACTIVITY}: preparing the forms (a first start on this CPU takes a minute or more)", None)
+        tell(f"{cpu_choice.ACTIVITY} (a minute or more): preparing the forms", None)
         say(f"first start with these settings on this CPU: {cpu_choice.ACTIVITY} (about a minute on 2 quiet cores, "
             f"longer under load; kept in {cache} for the next starts)")
     # the fast forms cost memory (Winograd filters, FFT spectra): built only to be measured or when chosen
