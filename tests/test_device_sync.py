@@ -172,3 +172,25 @@ def test_single_driving_image_frames_never_wait_for_the_device():
     with no_host_sync():
         got = [driver.drive(d) for d in frames]
     assert all(g.shape == (1, 21, 3) and torch.isfinite(g).all() for g in got)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_frames_never_sync(tmp_path):
+    """On CUDA the driver itself tells: PyTorch's sync debug mode makes any synchronising call raise."""
+    s = _settings(tmp_path, with_alpha=True)
+    s.animation.eye_close_boost = 1.0
+    models = reduced_models("cuda")
+    dev = Animator(models, s, CharacterLibrary(s, models))
+    assert dev.device_paste
+    dev.select_character(0)
+    obs = lambda i: SimpleNamespace(found=i % 5 < 3, timestamp=i / 30.0, eye_open=(0.3, 0.29),  # noqa: E731
+                                    mouth_open=0.1, calibrate_now=False)
+    warm = [dev.animate_async(_driving(dev, i) if i % 5 < 3 else None, obs(i)) for i in range(5)]
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        pending = [dev.animate_async(_driving(dev, i) if i % 5 < 3 else None, obs(i)) for i in range(5, 10)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert all(p.result().dtype == np.uint8 for p in warm + pending)
+    dev.close()
