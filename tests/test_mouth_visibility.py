@@ -309,3 +309,33 @@ def test_a_degenerate_reference_is_refused_and_the_last_one_kept(frame_and_landm
     assert cue.has_reference and check.visible  # the frame still gets a verdict
     assert "mouth check: no reference" in caplog.text
     assert cue.update(frame, lmk, 0.0).match > 0.95  # the first reference is still the one compared with
+
+
+def test_a_hidden_mouths_tracked_lip_ratio_no_longer_drives_the_lips(animator):
+    """With the official lip retargeting on, the tracked lip ratio moves the mouth; once the mouth has been hidden
+    for the easing time, the (invented) tracked ratio no longer matters: silence keeps the mouth neutral."""
+    from dataclasses import replace as dc_replace
+
+    from liveportrait_core.voice.features import SILENT
+
+    s = animator.settings.copy()
+    s.animation.lip_retargeting, s.audio.mode = True, "fallback"
+    animator.update_settings(s)
+    crop = animator.character.crop_rgb256
+    t = 10.0
+
+    def keypoints(mouth_open: float, visible: bool, frames: int):
+        nonlocal t
+        for _ in range(frames):
+            animator.set_voice(dc_replace(SILENT, timestamp=t))
+            x = animator.driving_keypoints(crop, SimpleNamespace(found=True, timestamp=t, eye_open=None,
+                                                                 mouth_open=mouth_open, calibrate_now=False,
+                                                                 mouth_visible=visible))
+            t += 0.1
+        return x
+
+    seen_closed, seen_open = keypoints(0.0, True, 1), keypoints(0.6, True, 1)
+    assert (seen_closed - seen_open).abs().max() > 1e-4  # seen: the tracked ratio drives the lips
+    steps = int(animator.settings.animation.idle_ease_s / 0.1) + 2
+    hidden_closed, hidden_open = keypoints(0.0, False, steps), keypoints(0.6, False, 1)
+    assert (hidden_closed - hidden_open).abs().max() < 1e-6

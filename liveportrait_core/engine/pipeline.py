@@ -401,6 +401,8 @@ class Animator:
         self.last_mouth = mouth = self._mouth(w, unseen)
         if mouth.active:
             d_eff = self.voice_motion(d_eff, neutral, mouth)
+            if mouth.hold_tracked_mouth > 0.0:  # nor does the tracked lip ratio drive the lip retargeting
+                lip = torch.lerp(lip, src.lip_ratio, min(mouth.hold_tracked_mouth, 1.0))
             offsets = add_offsets(offsets, self._vowels.offsets(mouth.vowels))
         blink = 0.0
         if self.driver.settings.eye_close_boost > 0:  # the eye-close boost: how closed, from host floats
