@@ -16,7 +16,7 @@ this order (the first that applies is the reason):
   lips and breaks the correlation. Below ``tracking.mouth_min_match`` the mouth is covered.
 
 Each frame's evidence goes through hysteresis (``HIDE_FRAMES`` frames in a row to hide, ``SHOW_FRAMES`` to
-show again), so the state does not flicker. Cost: a sparse product, one remap of a 64×52 patch and a few
+show again), so the state does not flicker. Cost: a sparse product, one remap of a ~64×52 patch and a few
 sums; about 0.1 ms a frame (docs/PERFORMANCE.md).
 """
 from __future__ import annotations
@@ -81,7 +81,7 @@ class _Warp:
 
     Each canonical pixel lies in one triangle of the reference's triangulation with fixed barycentric weights,
     so its source position in any frame is those weights times the frame's three vertices: one sparse product,
-    then ``cv2.remap``. Built once per reference (a Delaunay triangulation of ~150 points, ~5 ms)."""
+    then ``cv2.remap``. Built once per reference (a Delaunay triangulation of 149 points, ~5 ms)."""
 
     def __init__(self, ref_points: np.ndarray) -> None:
         d = ref_points[-1] - ref_points[-2]  # outer eye corners: the patch is upright
