@@ -31,6 +31,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from liveportrait_core.machine import cpu_model
+
 _log = logging.getLogger(__name__)
 
 #: The official implementation, float32, batch 1, 2-core CPU, median of 5 (LIVEPORTRAIT_FACTS.md), seconds.
@@ -294,7 +296,7 @@ def run(args: argparse.Namespace, settings) -> dict[str, Any]:
         "official_cpu_s": OFFICIAL_CPU_S,
         "system": {
             "device": str(device),
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from liveportrait_core.machine import cpu_model
+
 _log = logging.getLogger(__name__)
 
 GOAL_MEDIAN_MS = 5.0
@@ -149,7 +151,7 @@ def _system() -> dict[str, Any]:
         mp_version = version("mediapipe")
     except Exception:  # noqa: BLE001
         mp_version = "?"
-    return {"cpu": platform.processor() or platform.machine(), "cpu_cores": os.cpu_count(),
+    return {"cpu": cpu_model(), "cpu_cores": os.cpu_count(),
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             "mediapipe": mp_version, "opencv": cv2.__version__,
             "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None}
