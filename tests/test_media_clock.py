@@ -124,7 +124,7 @@ def reduced(monkeypatch):
     from liveportrait_core.models.small import reduced_models
 
     models = reduced_models()
-    monkeypatch.setattr("liveportrait_core.models.loader.load_from_settings", lambda settings, between=None: models)
+    monkeypatch.setattr("liveportrait_core.models.loader.load_from_settings", lambda settings, **_kw: models)
     return models
 
 

@@ -78,7 +78,7 @@ def test_no_webcam_speech_file_records_a_talking_character_with_its_sound(tmp_pa
     from liveportrait_core.voice.sources import TAIL_S
 
     models = reduced_models()
-    monkeypatch.setattr("liveportrait_core.models.loader.load_from_settings", lambda settings, between=None: models)
+    monkeypatch.setattr("liveportrait_core.models.loader.load_from_settings", lambda settings, **_kw: models)
     trace = []  # (frame time on the file's clock, voice level, mouth-open ratio) of every animated frame
     real_animate = Animator.animate
     epoch = []

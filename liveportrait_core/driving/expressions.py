@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from liveportrait_core.driving.animation import Offsets
+from liveportrait_core.driving.animation import Offsets, upload
 from liveportrait_core.driving.expression_names import NAMES
 from liveportrait_core.models.networks.keypoints import NUM_KP
 
@@ -192,7 +192,7 @@ class Expressions:
         return self.offsets_for(w)
 
     def offsets_for(self, weights: np.ndarray) -> Offsets:
-        wt = torch.from_numpy(weights).to(self.device, non_blocking=True)
+        wt = upload(torch.from_numpy(weights), self.device)  # per frame while one shows: no wait for the GPU
         exp = (wt[:, None, None] * self._exp).sum(0, keepdim=True)
         return Offsets(exp=exp, pose_deg=(wt[:, None] * self._pose).sum(0, keepdim=True))
 

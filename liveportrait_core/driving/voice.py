@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import torch
 
-from liveportrait_core.driving.animation import LIP_ROWS, Offsets, RetargetingNets, SourceMotion
+from liveportrait_core.driving.animation import LIP_ROWS, Offsets, RetargetingNets, SourceMotion, upload
 from liveportrait_core.models.networks.keypoints import NUM_KP, MotionInfo
 from liveportrait_core.models.networks.stitching import retarget
 
@@ -65,5 +65,5 @@ class VowelShapes:
         """The weighted sum of the shapes as expression offsets (None when every weight is 0)."""
         if not any(weights):
             return None
-        w = torch.tensor(weights, dtype=torch.float32).to(self.device, non_blocking=True)
+        w = upload(torch.tensor(weights, dtype=torch.float32), self.device)  # per voiced frame: no wait for the GPU
         return Offsets(exp=(w[:, None, None] * self._shapes).sum(0, keepdim=True), pose_deg=self._zero_pose)
