@@ -186,10 +186,9 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
             f"longer under load; kept in {cache} for the next starts)")
     # the fast forms cost memory (Winograd filters, FFT spectra): built only to be measured or when chosen
     wants_fast = decision is None or "torch-fast" in decision.forms.values()
-    with cpu_choice.interruptible(between):
-        fast = _fast_forms(plain, big, between) if wants_fast else {}
+    fast = _fast_forms(plain, big, between) if wants_fast else {}  # ``between`` per decoder block
     if decision is None:
-        if not measuring:  # fast forms
+        if not measuring:  # a partial load: no chain to feed, the fast forms unmeasured
             return LivePortraitModels(modules={**plain, **fast}, device=torch.device("cpu"), dtype=torch.float32,
                                       optimized=True, variant=variant)
         seconds: dict[str, float] = {}

@@ -111,7 +111,7 @@ def measure(calls: Mapping[str, Mapping[str, Callable[[], Any]]], runs: int = RU
     out: dict[str, dict[str, float]] = {}
     timed = [n for n, forms in calls.items() if len(forms) >= 2]
     estimate = dict(estimate or {})
-    spent = planned = 0.0  # first rounds so far: measured, and as estimated
+    spent = planned = 0.0  # the networks timed so far: seconds measured (all rounds), and first rounds estimated
     for net, forms in calls.items():
         if len(forms) < 2:
             out[net] = {f: 0.0 for f in forms}
