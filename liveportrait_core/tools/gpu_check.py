@@ -8,9 +8,9 @@ Steps (each timed and bounded; a failing step is recorded and the next one runs)
 3. ``vectors``: the networks loaded on the device in each precision, fed the official reference vectors'
    inputs (../shared/reference/vectors), compared with the same metric as tests/test_networks.py:
    max|ours − ref| / max|ref|. float32 (TF32 off, as the vectors' README asks): the CPU tests'
-   tolerances (1e-4 for the big networks, 1e-5 for the MLPs, 1 LSB for the decoder's uint8 image). fp16:
-   2e-2 for the big networks and 8 LSB for the image — PROVISIONAL, not calibrated on a GPU yet; the
-   measured errors are in the report either way.
+   tolerances (1e-4 for the big networks, 1e-5 for the MLPs, 1 LSB for the decoder's uint8 image). fp16
+   and bf16 (the bf16 forms, models/fast/bf16.py): 2e-2 for the big networks and 8 LSB for the image —
+   PROVISIONAL, not calibrated on a GPU yet; the measured errors are in the report either way.
 4. ``networks``: each network timed (CUDA-synchronised medians) with its FLOPs counted
    (``torch.utils.flop_counter``) and the achieved TFLOP/s; with ``--peak-tflops`` the share of the card's peak.
 5. ``frame``: the whole ``Animator`` frame on the bundled sample character (512² and an upscaled 1280²
@@ -19,7 +19,7 @@ Steps (each timed and bounded; a failing step is recorded and the next one runs)
 6. ``paste``: the device paste-back's frame against the CPU paste-back's for the same animated crop
    (must be within 1 LSB; the construction gives 0).
 7. ``tests``: the tests marked ``gpu`` (``pytest -m gpu tests``, at most 4 minutes): the CUDA paste-back,
-   the pinned downloads with frames in flight. The dry run records the command without running it.
+   the pinned downloads with frames in flight, no host-device sync on the frame path (sync debug mode). The dry run records the command without running it.
 
 ``--dry-run`` runs the same code on the CPU in well under a minute: the motion extractor and the
 retargeting MLPs at full size against the vectors (the full-size appearance, warping and decoder passes
@@ -541,7 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="the same steps on the CPU with reduced networks (under a minute; what CI runs)")
     p.add_argument("--device", default="cuda", help="torch device of the check (default cuda)")
-    p.add_argument("--precisions", default="fp32,fp16", help="comma-separated: fp32, fp16, bf16 (default fp32,fp16)")
+    p.add_argument("--precisions", default="fp32,fp16,bf16",
+                   help="comma-separated: fp32, fp16, bf16 (default all three: bf16 runs its own forms on CUDA, "
+                        "unmeasured until a GPU run)")
     p.add_argument("--sizes", default="512,1280", help="character sizes for the frame step (default 512,1280)")
     p.add_argument("--repeats", type=int, default=20, help="timed runs per network (default 20)")
     p.add_argument("--frames", type=int, default=30, help="timed Animator frames per mode (default 30)")
