@@ -174,3 +174,16 @@ def test_debug_drawing(still):
     assert np.array_equal(img, _astronaut())  # the frame itself is untouched
     none = still.process(np.zeros((120, 160, 3), np.uint8), 1.0)
     assert draw_observation(np.zeros((120, 160, 3), np.uint8), none).any()
+
+
+def test_debug_text_starts_below_a_band_the_preview_draws(still):
+    """The preview's top band (FPS, latency) covered the first line of the tracker's debug text (pose):
+    seen in a screenshot of `preview` with D pressed. ``text_top`` moves the text below it; the preview passes
+    its band's share of the height."""
+    from liveportrait_core.outputs.preview import TOP_BAND
+
+    blank = np.zeros((400, 400, 3), np.uint8)
+    none = still.process(blank, 2.0)  # no face: only the text is drawn
+    top = int(TOP_BAND * blank.shape[0])
+    plain, moved = draw_observation(blank, none), draw_observation(blank, none, text_top=top)
+    assert plain[:top].any() and not moved[:top].any() and moved[top:].any()

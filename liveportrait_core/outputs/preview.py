@@ -27,6 +27,8 @@ from liveportrait_core.outputs.base import OutputUnavailable, PublishedFrame
 _log = logging.getLogger(__name__)
 
 KEY_HELP = "D: tracker debug view   F: FPS overlay   Q/Esc: quit"
+#: The share of the window's height the top band (FPS, latency, frame) takes at most, for one line.
+TOP_BAND = 0.08
 #: The window fits in this many pixels (keeping the output's aspect ratio): usable on any screen.
 MAX_WINDOW = (960, 720)
 #: A smaller output is shown larger, up to this many pixels on its longest side.
@@ -50,7 +52,8 @@ def _draw_tracking(image: np.ndarray, observation: object) -> np.ndarray:
     from liveportrait_core.tracking.observation import FaceObservation
 
     if isinstance(observation, FaceObservation):
-        return draw_observation(image, observation, every_nth_landmark=2)
+        # the text starts below the window's top band (FPS and latency), which would cover its first line
+        return draw_observation(image, observation, every_nth_landmark=2, text_top=int(TOP_BAND * image.shape[0]))
     return image
 
 

@@ -11,13 +11,15 @@ _GREEN, _YELLOW, _RED, _CYAN, _WHITE = (0, 255, 0), (0, 255, 255), (0, 0, 255), 
 
 
 def draw_observation(image_bgr: np.ndarray, obs: FaceObservation, *, every_nth_landmark: int = 1,
-                     copy: bool = True) -> np.ndarray:
-    """The frame with the observation drawn on it (a copy unless ``copy`` is False)."""
+                     copy: bool = True, text_top: int = 0) -> np.ndarray:
+    """The frame with the observation drawn on it (a copy unless ``copy`` is False); the text lines start
+    ``text_top`` pixels lower (clear of a band the caller draws across the top)."""
     out = image_bgr.copy() if copy else image_bgr
     scale = max(out.shape[:2]) / 720.0
     font, fs, th = cv2.FONT_HERSHEY_SIMPLEX, 0.5 * max(scale, 0.6), max(1, round(scale))
     if not obs.found or obs.landmarks is None:
-        _text(out, f"no face ({obs.lost_for_s:.1f} s)", (10, int(24 * max(scale, 0.6))), font, fs, _RED, th)
+        _text(out, f"no face ({obs.lost_for_s:.1f} s)", (10, text_top + int(24 * max(scale, 0.6))), font, fs,
+              _RED, th)
         return out
     pts = obs.landmarks
     for x, y in pts[::max(1, every_nth_landmark)]:
@@ -37,7 +39,7 @@ def draw_observation(image_bgr: np.ndarray, obs: FaceObservation, *, every_nth_l
              + ("calibrated" if obs.calibrated else "not calibrated")]
     match = "" if obs.mouth_match is None else f" (match {obs.mouth_match:.2f})"
     lines.append(f"mouth visible{match}" if obs.mouth_visible else f"mouth hidden: {obs.mouth_hidden}{match}")
-    y = int(24 * max(scale, 0.6))
+    y = text_top + int(24 * max(scale, 0.6))
     for text in lines:
         _text(out, text, (10, y), font, fs, _WHITE if not text.startswith("mouth hidden") else _RED, th)
         y += int(22 * max(scale, 0.6))
