@@ -75,6 +75,8 @@ def test_the_status_line_shows_the_voice_level():
     st = EngineStatus(state="running", character="astro.png", frames=10, fps=30.0, voice=text)
     assert text in st.line()
     assert VoiceStatus("lost", message="unplugged").text() == "voice lost: unplugged"
+    # a file's digital silence (all-zero blocks) read "voice -120 dB ▮▯▯▯▯" while the mouth closed (preview run)
+    assert VoiceStatus("listening", db=-120.0, level=0.2).text() == "voice silent ▮▯▯▯▯"
 
 
 def test_voice_doc_lists_every_audio_setting_with_its_default():

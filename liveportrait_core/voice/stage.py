@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from liveportrait_core.engine.handoff import LatestValue
-from liveportrait_core.voice.features import SILENT, VoiceAnalyzer, VoiceFeatures
+from liveportrait_core.voice.features import SILENCE_DB, SILENT, VoiceAnalyzer, VoiceFeatures
 from liveportrait_core.voice.resample import RATE
 from liveportrait_core.voice.sources import (AudioBlock, AudioSource, AudioSourceError, FileSource, describe_audio,
                                              open_audio)
@@ -91,7 +91,8 @@ class VoiceStatus:
             return f"voice {self.state}" + (f": {self.message}" if self.message else "")
         bars = int(round(self.level * 5))
         meter = "▮" * bars + "▯" * (5 - bars)
-        return (f"voice {self.db:.0f} dB {meter}" + (f" {self.vowel.upper()}" if self.vowel else "")
+        loudness = "silent" if self.db <= SILENCE_DB else f"{self.db:.0f} dB"  # digital silence read "-120 dB"
+        return (f"voice {loudness} {meter}" + (f" {self.vowel.upper()}" if self.vowel else "")
                 + (" (muted)" if self.muted else ""))
 
 
