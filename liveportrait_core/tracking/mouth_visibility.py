@@ -112,6 +112,7 @@ class _Warp:
         mouth = canon[[LOWER_FACE.index(i) for i in INNER_LIP]]
         cv2.fillPoly(mask, [np.round(mouth).astype(np.int32)], 0)  # the inside of the reference's mouth
         self.mask = mask.astype(np.float32)
+        self.cell_count = _cell_sums(self.mask)  #: pixels per cell the match counts (fixed by the reference)
         centre = np.zeros(GRID, np.float32)
         centre[1:3, 1:3] = CENTRE_WEIGHT - 1.0
         self.cell_weight = 1.0 + centre
@@ -218,7 +219,7 @@ class MouthVisibility:
             self._ref_stats = (_cell_sums(mb), _cell_sums(mb * self._ref))
         sb, sbb = self._ref_stats
         ma = m * patch
-        n = _cell_sums(m)
+        n = warp.cell_count
         sa, saa, sab = _cell_sums(np.stack([ma, ma * patch, ma * self._ref]))
         total = float(n.sum())
         mean = float(sa.sum()) / total
