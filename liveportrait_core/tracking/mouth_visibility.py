@@ -17,7 +17,7 @@ this order (the first that applies is the reason):
 
 Each frame's evidence goes through hysteresis (``HIDE_FRAMES`` frames in a row to hide, ``SHOW_FRAMES`` to
 show again), so the state does not flicker. Cost: a sparse product, one remap of a ~64×52 patch and a few
-sums; about 0.1 ms a frame (docs/PERFORMANCE.md).
+sums; about 0.25 ms a frame on 2 busy Xeon threads (docs/PERFORMANCE.md).
 """
 from __future__ import annotations
 
