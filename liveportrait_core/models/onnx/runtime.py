@@ -414,6 +414,8 @@ class OrtNetwork(nn.Module):
         self.input_names = INPUT_NAMES[network]
         self.output_names = OUTPUT_NAMES[network]
         self.output_shapes = {o.name: tuple(o.shape) for o in session.get_outputs()}
+        #: every output's shape is fixed, so its buffer can be made before the run (the CPU binding needs it)
+        self._static_outputs = all(isinstance(d, int) for shape in self.output_shapes.values() for d in shape)
         self.reuse_outputs = reuse_outputs
         self.user_stream = user_stream
         self._bindings: dict[tuple, IoBound] = {}
@@ -443,8 +445,7 @@ class OrtNetwork(nn.Module):
         """Whether tensors on ``device`` are bound in place (else they go through numpy and ``session.run``)."""
         if device.type == "cuda":
             return self.provider in ("cuda", "tensorrt")
-        return device.type == "cpu" and self.provider == "cpu" and all(
-            isinstance(d, int) for shape in self.output_shapes.values() for d in shape)
+        return device.type == "cpu" and self.provider == "cpu" and self._static_outputs
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         inputs = self._inputs(args, kwargs)
