@@ -155,8 +155,9 @@ class _Session:
         self.published = 0  #: frames published in this session (what ``max_frames`` counts)
         self.frame_errors = 0  #: input frames lost to a tracking or inference error
         self.busy: tuple[str, float] | None = None  #: what the inference stage is doing, since when
-        self.load_activity = ""  #: what a long load step is doing now (the backend's ``activity``; "": none)
-        self.load_done_at: float | None = None  #: when it expects to be done (``time.perf_counter``; None: unknown)
+        #: what a long load step is doing now (the backend's ``activity``; "": none) and when it expects to be done
+        #: (``time.perf_counter``; None: unknown), one value so that the status never pairs a step with another's
+        self.load_activity: tuple[str, float | None] = ("", None)
         self.skipped_while_loading = 0  #: input frames passed over while the networks loaded (not a user's loss)
         #: ``input_passed_over()`` when the current model load began (None: not loading). A session starts
         #: loading: capture may pass frames over before the inference stage has even begun its load.
@@ -182,8 +183,7 @@ class _Session:
 
     def set_load_activity(self, text: str, seconds_left: float | None = None) -> None:
         """The backend's ``activity``: what a long load step does now and how long it expects to take."""
-        self.load_done_at = None if seconds_left is None else time.perf_counter() + seconds_left
-        self.load_activity = text
+        self.load_activity = (text, None if seconds_left is None else time.perf_counter() + seconds_left)
 
     def loading(self, started: bool) -> None:
         """Mark the start and the end of a model load (for ``skipped``)."""
@@ -271,7 +271,7 @@ class Engine:
             self._error_counts.clear()
             for t in (*self._timers.values(), self._e2e):
                 t.reset()
-            if timeline is not None or self._offline_voice(sess):  # an audio file on the frames' clock: its
+            if self._offline_voice(sess):  # an audio file on the frames' clock (a timeline's too): its
                 self._start_voice(sess)  # voice from the first frame on
             self._build_runners(sess.lossless)
             for r in self._runners.values():
@@ -498,7 +498,7 @@ class Engine:
         """The voice is the video input's own soundtrack (``--input clip.mp4 --audio clip.mp4``), read on the
         frames' clock: a recording keeps that soundtrack as it is (``attach_sound_of``), once, not the voice's
         16 kHz copy of it."""
-        if sess is None or not sess.lossless or not self._offline_voice(sess):
+        if sess is None or not self._offline_voice(sess):
             return False
         video = self._settings.capture.source.strip()
         if describe_source(video) != "video":
@@ -593,10 +593,10 @@ class Engine:
         if busy is None:
             return ""
         what, since = busy
-        if sess.load_activity:  # e.g. the first start's CPU measurement, network by network, with the time left
-            done_at = sess.load_done_at
+        doing, done_at = sess.load_activity
+        if doing:  # e.g. the first start's CPU measurement, network by network, with the time left
             left = "" if done_at is None else f", {_time_left(done_at - now)}"
-            return f"{sess.load_activity}{left} ({now - since:.0f} s in)"
+            return f"{doing}{left} ({now - since:.0f} s in)"
         if what != "frame":
             return f"{what} ({now - since:.0f} s)"
         inf = st.stages["inference"]
