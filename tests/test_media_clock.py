@@ -298,3 +298,34 @@ def test_another_audio_file_chosen_during_a_lossless_run_is_the_one_heard(tmp_pa
     assert _wait(lambda: eng.voice_status() is not None and "other.wav" in eng.voice_status().source, 30)
     assert getattr(eng._session.voice, "offline", False)
     assert eng.stop(5.0)
+
+
+
+def test_a_file_voice_stopped_while_the_inference_thread_reads_it_waits_for_the_block_then_is_silent(tmp_path):
+    """Another file chosen during a run stops the voice from the settings' thread while the inference thread is
+    inside ``features_at`` (seen as "ValueError: generator already executing" under load): the stop waits for the
+    block being read, and the stopped voice reads nothing more."""
+    import threading
+
+    from liveportrait_core.settings import Settings
+    from liveportrait_core.voice.stage import FileVoice
+    from tests.voice_signals import vowel, write_wav
+
+    audio = Settings().audio
+    audio.mode, audio.device = "mix", str(write_wav(tmp_path / "v.wav", vowel("a", 1.0)))
+    voice = FileVoice(lambda: audio, epoch=MEDIA_ORIGIN)
+    in_block, release = threading.Event(), threading.Event()
+    voice.add_tap(lambda _block: (in_block.set(), release.wait(30)))
+    reader = threading.Thread(target=voice.features_at, args=(0.5,), daemon=True)
+    reader.start()
+    assert in_block.wait(30)
+    stopper = threading.Thread(target=voice.stop, daemon=True)
+    stopper.start()
+    stopper.join(0.2)
+    assert stopper.is_alive()  # the block being read is finished first
+    release.set()
+    reader.join(30)
+    stopper.join(30)
+    assert not reader.is_alive() and not stopper.is_alive()
+    blocks = voice.blocks
+    assert voice.features_at(0.9).level == 0.0 and voice.blocks == blocks  # stopped: silent, nothing more read

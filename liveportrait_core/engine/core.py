@@ -930,8 +930,9 @@ class Engine:
             sess.busy = ("frame", t0)
             set_voice = getattr(animator, "set_voice", None)
             if set_voice is not None:  # the voice at this frame's own time: a file read on the frames' clock at
-                rx = sess.voice_rx if sess.voice is not None else None  # its timestamp, a microphone at its
-                t_voice = item.timestamp if getattr(sess.voice, "offline", False) else item.read_at  # wall clock
+                voice = sess.voice  # its timestamp, a microphone at its wall clock (read once: another thread
+                rx = sess.voice_rx if voice is not None else None  # may restart it; a wall time on a file reads ahead)
+                t_voice = item.timestamp if getattr(voice, "offline", False) else item.read_at
                 set_voice(rx.features_at(t_voice) if rx is not None else None)
             try:
                 # on a GPU the frame is queued, not awaited: its download overlaps the next frame's networks

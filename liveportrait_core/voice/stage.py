@@ -275,6 +275,10 @@ class FileVoice:
         self._muted = self._talking = False
         self._status = VoiceStatus("listening", self._src.description)
         self.blocks = 0
+        #: the inference thread reads (``features_at``) while another may stop it (another file chosen): a stop
+        #: waits for the block being read, and a stopped voice reads nothing more ("generator already executing")
+        self._lock = threading.Lock()
+        self._stopped = False
 
     def receiver(self) -> "FileVoice":
         return self
@@ -283,7 +287,9 @@ class FileVoice:
         pass
 
     def stop(self, timeout: float = 1.0) -> bool:
-        self._src.close()
+        with self._lock:
+            self._stopped = True
+            self._src.close()
         return True
 
     def set_muted(self, muted: bool) -> None:
@@ -303,6 +309,12 @@ class FileVoice:
         return self._status
 
     def features_at(self, t: float) -> VoiceFeatures:
+        with self._lock:
+            if self._stopped:  # (a frame taken just before the stop): the mouth closes
+                return replace(SILENT, timestamp=t)
+            return self._features_at(t)
+
+    def _features_at(self, t: float) -> VoiceFeatures:
         s = self._settings()
         self._analyzer.configure(s)
         while self._status.state != "ended":
