@@ -94,9 +94,10 @@ class VideoRecorder:
 
     def attach_voice(self, voice) -> None:
         """Record the sound the voice stage hears (``voice.stage.VoiceStage``) and mux it into the file when
-        the recording closes (``voice.mux``), aligned on the frames' capture clock. Live (``timed``), or every
-        frame of an audio file (the voice is then on the frames' own clock); a video file processed frame by
-        frame has no real-time sound to line up with."""
+        the recording closes (``voice.mux``), aligned on the frames' capture clock. Live (``timed``), or an audio
+        file read on the frames' own clock (``voice.stage.FileVoice``: every frame of a video, a folder or an audio
+        file's length); a real-time voice (a microphone) has nothing to line up with in frames processed as fast
+        as possible."""
         if not self.timed and not getattr(voice, "offline", False):
             _log.info("the recording has no sound: frames are processed as fast as possible, not in real time")
             return
