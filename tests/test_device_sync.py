@@ -7,8 +7,8 @@ tensor's values on the host (``item``, ``tolist``, ``numpy``, ``bool``/``float``
 tensor), downloads (``cpu``, ``.to`` without ``non_blocking``), data-dependent shapes (``nonzero``,
 ``masked_select``, ``unique``), blocking uploads (``torch.tensor``/``as_tensor`` straight onto a device) and
 explicit waits. The allowed transfers are the documented ones (docs/ARCHITECTURE.md): the driving crop and
-the tracked ratios up (``Animator._upload``: pinned and non-blocking on CUDA), expression and vowel weights up
-(``animation.upload``: the same) and the finished frame down (``FrameDownloads.download``). The first frame (the reference, a new character) may sync; the frames after
+the tracked ratios, expression and vowel weights up (``animation.upload``: pinned and
+non-blocking on CUDA) and the finished frame down (``FrameDownloads.download``). The first frame (the reference, a new character) may sync; the frames after
 it may not. Reduced networks (models/small.py, random weights: the path is what is checked)."""
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ _READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", 
           "masked_select", "unique")
 _TORCH = ("nonzero", "masked_select", "unique")
 #: The per-frame transfers the design allows (their code objects: the caller of ``.to``).
-_ALLOWED_TO = {Animator._upload.__code__, upload.__code__, FrameDownloads.download.__code__}  # noqa: SLF001
+_ALLOWED_TO = {upload.__code__, FrameDownloads.download.__code__}
 
 
 class SyncFound(AssertionError):

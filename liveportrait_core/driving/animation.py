@@ -107,13 +107,13 @@ def motion_multiplier(x_s: torch.Tensor, x_d0: torch.Tensor) -> float:
     return float(np.sqrt(ConvexHull(a).volume) / np.sqrt(ConvexHull(b).volume))
 
 
-def upload(host: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A small per-frame host tensor onto ``device`` without making the host wait: on CUDA through pinned memory
+def upload(host: torch.Tensor, device: torch.device, non_blocking: bool = True) -> torch.Tensor:
+    """A per-frame host tensor onto ``device`` without making the host wait: on CUDA through pinned memory
     (a copy from pageable memory may first wait for the work queued on the stream: CUDA's documented
-    synchronisation behaviour), elsewhere a non-blocking copy as before."""
+    synchronisation behaviour), elsewhere the plain copy (``non_blocking`` as the caller asks)."""
     if device.type == "cuda":
         return host.pin_memory().to(device, non_blocking=True)
-    return host.to(device, non_blocking=True)
+    return host.to(device, non_blocking=non_blocking)
 
 
 @functools.lru_cache(maxsize=8)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from liveportrait_core.driving.animation import MotionDriver, RetargetingNets
+from liveportrait_core.driving.animation import MotionDriver, RetargetingNets, upload
 from liveportrait_core.driving import eye_close
 from liveportrait_core.engine.cancel import FrameCancelled
 from liveportrait_core.characters.faces import CharacterError
@@ -345,16 +345,8 @@ class Animator:
             self.variants.close()
 
     # -- per frame ----------------------------------------------------------------------------------
-    def _upload(self, host: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
-        """A per-frame host tensor onto the device. With the CUDA paste-back it goes through pinned memory: a
-        copy from pageable memory may wait for the work already queued (the previous frame's decoder and
-        paste-back), which is what overlapping frames avoids; elsewhere the plain copy, as before."""
-        if self._downloads is not None and self._downloads.cuda:
-            return host.pin_memory().to(self.device, non_blocking=True)
-        return host.to(self.device, non_blocking=non_blocking)
-
     def _driving_motion(self, driving_rgb256: np.ndarray) -> MotionInfo:
-        x = self._upload(torch.from_numpy(np.ascontiguousarray(driving_rgb256)), non_blocking=True)
+        x = upload(torch.from_numpy(np.ascontiguousarray(driving_rgb256)), self.device)
         x = x.permute(2, 0, 1)[None].float().div_(255.0)
         return MotionInfo.from_raw(self.models.run("motion_extractor", x))
 
@@ -362,8 +354,10 @@ class Animator:
         eye = getattr(observation, "eye_open", None)
         mouth = getattr(observation, "mouth_open", None)
         src = self.driver.source
-        e = src.eye_ratio if eye is None else self._upload(torch.tensor([list(eye)], dtype=torch.float32))
-        m = src.lip_ratio if mouth is None else self._upload(torch.tensor([[float(mouth)]], dtype=torch.float32))
+        # off CUDA a plain copy of these temporary host tensors (a non-blocking one may outlive its source on MPS)
+        f32 = torch.float32
+        e = src.eye_ratio if eye is None else upload(torch.tensor([list(eye)], dtype=f32), self.device, False)
+        m = src.lip_ratio if mouth is None else upload(torch.tensor([[float(mouth)]], dtype=f32), self.device, False)
         return e, m
 
     def driving_keypoints(self, driving_rgb256: np.ndarray | None, observation: Any) -> torch.Tensor:
