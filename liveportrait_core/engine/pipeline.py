@@ -46,6 +46,13 @@ _log = logging.getLogger(__name__)
 IDLE_SEED = 0
 
 
+def _idle_clocks(a: Any) -> tuple[IdleAnimator, IdleAnimator]:
+    """The idle animation (seeded blinks: the same input gives the same frames) and the hidden-mouth easing:
+    0 while the tracked mouth is seen .. 1 once it is hidden or the face lost, eased like the idle weight
+    (``audio.mode`` fallback voices a hidden mouth; ``voice.mouth.apply_mode``). ``a``: the animation settings."""
+    return IdleAnimator(a.idle_ease_s, a.idle, seed=IDLE_SEED), IdleAnimator(a.idle_ease_s, False)
+
+
 def fit_frame(frame: np.ndarray, width: int, height: int, fit: str) -> np.ndarray:
     """Place a BGRA frame on a ``width`` x ``height`` canvas: contain (letterbox, transparent),
     cover (fill and crop the overflow) or stretch. 0 for a side keeps the frame's own size."""
@@ -94,10 +101,7 @@ class Animator:
         self.driver = MotionDriver(self.nets, a)
         self._ref_eye: tuple[float, float] | None = None  #: the tracked eye ratios at the neutral reference
         self.expressions = Expressions(a.expression_ease_s, device=self.device)
-        self.idle = IdleAnimator(a.idle_ease_s, a.idle, seed=IDLE_SEED)
-        #: 0 while the tracked mouth is seen .. 1 once it is hidden or the face lost: the idle weight's easing
-        #: (``audio.mode`` fallback voices a hidden mouth; ``voice.mouth.apply_mode``)
-        self._unseen_mouth = IdleAnimator(a.idle_ease_s, False)
+        self.idle, self._unseen_mouth = _idle_clocks(a)
         self.character: PreparedCharacter | None = None
         #: the user's explicit choice (``characters.active``, a pick or a hotkey; "" = none) and, when it is not
         #: the live character, why (the engine's status shows both; a refused choice is never replaced)
@@ -241,14 +245,12 @@ class Animator:
         its blink gaps, the expressions' easing clock, the neutral reference and the last tracked face — so that
         a run gives the same frames in an animator kept from an earlier run as in a fresh one. The expressions
         switched on stay on."""
-        a = self.settings.animation
         self.driver.set_reference(None)  # (resets the filters)
         self._calibrate = False
         self._ref_eye = None
         self._last_live = self._last_eye = self._last_lip = None
         self._tracked_mouth = None
-        self.idle = IdleAnimator(a.idle_ease_s, a.idle, seed=IDLE_SEED)
-        self._unseen_mouth = IdleAnimator(a.idle_ease_s, False)
+        self.idle, self._unseen_mouth = _idle_clocks(self.settings.animation)
         self.expressions.restart_clock()
 
     # -- the engine's character and expression commands ---------------------------------------------
