@@ -238,6 +238,39 @@ def test_cpu_choice_measures_once_then_reads_the_cache(tmp_path, monkeypatch):
     assert torch.allclose(second.run("spade_generator", *x["spade_generator"]), ref, rtol=0, atol=1e-4)
 
 
+def test_a_choice_measured_on_a_busy_cpu_is_measured_again_once_it_is_quiet(tmp_path, monkeypatch):
+    """A first start under load (other programs on the cores) measured the fast forms 2x slower than plain torch,
+    0.76x when quiet, and the decision was kept for good. Now the load is kept with it: a later start on a quiet
+    CPU measures again (once: the new decision records the quiet load); a CPU that stays busy does not."""
+    from liveportrait_core.models import loader
+    from liveportrait_core.models.small import reduced_models
+
+    monkeypatch.setattr(loader, "load_models", lambda *a, **k: reduced_models())
+    monkeypatch.setattr(backend, "_ort_exports_ready", lambda *a: False)
+    measured = []
+    real = choice.measure
+    monkeypatch.setattr(choice, "measure", lambda calls, **k: measured.append(1) or real(calls, runs=1, **k))
+    load = {"now": 3.2}
+    monkeypatch.setattr(choice, "load_per_cpu", lambda: load["now"])
+    say: list[str] = []
+
+    def start():
+        return backend._load_cpu_choice(tmp_path, "human", tuple(loader.MODULE_NAMES), 0, lambda: None, say.append)
+
+    start()
+    entry = json.loads((tmp_path / "onnx" / "cache" / "cpu_choice.json").read_text())["entries"][0]
+    assert len(measured) == 1 and entry["load_per_cpu"] == 3.2
+    start()  # still busy: the busy decision is used (measuring again would be as unreliable)
+    assert len(measured) == 1 and "(cached)" in say[-1]
+    load["now"] = 0.4
+    start()  # quiet now: measured again, and said why
+    assert len(measured) == 2 and any("measured while the CPU was busy (load 3.2 per core; now 0.4)" in m for m in say)
+    start()  # the quiet decision is kept
+    assert len(measured) == 2 and "(cached)" in say[-1]
+    assert not choice.measured_busy(choice.CpuChoice({}, {}, {}, load_per_cpu=None), 0.1)  # old caches: kept
+    assert not choice.measured_busy(choice.CpuChoice({}, {}, {}, load_per_cpu=3.0), None)  # Windows: no load
+
+
 def test_modules_benchmark_has_onnxruntime_modes(tmp_path, capsys, monkeypatch):
     """``benchmark --modules --modes ort-cpu``: the networks on ONNX Runtime, interleaved with the torch modes,
     with the same error columns against plain float32 (reduced networks, real export and sessions)."""

@@ -167,7 +167,17 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
 
     key = machine(ort_ready)
     cache = runtime.cache_dir(models_dir) / cpu_choice.CACHE_FILE
-    decision = cpu_choice.read_cached(cache, key, set(big))
+    load_now = cpu_choice.load_per_cpu()
+
+    def cached(key_: dict):
+        found = cpu_choice.read_cached(cache, key_, set(big))
+        if found is not None and cpu_choice.measured_busy(found, load_now):
+            say(f"the cached CPU choice was measured while the CPU was busy (load {found.load_per_cpu:.1f} per core; "
+                f"now {load_now:.1f}): it is measured again")
+            return None
+        return found
+
+    decision = cached(key)
     ort_nets: dict[str, nn.Module] = {}
     if ort_ready and (decision is None or "onnxruntime" in decision.forms.values()):
         targets = big if decision is None else [n for n in big if decision.forms[n] == "onnxruntime"]
@@ -177,7 +187,7 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
         except Exception as e:  # noqa: BLE001 - auto is not an explicit choice: the torch forms still run
             _log.warning("ONNX Runtime is left out of the CPU choice: %s", e)
             ort_ready, key = False, machine(False)
-            decision = cpu_choice.read_cached(cache, key, set(big))
+            decision = cached(key)
     measuring = decision is None and set(EXPORTED) <= set(plain)  # a partial load (tools, tests): no chain to feed
     tell = activity or (lambda _text, _left: None)
     if measuring:
@@ -205,7 +215,7 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
         with cpu_choice.interruptible(between):
             timings = cpu_choice.measure(calls, progress=say, between=between, activity=activity, estimate=estimate)
         tell("", None)
-        decision = cpu_choice.CpuChoice(cpu_choice.pick_fastest(timings), timings, key)
+        decision = cpu_choice.CpuChoice(cpu_choice.pick_fastest(timings), timings, key, load_per_cpu=load_now)
         try:
             cpu_choice.write_cached(cache, decision)
         except OSError as e:

@@ -6,7 +6,8 @@ the SPADE decoder only) and ``onnxruntime`` (the ONNX export on ONNX Runtime's C
 is installed and the networks are exported). At the first load on a machine each form is run, interleaved
 (``measure``), the fastest is kept, and the decision is cached in
 ``<models>/onnx/cache/cpu_choice.json`` under a key made of the CPU model, the thread count and the
-library versions; a later start with the same key reads it instead of measuring. Since the plain form
+library versions; a later start with the same key reads it instead of measuring — unless it was measured on a
+busy CPU (``BUSY_LOAD_PER_CPU``) and the CPU is quiet now: then it is measured again. Since the plain form
 is always among the candidates, no network can end up slower than the plain structure (as measured).
 
 The measurement delays the first frame (about a minute on 2 quiet cores at full size, several under load), so it
@@ -45,6 +46,10 @@ SHORT_NAMES = {"appearance_feature_extractor": "appearance", "motion_extractor":
 #: not run before the measurement): 3.31 / 1.88 s on 2 quiet AMD cores, 14.0 / 7.9 s on a loaded 2-vCPU Xeon.
 DECODER_PER_WARPING = 1.8
 ACTIVITY = "measuring the fastest form for this CPU, once"
+#: A measurement made while the 1-minute load average per logical CPU was above this (other programs competing
+#: for the cores: which form wins then moves, e.g. the fast forms measured 2x slower than plain torch on a
+#: loaded 2-vCPU Xeon and 0.76x quiet) is provisional: a later start on a machine below it measures again.
+BUSY_LOAD_PER_CPU = 1.5
 #: A status line's sink: (what is being done, seconds left or None); ("", None) when it is over.
 Activity = Callable[[str, "float | None"], None]
 
@@ -64,6 +69,7 @@ class CpuChoice:
     timings: Mapping[str, Mapping[str, float]]
     key: Mapping[str, Any]
     cached: bool = False
+    load_per_cpu: float | None = None  #: the load average per logical CPU when it was measured (None: unknown)
 
     def summary(self) -> str:
         parts = []
@@ -72,6 +78,21 @@ class CpuChoice:
             others = ", ".join(f"{f} {1e3 * s:.0f} ms" for f, s in t.items()) if len(t) > 1 else "its only form"
             parts.append(f"{net}: {form} ({others})")
         return "; ".join(parts)
+
+
+def load_per_cpu() -> float | None:
+    """The 1-minute load average per logical CPU now (None where the OS does not tell: Windows)."""
+    try:
+        return os.getloadavg()[0] / max(1, os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return None
+
+
+def measured_busy(choice: "CpuChoice", load_now: float | None) -> bool:
+    """The cached ``choice`` was measured on a busy CPU and this one is quiet: measure again (its result replaces
+    the provisional one, so a machine that stays busy does not measure at every start)."""
+    return (choice.load_per_cpu is not None and load_now is not None
+            and choice.load_per_cpu > BUSY_LOAD_PER_CPU >= load_now)
 
 
 def pick_fastest(timings: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
@@ -172,7 +193,9 @@ def read_cached(path: Path, key: Mapping[str, Any], networks: set[str]) -> CpuCh
         if entry.get("key") == dict(key) and networks <= set(entry.get("forms", {})):
             forms = {n: f for n, f in entry["forms"].items() if n in networks and f in FORMS}
             if len(forms) == len(networks):
-                return CpuChoice(forms, entry.get("timings", {}), key, cached=True)
+                load = entry.get("load_per_cpu")
+                return CpuChoice(forms, entry.get("timings", {}), key, cached=True,
+                                 load_per_cpu=float(load) if isinstance(load, (int, float)) else None)
     return None
 
 
@@ -180,7 +203,7 @@ def write_cached(path: Path, choice: CpuChoice) -> None:
     """Add (or replace) the decision for its key; other machines' decisions in the file are kept."""
     entries = [e for e in _entries(path) if e.get("key") != dict(choice.key)]
     entries.append({"key": dict(choice.key), "forms": dict(choice.forms),
-                    "timings": {n: dict(t) for n, t in choice.timings.items()}})
+                    "timings": {n: dict(t) for n, t in choice.timings.items()}, "load_per_cpu": choice.load_per_cpu})
     write_json(path, {"entries": entries})
 
 
