@@ -2,6 +2,7 @@
 else is installed; ``doctor``, the CPU choice of the networks, the benchmarks and the GPU check after."""
 from __future__ import annotations
 
+import os
 import platform
 import shutil
 import subprocess
@@ -28,3 +29,11 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def load_per_cpu() -> float | None:
+    """The 1-minute load average per logical CPU now (None where the OS does not tell: Windows)."""
+    try:
+        return os.getloadavg()[0] / max(1, os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return None

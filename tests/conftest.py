@@ -23,6 +23,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                     returncode=3)
 
 
+@pytest.fixture(autouse=True)
+def _cpu_choice_ignores_the_load(monkeypatch):
+    """The CPU choice measures again when a decision made on a busy CPU meets a quiet one (``models.onnx.choice``);
+    the test machine's own load (its tests) would make that happen at random between two loads in one test, so
+    in-process tests see no load average unless they set one (tests/test_onnx_backend.py does)."""
+    monkeypatch.setattr("liveportrait_core.machine.load_per_cpu", lambda: None)
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared; skips the test when it is not there (fails under ``REQUIRE_SHARED``)."""
     p = SHARED.joinpath(*parts)

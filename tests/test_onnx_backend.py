@@ -251,7 +251,7 @@ def test_a_choice_measured_on_a_busy_cpu_is_measured_again_once_it_is_quiet(tmp_
     real = choice.measure
     monkeypatch.setattr(choice, "measure", lambda calls, **k: measured.append(1) or real(calls, runs=1, **k))
     load = {"now": 3.2}
-    monkeypatch.setattr(choice, "load_per_cpu", lambda: load["now"])
+    monkeypatch.setattr("liveportrait_core.machine.load_per_cpu", lambda: load["now"])
     say: list[str] = []
 
     def start():

@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from liveportrait_core import machine
 from liveportrait_core.models.checkpoint.layout import MODULE_NAMES
 from liveportrait_core.models.onnx import choice as cpu_choice
 from liveportrait_core.models.onnx import runtime
@@ -161,13 +162,13 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
     has_fast = any(n in FAST_FORMS for n in big)
     ort_ready = allow_ort and _ort_exports_ready(models_dir, variant, big)
 
-    def machine(ort: bool) -> dict:
+    def choice_key(ort: bool) -> dict:
         forms = ["torch"] + (["torch-fast"] if has_fast else []) + (["onnxruntime"] if ort else [])
         return {**cpu_choice.machine_key(runtime.ort_version(), threads), "candidates": forms}
 
-    key = machine(ort_ready)
+    key = choice_key(ort_ready)
     cache = runtime.cache_dir(models_dir) / cpu_choice.CACHE_FILE
-    load_now = cpu_choice.load_per_cpu()
+    load_now = machine.load_per_cpu()
 
     def cached(key_: dict):
         found = cpu_choice.read_cached(cache, key_, set(big))
@@ -186,7 +187,7 @@ def _load_cpu_choice(models_dir, variant: str, names: tuple[str, ...], threads: 
             ort_nets = dict(runtime.load_ort_networks(load, targets, progress=say, between=between))
         except Exception as e:  # noqa: BLE001 - auto is not an explicit choice: the torch forms still run
             _log.warning("ONNX Runtime is left out of the CPU choice: %s", e)
-            ort_ready, key = False, machine(False)
+            ort_ready, key = False, choice_key(False)
             decision = cached(key)
     measuring = decision is None and set(EXPORTED) <= set(plain)  # a partial load (tools, tests): no chain to feed
     tell = activity or (lambda _text, _left: None)

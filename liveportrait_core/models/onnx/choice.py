@@ -80,14 +80,6 @@ class CpuChoice:
         return "; ".join(parts)
 
 
-def load_per_cpu() -> float | None:
-    """The 1-minute load average per logical CPU now (None where the OS does not tell: Windows)."""
-    try:
-        return os.getloadavg()[0] / max(1, os.cpu_count() or 1)
-    except (AttributeError, OSError):
-        return None
-
-
 def measured_busy(choice: "CpuChoice", load_now: float | None) -> bool:
     """The cached ``choice`` was measured on a busy CPU and this one is quiet: measure again (its result replaces
     the provisional one, so a machine that stays busy does not measure at every start)."""
