@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -46,11 +47,16 @@ def _xdo(env, *args):
 
 @needs_x
 def test_clicks_in_the_window_save_a_valid_sidecar(tmp_path, display):
+    """Each step is echoed in the terminal, which is how the test knows a click landed before the next: once, in
+    a fresh CI venv, three clicks sent at fixed pauses were all lost and the run timed out."""
     image = tmp_path / "s23.jpg"
     shutil.copy(shared_path("testdata", "characters", "s23.jpg"), image)
     env = {**os.environ, "DISPLAY": display}
     proc = subprocess.Popen([sys.executable, "-m", "liveportrait_core", "place-face", str(image)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
         win = _wait(lambda: _xdo(env, "search", "--onlyvisible", "--name", WINDOW).split("\n")[0], 60,
                     "the place-face window")
@@ -61,17 +67,26 @@ def test_clicks_in_the_window_save_a_valid_sidecar(tmp_path, display):
             return int(size[0]) >= 626 + 320
 
         _wait(shown, 60, "the window's first frame")
-        time.sleep(0.5)
-        for x, y in ((260, 345), (395, 340), (340, 412)):  # eye (image left), eye, mouth: image pixels
-            _xdo(env, "mousemove", "--window", win, str(x), str(y), "click", "1")
-            time.sleep(0.4)
+        clicks = (((260, 345), "click the eye (image right)"), ((395, 340), "click the mouth"),
+                  ((340, 412), "points placed; enter saves"))  # eye (image left), eye, mouth: image pixels
+        for (x, y), then in clicks:
+            for _attempt in range(3):  # a click the window did not take yet is sent again; a taken one never is
+                _xdo(env, "mousemove", "--window", win, str(x), str(y), "click", "1")
+                try:
+                    _wait(lambda: any(ln.strip() == then for ln in lines), 10, f"'{then}' after a click")
+                    break
+                except AssertionError:
+                    continue
+            assert any(ln.strip() == then for ln in lines), "".join(lines)
         _xdo(env, "key", "--window", win, "v")  # variant: global -> human
         time.sleep(0.3)
         _xdo(env, "key", "--window", win, "Return")
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(10)
     finally:
         if proc.poll() is None:
             proc.kill()
+    out = "".join(lines)
     assert proc.returncode == 0, out
     assert (tmp_path / "s23.jpg.yaml").is_file(), out
     data = yaml.safe_load((tmp_path / "s23.jpg.yaml").read_text())

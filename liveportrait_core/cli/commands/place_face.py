@@ -70,7 +70,8 @@ def place(settings: Settings, image: str, *, replace: bool = False, max_view_px:
     except cv2.error as e:
         return _no_window(e.msg.strip() if hasattr(e, "msg") else str(e), target)
     cv2.setMouseCallback(WINDOW, model.on_mouse)
-    print(f"{Path(image).name}: {model.next_step()}; Enter saves, q quits")
+    step = model.next_step()
+    print(f"{Path(image).name}: {step}; Enter saves, q quits", flush=True)
     saved = None
     try:
         while True:
@@ -78,6 +79,9 @@ def place(settings: Settings, image: str, *, replace: bool = False, max_view_px:
             if events is not None:
                 events(model)
             action = model.on_key(cv2.waitKey(30))
+            if model.next_step() != step:  # each step in the terminal too: a click that landed is confirmed there
+                step = model.next_step()
+                print(step, flush=True)
             if action == "quit" or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
                 break
             if action == "save":
