@@ -210,6 +210,18 @@ def _voiced_backend():
     return backend
 
 
+def _voices_of_a_whole_run(s) -> tuple[list, bool]:
+    """Run the engine over the whole input; (each frame's (timestamp, voice), whether the voice was the file read
+    on the frames' clock)."""
+    backend = _voiced_backend()
+    eng = Engine(s, [Collect()], backend=backend)
+    eng.start()
+    assert eng.wait_finished(60)
+    offline = getattr(eng._session.voice, "offline", False)
+    assert eng.stop(5.0)
+    return backend.animators[-1].voices, offline
+
+
 def test_audio_of_the_input_video_lines_up_frame_by_frame_at_any_speed(tmp_path):
     """``run --input clip.mp4 --audio clip.mp4`` as fast as possible: the voice is read on the frames' media
     clock (``FileVoice``), so the mouth is closed before the tone and open after it, to a frame, although the
@@ -219,13 +231,7 @@ def test_audio_of_the_input_video_lines_up_frame_by_frame_at_any_speed(tmp_path)
     s = _settings(str(mp4))
     s.audio.mode, s.audio.device = "mix", str(mp4)
     s.outputs.record = str(tmp_path / "out.mp4")
-    backend = _voiced_backend()
-    eng = Engine(s, [Collect()], backend=backend)
-    eng.start()
-    assert eng.wait_finished(60)
-    offline = getattr(eng._session.voice, "offline", False)
-    assert eng.stop(5.0)
-    voices = backend.animators[-1].voices
+    voices, offline = _voices_of_a_whole_run(s)
     assert len(voices) == n and all(v is not None for _, v in voices)  # every frame, the first one too
     t = np.array([ts for ts, _ in voices])
     level = np.array([v.level for _, v in voices])
@@ -249,12 +255,8 @@ def test_another_audio_file_drives_the_mouth_on_the_media_clock_and_is_recorded(
     s = _settings(str(video))
     s.audio.mode, s.audio.device = "mix", str(wav)
     s.outputs.record = str(tmp_path / "out.mp4")
-    backend = _voiced_backend()
-    eng = Engine(s, [Collect()], backend=backend)
-    eng.start()
-    assert eng.wait_finished(60)
-    assert eng.stop(5.0)
-    level = np.array([v.level for _, v in backend.animators[-1].voices])
+    voices, _offline = _voices_of_a_whole_run(s)
+    level = np.array([v.level for _, v in voices])
     assert np.all(level[:4] == 0.0) and np.all(level[7:] > 0.3), level
     onset, _ = _onset_s(tmp_path / "out.mp4")
     assert abs(onset - 0.5) < 0.06, onset
